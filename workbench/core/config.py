@@ -1,0 +1,516 @@
+"""Typed run configuration: model, data, method and training settings in one `RunConfig`.
+
+These dataclasses are the single schema of a run. The CLI builds its `--section.field` flags
+from them, a run is saved as their YAML, and the UI generates its widgets from the same field
+metadata (help text, choices, bounds, simple/advanced). Adding a setting means adding one field
+here; nothing else keeps a list of names.
+
+Each field is declared with `setting(default, help, ...)`. Values are checked right after
+construction, so an invalid `RunConfig` cannot exist: the error names the field, what it must
+be and what it got, e.g. ``method.lora_r must be a positive integer, got 0``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+import yaml
+
+from workbench.core.errors import ConfigError
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+
+METHODS = ("lora", "qlora", "dora", "rslora", "full", "located", "prompt_distillation")
+LORA_FAMILY = ("lora", "qlora", "dora", "rslora", "prompt_distillation")
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    advanced: bool = False,
+) -> Any:
+    """A config field with its help text and bounds (inclusive `minimum`/`maximum`,
+    exclusive `above`/`below`). `advanced` fields are hidden in the UI's simple view."""
+    meta = {
+        "help": help,
+        "choices": choices,
+        "minimum": minimum,
+        "maximum": maximum,
+        "above": above,
+        "below": below,
+        "advanced": advanced,
+    }
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _describe_bounds(kind: str, meta: dict[str, Any]) -> str:
+    """Plain words for a numeric constraint: 'a positive integer', 'a number from 0 to 1'."""
+    noun = "integer" if kind == "int" else "number"
+    lo, hi, above, below = meta["minimum"], meta["maximum"], meta["above"], meta["below"]
+    if lo is not None and hi is not None:
+        return f"a {noun} from {lo:g} to {hi:g}"
+    if above is not None and below is not None:
+        return f"a {noun} greater than {above:g} and less than {below:g}"
+    if lo is not None and below is not None:
+        return f"a {noun} from {lo:g} up to (not including) {below:g}"
+    if (kind == "int" and lo == 1) or above == 0:
+        return f"a positive {noun}"
+    if lo == 0:
+        return f"a non-negative {noun}"
+    if lo is not None:
+        return f"a {noun} of at least {lo:g}"
+    if above is not None:
+        return f"a {noun} greater than {above:g}"
+    return f"an {noun}" if kind == "int" else f"a {noun}"
+
+
+def _in_bounds(value: float, meta: dict[str, Any]) -> bool:
+    checks = (
+        meta["minimum"] is None or value >= meta["minimum"],
+        meta["maximum"] is None or value <= meta["maximum"],
+        meta["above"] is None or value > meta["above"],
+        meta["below"] is None or value < meta["below"],
+    )
+    return all(checks)
+
+
+def _is_optional(tp: Any) -> tuple[bool, Any]:
+    """(True, inner) for `X | None`, else (False, tp)."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return True, args[0]
+    return False, tp
+
+
+class Section:
+    """Base of the config sections: validates every field after construction."""
+
+    section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            setattr(self, f.name, self._check(f, hints[f.name], value))
+        self.check_together()
+
+    def check_together(self) -> None:
+        """Cross-field rules of a section; override where fields depend on each other."""
+
+    def fail(self, name: str, must: str, value: Any) -> ConfigError:
+        where = f"{self.section}.{name}" if self.section else name
+        return ConfigError(f"{where} must be {must}, got {value!r}")
+
+    def _check(self, f: dataclasses.Field[Any], tp: Any, value: Any) -> Any:
+        meta = f.metadata
+        optional, tp = _is_optional(tp)
+        if value is None:
+            if optional:
+                return None
+            raise self.fail(f.name, "set (it has no empty value)", value)
+        if tp is bool:
+            if not isinstance(value, bool):
+                raise self.fail(f.name, "true or false", value)
+            return value
+        if tp is int:
+            if isinstance(value, bool) or not isinstance(value, int) or not _in_bounds(value, meta):
+                raise self.fail(f.name, _describe_bounds("int", meta), value)
+            return value
+        if tp is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok or value != value or not _in_bounds(float(value), meta):  # NaN fails too
+                raise self.fail(f.name, _describe_bounds("float", meta), value)
+            return float(value)
+        if tp is str:
+            if not isinstance(value, str):
+                raise self.fail(f.name, "text", value)
+            if meta["choices"] and value not in meta["choices"]:
+                raise self.fail(f.name, "one of " + ", ".join(meta["choices"]), value)
+            return value
+        if typing.get_origin(tp) is list:
+            (item_tp,) = typing.get_args(tp)
+            if not isinstance(value, (list, tuple)):
+                raise self.fail(f.name, f"a list of {item_tp.__name__}", value)
+            for item in value:
+                bad_int = item_tp is int and (isinstance(item, bool) or not isinstance(item, int))
+                if bad_int or not isinstance(item, item_tp):
+                    raise self.fail(f.name, f"a list of {item_tp.__name__}", value)
+            return list(value)
+        raise TypeError(f"unsupported config field type {tp!r} for {f.name}")  # a bug, not input
+
+
+@dataclass
+class ModelConfig(Section):
+    section: ClassVar[str] = "model"
+
+    name_or_path: str = setting(
+        DEFAULT_MODEL,
+        "Hugging Face hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct) or a local model folder.",
+    )
+    revision: str | None = setting(
+        None, "Hub branch, tag or commit to load; empty for the default branch.", advanced=True
+    )
+    device: str = setting(
+        "auto",
+        "Where to run: auto picks CUDA, then Apple MPS, then CPU.",
+        choices=("auto", "cuda", "mps", "cpu"),
+    )
+    dtype: str = setting(
+        "auto",
+        "Weight precision: auto is bfloat16 where the GPU supports it, float16 on older "
+        "GPUs, float32 on CPU.",
+        choices=("auto", "bfloat16", "float16", "float32"),
+        advanced=True,
+    )
+    quantization: str = setting(
+        "none",
+        "Load the base weights quantized with bitsandbytes: 4bit (NF4, double quantization; "
+        "the QLoRA base, ~4x less memory) or 8bit.",
+        choices=("none", "4bit", "8bit"),
+    )
+    trust_remote_code: bool = setting(
+        False,
+        "Run Python code shipped with the model repository. Only for models whose authors "
+        "you trust; off by default.",
+        advanced=True,
+    )
+    attn_implementation: str = setting(
+        "auto",
+        "Attention kernel: auto lets transformers choose (SDPA where available).",
+        choices=("auto", "sdpa", "eager", "flash_attention_2"),
+        advanced=True,
+    )
+
+    def check_together(self) -> None:
+        if not self.name_or_path.strip():
+            raise self.fail("name_or_path", "a hub id or a folder path", self.name_or_path)
+
+
+@dataclass
+class DataConfig(Section):
+    section: ClassVar[str] = "data"
+
+    knowledge_set: str = setting("", "Name of the knowledge set to inject.")
+    mode: str = setting(
+        "qa",
+        "qa: train on question/answer chats, loss on the answers (best for recall). "
+        "document: train on the facts' text, loss on every token (continued pre-training).",
+        choices=("qa", "document"),
+    )
+    paraphrases_per_fact: int = setting(
+        5,
+        "Question phrasings trained per fact. More diverse phrasings generalise better than "
+        "repeating one.",
+        minimum=0,
+    )
+    holdout_per_fact: int = setting(
+        2,
+        "Phrasings per fact held out as probes and never trained on; they measure "
+        "generalization.",
+        minimum=0,
+    )
+    include_statements: bool = setting(
+        True, "Also train on statement sentences of each fact ('The capital of X is Y.')."
+    )
+    replay_ratio: float = setting(
+        0.0,
+        "Share of each batch drawn from questions the base model already answers correctly, "
+        "to protect what it knows (0 = off).",
+        minimum=0,
+        below=1,
+    )
+    max_seq_len: int = setting(
+        512, "Longest training sequence in tokens; longer examples are cut.", minimum=16
+    )
+
+
+@dataclass
+class MethodConfig(Section):
+    section: ClassVar[str] = "method"
+
+    name: str = setting(
+        "lora",
+        "How to inject: lora, qlora (4-bit base), dora, rslora, full fine-tuning, located "
+        "(chosen modules only) or prompt_distillation.",
+        choices=METHODS,
+    )
+    lora_r: int = setting(16, "LoRA rank: the adapter's capacity.", minimum=1)
+    lora_alpha: float = setting(
+        32.0, "LoRA scale numerator; the update is scaled by alpha / r.", above=0
+    )
+    lora_dropout: float = setting(
+        0.0, "Dropout on the LoRA input during training.", minimum=0, below=1, advanced=True
+    )
+    target_modules: list[str] = setting(
+        ["all-linear"],
+        "Module names the adapter wraps; all-linear wraps every linear layer but the output "
+        "head.",
+        advanced=True,
+    )
+    located_modules: list[str] = setting(
+        ["mlp.down_proj"],
+        "For located fine-tuning: which modules of the chosen layers are trained in full.",
+        advanced=True,
+    )
+    located_layers: list[int] = setting(
+        [],
+        "For located fine-tuning: layer indices to train; empty picks a middle layer.",
+        advanced=True,
+    )
+
+    def check_together(self) -> None:
+        if not self.target_modules:
+            raise self.fail("target_modules", "a non-empty list of module names", [])
+        if any(i < 0 for i in self.located_layers):
+            raise self.fail("located_layers", "a list of layer indices >= 0", self.located_layers)
+
+
+@dataclass
+class TrainingConfig(Section):
+    section: ClassVar[str] = "training"
+
+    learning_rate: float = setting(2e-4, "Peak learning rate.", above=0)
+    epochs: int = setting(8, "Passes over the training examples.", minimum=1)
+    max_steps: int = setting(
+        0, "Stop after this many optimizer steps (0 = run all epochs).", minimum=0, advanced=True
+    )
+    micro_batch_size: int = setting(8, "Examples per forward pass.", minimum=1)
+    gradient_accumulation_steps: int = setting(
+        1, "Micro-batches per optimizer step; effective batch = micro batch x this.", minimum=1
+    )
+    lr_scheduler: str = setting(
+        "cosine", "Learning-rate decay after warmup.", choices=("cosine", "linear", "constant")
+    )
+    warmup_ratio: float = setting(
+        0.05, "Share of steps spent warming the learning rate up.", minimum=0, below=1,
+        advanced=True,
+    )
+    weight_decay: float = setting(0.0, "AdamW weight decay.", minimum=0, advanced=True)
+    max_grad_norm: float = setting(
+        1.0, "Clip gradients to this norm (0 = no clipping).", minimum=0, advanced=True
+    )
+    mixed_precision: str = setting(
+        "auto",
+        "Autocast precision: auto uses bf16/fp16 on GPUs that support it and none on CPU.",
+        choices=("auto", "no", "bf16", "fp16"),
+        advanced=True,
+    )
+    gradient_checkpointing: bool = setting(
+        False, "Recompute activations in the backward pass: less memory, ~30% slower.",
+        advanced=True,
+    )
+    seed: int = setting(42, "Random seed for shuffling and initialisation.", minimum=0,
+                        advanced=True)
+    checkpoint_every: int = setting(
+        50, "Save a resumable checkpoint every N steps (0 = only at the end).", minimum=0,
+        advanced=True,
+    )
+    probe_every: int = setting(
+        10, "Score recall of the injected facts every N steps (0 = only at the end).",
+        minimum=0,
+    )
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "method": MethodConfig,
+    "training": TrainingConfig,
+}
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; saved as `run.yaml` in the run folder."""
+
+    name: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise ConfigError(f"name must be text, got {self.name!r}")
+        quant, method = self.model.quantization, self.method.name
+        if method == "qlora" and quant == "8bit":
+            raise ConfigError(
+                "method qlora trains on a 4-bit base, but model.quantization is 8bit "
+                "(set it to 4bit or none, or choose method lora)"
+            )
+        if method in ("full", "located") and quant != "none":
+            raise ConfigError(
+                f"method {method} updates the base weights, which cannot be trained while "
+                f"quantized (set model.quantization to none, or choose qlora/lora)"
+            )
+
+    @property
+    def effective_quantization(self) -> str:
+        """QLoRA always means a 4-bit base, whatever model.quantization says."""
+        return "4bit" if self.method.name == "qlora" else self.model.quantization
+
+    # ---- dict / YAML -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "config") -> RunConfig:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping of sections, got {_kind(data)}")
+        _reject_unknown(data, ["name", *SECTIONS], "top level", source)
+        sections: dict[str, Section] = {}
+        for key, section_cls in SECTIONS.items():
+            raw = data.get(key) or {}
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{source}: section '{key}' must be a mapping, got {_kind(raw)}")
+            names = [f.name for f in dataclasses.fields(section_cls)]  # type: ignore[arg-type]
+            _reject_unknown(raw, names, f"section '{key}'", source)
+            try:
+                sections[key] = section_cls(**raw)
+            except ConfigError as err:
+                raise ConfigError(f"{source}: {err}") from None
+        try:
+            return cls(name=data.get("name") or "", **sections)  # type: ignore[arg-type]
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "config") -> RunConfig:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or "invalid YAML"
+            raise ConfigError(f"{source}: malformed YAML{where}: {problem}") from None
+        return cls.from_dict(data, source=source)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.to_yaml(), encoding="utf-8")
+        tmp.replace(path)  # atomic: a reader never sees half a file
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path} is a folder, expected a run YAML file") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a UTF-8 text file") from None
+        except OSError as err:
+            raise ConfigError(f"cannot read {path}: {err.strerror or err}") from None
+        return cls.from_yaml(text, source=str(path))
+
+    # ---- overrides (CLI flags, UI widgets) ---------------------------------------------
+    def with_values(self, values: dict[str, Any], *, source: str = "settings") -> RunConfig:
+        """A copy with `{"section.field": value}` applied, validated as a whole."""
+        data = self.to_dict()
+        for dotted, value in values.items():
+            section, _, name = dotted.partition(".")
+            if dotted == "name":
+                data["name"] = value
+                continue
+            if section not in SECTIONS or not name:
+                raise ConfigError(f"unknown setting '{dotted}' (use section.field, e.g. "
+                                  f"training.learning_rate)")
+            data[section][name] = value
+        return RunConfig.from_dict(data, source=source)
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """One field of the schema, as the CLI and the UI see it."""
+
+    path: str  # "training.learning_rate"
+    section: str
+    name: str
+    type: Any
+    optional: bool
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None
+    advanced: bool
+
+
+def iter_settings() -> Iterator[SettingInfo]:
+    """Every settable field of a run, in declaration order."""
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            optional, tp = _is_optional(hints[f.name])
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            yield SettingInfo(
+                path=f"{section}.{f.name}", section=section, name=f.name, type=tp,
+                optional=optional, default=default, help=f.metadata["help"],
+                choices=f.metadata["choices"], advanced=f.metadata["advanced"],
+            )
+
+
+def parse_setting_text(info: SettingInfo, text: str) -> Any:
+    """Turn a command-line string into a value of the field's type (validation comes later)."""
+    raw = text.strip()
+    if info.optional and raw.lower() in ("", "none", "null"):
+        return None
+    if info.type is str:
+        return text
+    if typing.get_origin(info.type) is list:
+        (item_tp,) = typing.get_args(info.type)
+        parts = [p.strip() for p in raw.strip("[]").split(",") if p.strip()]
+        return [_scalar(item_tp, p) for p in parts]
+    return _scalar(info.type, raw)
+
+
+def _scalar(tp: Any, raw: str) -> Any:
+    if tp is bool:
+        low = raw.lower()
+        if low in ("true", "yes", "on", "1"):
+            return True
+        if low in ("false", "no", "off", "0"):
+            return False
+        return raw
+    for conv in (int, float) if tp is int else (float,) if tp is float else ():
+        try:
+            return conv(raw)
+        except ValueError:
+            continue
+    return raw  # left as text; the section's validation names the field and the value
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "text", int: "a number", float: "a number",
+            bool: "true/false"}.get(type(value), type(value).__name__)
+
+
+def _reject_unknown(data: dict[Any, Any], known: list[str], where: str, source: str) -> None:
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
+            raise ConfigError(f"{source}: unknown key '{key}' in {where}{hint}")

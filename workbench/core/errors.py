@@ -1,0 +1,32 @@
+"""The one exception type the user is meant to read.
+
+Every failure caused by the user's input or environment (a bad config value, an unknown model
+id, a missing file) is raised as `WorkbenchError` with a one-line message that names the problem
+and the fix. The CLI prints it without a traceback; the UI shows it as a notice.
+"""
+
+from __future__ import annotations
+
+
+class WorkbenchError(Exception):
+    """A problem the user can fix; `str(err)` is a complete one-line explanation."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = " ".join(message.split())  # always one line, whatever was passed in
+        self.hint = " ".join(hint.split()) if hint else None
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(WorkbenchError):
+    """A run config (YAML or a field value) that cannot be used."""
+
+
+class ModelLoadError(WorkbenchError):
+    """A model or tokenizer that cannot be found or loaded as asked."""
+
+
+class StoreError(WorkbenchError):
+    """The workspace database cannot be opened or migrated."""

@@ -1,0 +1,266 @@
+"""The workspace database: one SQLite file, opened through sqlite-utils.
+
+Concurrency model (the UI process, its polling threads and one training worker per run all
+share the file):
+- WAL journal, so readers never block the writer and the writer never blocks readers;
+- a busy timeout, so a writer waits for another writer instead of failing at once;
+- every read-then-write goes through `Store.write()`, which opens `BEGIN IMMEDIATE`: the write
+  lock is taken *before* the read, so two writers can never both read the old value and the
+  second one never hits the un-retryable SQLITE_BUSY of a deferred transaction upgrading to a
+  write;
+- one connection per thread (sqlite3 connections must not be shared across threads mid
+  transaction; Gradio runs callbacks on a thread pool).
+
+The schema is versioned with `PRAGMA user_version`; `MIGRATIONS[i]` moves version i to i+1.
+Later features append migrations, never edit applied ones.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from workbench.core.errors import StoreError
+
+BUSY_TIMEOUT_S = 30.0
+
+TABLES = (
+    "knowledge_sets",
+    "facts",
+    "probes",
+    "runs",
+    "metrics",
+    "probe_results",
+    "chat_logs",
+)
+
+_SCHEMA_V1 = """
+CREATE TABLE knowledge_sets (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE TABLE facts (
+    id          INTEGER PRIMARY KEY,
+    set_id      INTEGER NOT NULL REFERENCES knowledge_sets(id) ON DELETE CASCADE,
+    subject     TEXT NOT NULL DEFAULT '',
+    question    TEXT NOT NULL,
+    answer      TEXT NOT NULL,
+    aliases     TEXT NOT NULL DEFAULT '[]',  -- JSON list of accepted answer variants
+    tags        TEXT NOT NULL DEFAULT '[]',  -- JSON list
+    source      TEXT NOT NULL DEFAULT '',
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE INDEX facts_set ON facts(set_id);
+-- Phrasings of a fact and the probes built from them. split='train' rows are training
+-- phrasings; split='probe' rows are held out and must never be trained on.
+CREATE TABLE probes (
+    id          INTEGER PRIMARY KEY,
+    set_id      INTEGER NOT NULL REFERENCES knowledge_sets(id) ON DELETE CASCADE,
+    fact_id     INTEGER REFERENCES facts(id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL,   -- paraphrase | statement | locality | neighbour | abstention
+    split       TEXT NOT NULL CHECK (split IN ('train', 'probe')),
+    question    TEXT NOT NULL,
+    answer      TEXT NOT NULL DEFAULT '',
+    aliases     TEXT NOT NULL DEFAULT '[]',
+    origin      TEXT NOT NULL DEFAULT 'user',  -- user | template | model | screening
+    approved    INTEGER NOT NULL DEFAULT 1,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX probes_set ON probes(set_id, split);
+CREATE INDEX probes_fact ON probes(fact_id);
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL,
+    status      TEXT NOT NULL,   -- queued | running | stopping | stopped | completed |
+                                 -- interrupted | failed | diverged
+    method      TEXT NOT NULL,
+    model       TEXT NOT NULL,
+    set_id      INTEGER REFERENCES knowledge_sets(id) ON DELETE SET NULL,
+    config_yaml TEXT NOT NULL,
+    run_dir     TEXT NOT NULL DEFAULT '',
+    pid         INTEGER,
+    device      TEXT NOT NULL DEFAULT '',
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    error       TEXT NOT NULL DEFAULT '',
+    created_at  REAL NOT NULL,
+    started_at  REAL,
+    ended_at    REAL,
+    heartbeat_at REAL
+);
+CREATE INDEX runs_status ON runs(status);
+-- One row per optimizer step. NULL where the device cannot report a value.
+CREATE TABLE metrics (
+    run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step          INTEGER NOT NULL,
+    epoch         REAL,
+    loss          REAL,
+    lr            REAL,
+    grad_norm     REAL,
+    tokens        INTEGER,
+    step_seconds  REAL,
+    tokens_per_s  REAL,
+    mem_allocated INTEGER,
+    mem_reserved  INTEGER,
+    mem_peak      INTEGER,
+    gpu_util      REAL,
+    power_w       REAL,
+    mfu           REAL,
+    time          REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+-- Free-generation answers to probes; run_id NULL means the base model.
+CREATE TABLE probe_results (
+    id          INTEGER PRIMARY KEY,
+    run_id      INTEGER REFERENCES runs(id) ON DELETE CASCADE,
+    probe_id    INTEGER NOT NULL REFERENCES probes(id) ON DELETE CASCADE,
+    step        INTEGER,
+    answer      TEXT NOT NULL,
+    correct     INTEGER NOT NULL,
+    exact       INTEGER NOT NULL,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX probe_results_run ON probe_results(run_id, step);
+CREATE TABLE chat_logs (
+    id          INTEGER PRIMARY KEY,
+    session     TEXT NOT NULL,
+    pane        TEXT NOT NULL,
+    role        TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+    content     TEXT NOT NULL,
+    settings    TEXT NOT NULL DEFAULT '{}',  -- JSON: sampling settings, adapter, run id
+    created_at  REAL NOT NULL
+);
+CREATE INDEX chat_logs_session ON chat_logs(session, id);
+"""
+
+
+def run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Execute a multi-statement script inside the caller's transaction (executescript()
+    would COMMIT it first). sqlite3.complete_statement knows about comments and quotes."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            conn.execute(pending)
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement at the end of a script: {pending[:80]!r}")
+
+
+def _migration_1(conn: sqlite3.Connection) -> None:
+    run_script(conn, _SCHEMA_V1)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Store:
+    """The workspace database. Cheap to construct; connections open lazily per thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self.migrate()
+
+    # ---- connections -------------------------------------------------------------------
+    def _connect(self) -> sqlite_utils.Database:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: no implicit BEGINs from the sqlite3 module; we open
+            # transactions ourselves (write()) and sqlite-utils nests savepoints inside them.
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable across application crashes in WAL mode; only an OS crash or
+            # power cut can lose the last commits. FULL would fsync every metrics row.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as err:
+            raise StoreError(
+                f"cannot open the workspace database {self.path}: {err}",
+                hint="check the folder is writable, or pass another --workspace",
+            ) from err
+        return sqlite_utils.Database(conn)
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection, opened on first use."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # ---- transactions ------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[sqlite_utils.Database]:
+        """A read-then-write transaction holding the write lock from its first statement.
+
+        Nested use joins the outer transaction (sqlite-utils uses savepoints inside)."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield self.db
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    # ---- schema ------------------------------------------------------------------------
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> int:
+        """Bring the schema to `SCHEMA_VERSION`; safe to race from several processes."""
+        with self.write() as db:  # the lock is held while the version is read
+            current = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the workspace database {self.path} has schema version {current}, newer "
+                    f"than this Knowledge Workbench understands ({SCHEMA_VERSION})",
+                    hint="upgrade knowledge-workbench, or use another --workspace",
+                )
+            for version in range(current, SCHEMA_VERSION):
+                MIGRATIONS[version](db.conn)
+                db.execute(f"PRAGMA user_version = {version + 1}")
+        return SCHEMA_VERSION
+
+    # ---- small helpers used across features --------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Row count of every table, for the UI header and health checks."""
+        return {t: int(self.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES}
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def now() -> float:
+    """Timestamps in the store are Unix seconds (REAL)."""
+    return time.time()
+
+
+def row_dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description or ()]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
