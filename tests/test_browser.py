@@ -1,0 +1,57 @@
+"""A real headless Chromium opens the app: four tabs, the device header, a screenshot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from conftest import ARTIFACTS, ServedApp
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Flags for a closed network: no background fetches, no sandbox (CI runs as root).
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def page():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        yield page
+        browser.close()
+
+
+def test_page_shows_four_tabs_and_the_device_header(page, served_app: ServedApp) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(served_app.url, wait_until="networkidle")
+    tabs = page.get_by_role("tab")
+    expect(tabs).to_have_count(4, timeout=30_000)
+    assert [t.strip() for t in tabs.all_inner_texts()] == ["Knowledge", "Method", "Train", "Compare"]
+    header = page.locator(".wb-header")
+    expect(header).to_contain_text("Knowledge Workbench")
+    expect(header.locator(".wb-device")).to_contain_text("CPU" if "CPU" in header.inner_text() else "GPU")
+    expect(header).to_contain_text(str(served_app.workspace.resolve()))
+    # A tab that is not built yet says so instead of showing dead controls.
+    page.get_by_role("tab", name="Train").click()
+    panel = page.get_by_role("tabpanel")
+    expect(panel).to_contain_text("Not built yet.")
+    expect(panel).to_contain_text("Run training in a background process")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "app.png"
+    page.get_by_role("tab", name="Knowledge").click()
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
