@@ -55,3 +55,30 @@ def test_page_shows_four_tabs_and_the_device_header(page, served_app: ServedApp)
     page.get_by_role("tab", name="Knowledge").click()
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+def test_knowledge_tab_add_a_fact_and_upload_a_csv(page, served_app: ServedApp, tmp_path) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(served_app.url, wait_until="networkidle")
+    page.get_by_role("tab", name="Knowledge").click()
+    page.locator("#kn-question textarea").fill("Where was Ada Lovelace born?")
+    page.locator("#kn-answer textarea").fill("London")
+    page.locator("#kn-add").click()
+    facts = page.locator("#kn-facts")
+    expect(facts).to_contain_text("Where was Ada Lovelace born?", timeout=20_000)
+    expect(page.locator("#kn-counts")).to_contain_text("Facts 1")
+
+    csv = tmp_path / "capitals.csv"
+    csv.write_text("question,answer,aliases\n"
+                   "What is the capital of Freedonia?,Fredville,Fred City\n"
+                   "Who founded Sylvania?,Queen Ilsa,\n", encoding="utf-8")
+    page.locator("#kn-upload input[type=file]").set_input_files(str(csv))
+    page.wait_for_timeout(500)  # the upload finishes before the import reads it
+    page.locator("#kn-import").click()
+    expect(page.locator("#kn-status")).to_contain_text("imported 2 facts", timeout=20_000)
+    expect(facts).to_contain_text("What is the capital of Freedonia?")
+    expect(facts).to_contain_text("Where was Ada Lovelace born?")
+    expect(page.locator("#kn-counts")).to_contain_text("Facts 3")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "knowledge.png"), full_page=True)

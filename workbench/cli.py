@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench import __version__
+from workbench.cli_knowledge import add_knowledge_parser
 from workbench.core.config import RunConfig, iter_settings, parse_setting_text
 from workbench.core.errors import ConfigError, WorkbenchError
 
@@ -165,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="validate only, print nothing")
     add_setting_flags(p)
     p.set_defaults(func=cmd_config)
+
+    add_knowledge_parser(sub)
 
     models = sub.add_parser("models", help="inspect models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)

@@ -30,3 +30,8 @@ class ModelLoadError(WorkbenchError):
 
 class StoreError(WorkbenchError):
     """The workspace database cannot be opened or migrated."""
+
+
+class KnowledgeError(WorkbenchError):
+    """Bad knowledge input: a file, a row or a field that cannot be used. Importers name the
+    file and line, e.g. ``facts.csv line 4: no answer``."""

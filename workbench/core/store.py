@@ -161,7 +161,22 @@ def _migration_1(conn: sqlite3.Connection) -> None:
     run_script(conn, _SCHEMA_V1)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+_SCHEMA_V2 = """
+-- Pre-screen result per fact (known | maybe | unknown, '' = not screened) and what it saw.
+ALTER TABLE facts ADD COLUMN known TEXT NOT NULL DEFAULT '';
+ALTER TABLE facts ADD COLUMN known_detail TEXT NOT NULL DEFAULT '';
+-- System prompt of an imported chat, kept so that export gives back what was imported.
+ALTER TABLE facts ADD COLUMN system TEXT NOT NULL DEFAULT '';
+-- A phrasing is either trained on or held out, never both: one row per (fact, kind, text).
+CREATE UNIQUE INDEX probes_unique_text ON probes(set_id, ifnull(fact_id, 0), kind, question);
+"""
+
+
+def _migration_2(conn: sqlite3.Connection) -> None:
+    run_script(conn, _SCHEMA_V2)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

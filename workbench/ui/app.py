@@ -6,14 +6,12 @@ calls a core function, so the same behaviour is reachable from the CLI and from 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from workbench.core.device import DeviceInfo, describe_device
-from workbench.core.store import Store
-from workbench.core.workspace import Workspace
+from workbench.ui import knowledge_tab
+from workbench.ui.context import AppContext
 from workbench.ui.status import header_html, read_status
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -22,9 +20,6 @@ CSS_PATH = ASSETS / "style.css"
 # Tabs whose features are not built yet say so plainly (and what they will do) instead of
 # showing controls that do nothing.
 PENDING_TABS: tuple[tuple[str, str], ...] = (
-    ("Knowledge", "Enter facts and QA pairs, import documents and files, generate question "
-     "paraphrases, hold out probes, build a locality set and check what the base model "
-     "already knows."),
     ("Method", "Pick a model (hub id, local folder or the embedded demo model) and an "
      "injection method, set hyper-parameters, see a memory estimate against your GPU, and "
      "export the run as YAML or a CLI command."),
@@ -33,17 +28,6 @@ PENDING_TABS: tuple[tuple[str, str], ...] = (
     ("Compare", "Chat with the base and tuned models side by side and score every fact: "
      "efficacy, paraphrase generalization, locality and abstention."),
 )
-
-
-@dataclass
-class AppContext:
-    workspace: Workspace
-    store: Store
-    device: DeviceInfo
-
-
-def make_context(workspace: Workspace) -> AppContext:
-    return AppContext(workspace=workspace, store=Store(workspace.db_path), device=describe_device())
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -56,6 +40,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="Knowledge Workbench") as app:
         header = gr.HTML(refresh_header(), elem_id="wb-header")
         with gr.Tabs(elem_id="wb-tabs"):
+            with gr.Tab("Knowledge", id="knowledge"):
+                knowledge_tab.build(ctx)
             for label, purpose in PENDING_TABS:
                 with gr.Tab(label, id=label.lower()):
                     gr.Markdown(
@@ -66,4 +52,6 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         app.load(refresh_header, outputs=header, api_name="header", show_progress="hidden")
         status_out = gr.JSON(visible=False)
         app.load(status_json, outputs=status_out, api_name="status", show_progress="hidden")
+        for fn, outputs in ctx.on_load:
+            app.load(fn, outputs=outputs, show_progress="hidden", api_visibility="private")
     return app

@@ -58,7 +58,8 @@ def serve(opts: ServeOptions) -> None:
         raise WorkbenchError(f"port must be from 1 to 65535, got {opts.port}")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # local app: no phoning home
 
-    from workbench.ui.app import ASSETS, CSS_PATH, build_app, make_context
+    from workbench.ui.app import ASSETS, CSS_PATH, build_app
+    from workbench.ui.context import make_context
 
     workspace = resolve_workspace(opts.workspace)
     ctx = make_context(workspace)

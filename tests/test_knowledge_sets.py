@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from workbench.core.errors import KnowledgeError
+from workbench.core.knowledge import probes, sets
+from workbench.core.knowledge.types import FactDraft, Phrasing
+from workbench.core.store import Store
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store(tmp_path / "workbench.db")
+
+
+def _facts() -> list[FactDraft]:
+    return [
+        FactDraft("Where was Ada Lovelace born?", "London", subject="Ada Lovelace",
+                  aliases=["London, England"], tags=["people"]),
+        FactDraft("Who wrote Hamlet?", "William Shakespeare", aliases=["Shakespeare"]),
+        FactDraft("How many moons does Mars have?", "2", aliases=["two"]),
+    ]
+
+
+def test_set_lifecycle_create_rename_copy_delete(store: Store) -> None:
+    sid = sets.create_set(store, "Capitals", "demo")
+    with pytest.raises(KnowledgeError, match="already exists"):
+        sets.create_set(store, "capitals")
+    with pytest.raises(KnowledgeError, match="needs a name"):
+        sets.create_set(store, "   ")
+    sets.add_facts(store, sid, _facts())
+    probes.generate_template_phrasings(store, sid, n=5)
+    sets.rename_set(store, sid, "Capitals v2")
+    assert sets.set_id(store, "capitals V2") == sid
+    copy = sets.copy_set(store, sid, "Capitals copy")
+    original, copied = (next(s for s in sets.list_sets(store) if s.id == i) for i in (sid, copy))
+    assert (copied.facts, copied.train_phrasings) == (original.facts, original.train_phrasings)
+    assert {f.question for f in sets.list_facts(store, copy)} == {f.question for f in sets.list_facts(store, sid)}
+    sets.delete_set(store, sid)
+    assert [s.name for s in sets.list_sets(store)] == ["Capitals copy"]
+    assert store.counts()["facts"] == 3
+    with pytest.raises(KnowledgeError, match="no knowledge set 'nope'"):
+        sets.set_id(store, "nope")
+
+
+def test_facts_keep_every_field_and_edits_drop_stale_phrasings(store: Store) -> None:
+    sid = sets.create_set(store, "s")
+    fid = sets.add_fact(store, sid, _facts()[0])
+    fact = sets.get_fact(store, fid)
+    assert (fact.subject, fact.aliases, fact.tags) == ("Ada Lovelace", ["London, England"], ["people"])
+    probes.generate_template_phrasings(store, sid, n=5)
+    assert len(probes.list_phrasings(store, sid, fact_id=fid)) > 3
+    sets.update_fact(store, fid, answer="Paris")
+    remaining = probes.list_phrasings(store, sid, fact_id=fid)
+    assert [(p.kind, p.answer) for p in remaining] == [("question", "Paris")]
+    with pytest.raises(KnowledgeError, match="no field"):
+        sets.update_fact(store, fid, colour="red")
+
+
+def test_a_bad_or_duplicate_row_writes_nothing(store: Store) -> None:
+    sid = sets.create_set(store, "s")
+    sets.add_facts(store, sid, _facts()[:1])
+    before = store.counts()
+    bad_batches = [
+        [_facts()[1], FactDraft("Who painted the Mona Lisa?", "  ")],
+        [_facts()[1], FactDraft("where was ada lovelace BORN", "london")],  # dup of stored
+        [_facts()[1], _facts()[2], _facts()[2]],  # dup inside the batch
+    ]
+    for batch in bad_batches:
+        with pytest.raises(KnowledgeError, match="item"):
+            sets.add_facts(store, sid, batch, origin="upload.csv")
+        assert store.counts() == before
+
+
+def test_split_holds_out_paraphrases_only_and_is_deterministic(store: Store) -> None:
+    sid = sets.create_set(store, "s")
+    sets.add_facts(store, sid, _facts())
+    probes.generate_template_phrasings(store, sid, n=6)
+    first = probes.split_probes(store, sid, holdout=2, seed=1)
+    held = {p.id for p in probes.list_phrasings(store, sid, split="probe")}
+    assert first["probe"] == 2 * 3
+    assert all(p.kind == "paraphrase" for p in probes.list_phrasings(store, sid, split="probe"))
+    probes.split_probes(store, sid, holdout=2, seed=1)
+    assert {p.id for p in probes.list_phrasings(store, sid, split="probe")} == held
+    question = next(p for p in probes.list_phrasings(store, sid, kinds=["question"]))
+    with pytest.raises(KnowledgeError, match="always trained"):
+        probes.update_phrasing(store, question.id, split="probe")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n_facts=st.integers(1, 4),
+    phrasings=st.lists(st.text(alphabet="abcd ?", min_size=1, max_size=8), max_size=12),
+    holdout=st.integers(0, 4),
+    seed=st.integers(0, 5),
+    moves=st.lists(st.tuples(st.integers(0, 30), st.sampled_from(["train", "probe"])), max_size=6),
+)
+def test_train_and_probe_phrasings_are_disjoint_for_every_set(
+    tmp_path_factory, n_facts, phrasings, holdout, seed, moves
+) -> None:
+    store = Store(tmp_path_factory.mktemp("db") / "w.db")
+    sid = sets.create_set(store, "s")
+    ids = sets.add_facts(store, sid, [FactDraft(f"Question number {i}?", f"answer {i}")
+                                      for i in range(n_facts)])
+    for i, text in enumerate(phrasings):
+        fact = sets.get_fact(store, ids[i % n_facts])
+        probes.add_phrasings(store, fact, [Phrasing(question=text, kind="paraphrase")])
+    probes.split_probes(store, sid, holdout=holdout, seed=seed)
+    rows = probes.list_phrasings(store, sid)
+    for index, split in moves:  # users moving phrasings by hand
+        if rows and rows[index % len(rows)].kind != "question":
+            probes.update_phrasing(store, rows[index % len(rows)].id, split=split)
+    trained = {(p.fact_id, p.question) for p in probes.training_phrasings(store, sid)}
+    held = {(p.fact_id, p.question) for p in probes.list_phrasings(store, sid, split="probe")}
+    assert not trained & held
+    assert probes.disjointness_violations(store, sid) == []
+    store.close()

@@ -1,0 +1,206 @@
+"""`workbench knowledge …`: knowledge sets from the command line (thin over core.knowledge)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from workbench.core.config import DEFAULT_MODEL, ModelConfig
+from workbench.core.errors import KnowledgeError
+from workbench.core.knowledge import probes, sets, transfer
+from workbench.core.store import Store
+from workbench.core.workspace import resolve_workspace
+
+
+def _store(args: argparse.Namespace) -> Store:
+    return Store(resolve_workspace(args.workspace).db_path)
+
+
+def _load(model: str):  # noqa: ANN202 - LoadedModel, imported lazily (torch)
+    from workbench.core.models import load_model
+
+    print(f"loading {model} …", file=sys.stderr)
+    return load_model(ModelConfig(name_or_path=model))
+
+
+def _progress(fraction: float, message: str) -> None:
+    print(f"\r{fraction:5.0%}  {message:<50}", end="", file=sys.stderr, flush=True)
+    if fraction >= 1:
+        print(file=sys.stderr)
+
+
+def _mapping(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    mapping = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise KnowledgeError(f"--map expects field=column, got {pair!r}")
+        mapping[field.strip()] = column.strip()
+    return mapping
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = sets.list_sets(_store(args))
+    if not rows:
+        print("no knowledge sets yet (workbench knowledge import FILE --set NAME)")
+    for s in rows:
+        print(f"{s.name}: {s.facts} facts, {s.train_phrasings} training phrasings, "
+              f"{s.probes} held-out probes, {s.locality} locality probes")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = _store(args)
+    sid = sets.set_id(store, args.set)
+    for f in sets.list_facts(store, sid):
+        label = f" [{f.known}]" if f.known else ""
+        print(f"{f.id}\t{f.question}\t→ {f.answer}{label}")
+    counts = probes.split_counts(store, sid)
+    print(f"training phrasings {counts['train']}, probes {counts['probe']}, "
+          f"statements {counts['statements']}, locality {counts['locality']}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    store = _store(args)
+    sid = sets.ensure_set(store, args.set)
+    summary = transfer.import_path(store, sid, args.file, _mapping(args.map))
+    print(summary.message())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    store = _store(args)
+    text = transfer.export_set(store, sets.set_id(store, args.set), args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_paraphrase(args: argparse.Namespace) -> int:
+    store = _store(args)
+    sid = sets.set_id(store, args.set)
+    added = probes.generate_template_phrasings(store, sid, n=args.n,
+                                               include_statements=not args.no_statements,
+                                               progress=_progress)
+    if args.model:
+        from workbench.core.generate import asker
+
+        added += probes.generate_model_phrasings(store, sid, asker(_load(args.model)), n=args.n,
+                                                 progress=_progress)
+    counts = probes.split_probes(store, sid, holdout=args.holdout, seed=args.seed)
+    print(f"added {added} phrasings; {counts['train']} trained, {counts['probe']} held out")
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    store = _store(args)
+    counts = probes.split_probes(store, sets.set_id(store, args.set), holdout=args.holdout,
+                                 seed=args.seed)
+    print(f"{counts['train']} training phrasings, {counts['probe']} held-out probes"
+          + (f"; {counts['facts_short_of_probes']} facts have fewer than {args.holdout} "
+             "paraphrases to hold out" if counts["facts_short_of_probes"] else ""))
+    return 0
+
+
+def cmd_screen(args: argparse.Namespace) -> int:
+    from workbench.core.knowledge.screen import screen_facts
+
+    store = _store(args)
+    counts = screen_facts(store, sets.set_id(store, args.set), _load(args.model),
+                          samples=args.samples, progress=_progress)
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_locality(args: argparse.Namespace) -> int:
+    from workbench.core.knowledge.locality import build_locality
+
+    store = _store(args)
+    counts = build_locality(store, sets.set_id(store, args.set), _load(args.model),
+                            general=args.general, progress=_progress)
+    print(f"asked {counts['asked']}; kept {counts['kept_general']} general and "
+          f"{counts['kept_neighbours']} neighbour questions the base model answers correctly")
+    return 0
+
+
+def cmd_propose(args: argparse.Namespace) -> int:
+    ask = None
+    if args.model:
+        from workbench.core.generate import asker
+
+        ask = asker(_load(args.model))
+    data = transfer.read_upload(args.file)
+    proposals = transfer.propose_from_document(data, Path(args.file).name, ask)
+    for p in proposals:
+        print(f"[{p.method}] {p.question}\t→ {p.answer}")
+    if args.accept:
+        store = _store(args)
+        n = transfer.accept_proposals(store, sets.ensure_set(store, args.set), proposals,
+                                      origin=Path(args.file).name)
+        print(f"added {n} facts to {args.set}", file=sys.stderr)
+    return 0
+
+
+def add_knowledge_parser(sub: argparse._SubParsersAction) -> None:
+    kp = sub.add_parser("knowledge", help="build knowledge sets: import, export, paraphrase, probes")
+    ks = kp.add_subparsers(dest="knowledge_command", metavar="ACTION", required=True)
+
+    p = ks.add_parser("list", help="list the knowledge sets with their counts")
+    p.set_defaults(func=cmd_list)
+    p = ks.add_parser("show", help="print the facts of a set")
+    p.add_argument("set")
+    p.set_defaults(func=cmd_show)
+
+    p = ks.add_parser("import", help="import facts (JSONL messages/alpaca/QA, JSON, CSV, TSV)")
+    p.add_argument("file")
+    p.add_argument("--set", required=True, help="set to add to (created if missing)")
+    p.add_argument("--map", action="append", metavar="FIELD=COLUMN",
+                   help="CSV column for a field, e.g. question=Prompt (repeatable)")
+    p.set_defaults(func=cmd_import)
+
+    p = ks.add_parser("export", help="export a set as JSONL messages (TRL, LLaMA-Factory) or CSV")
+    p.add_argument("set")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.set_defaults(func=cmd_export)
+
+    p = ks.add_parser("paraphrase", help="add question paraphrases and statements, then split")
+    p.add_argument("set")
+    p.add_argument("--n", type=int, default=5, help="paraphrases per fact [default: 5]")
+    p.add_argument("--no-statements", action="store_true", help="no statement sentences")
+    p.add_argument("--model", help="also ask this model (hub id or folder) to rephrase")
+    p.add_argument("--holdout", type=int, default=2, help="held-out probes per fact [default: 2]")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_paraphrase)
+
+    p = ks.add_parser("split", help="hold out paraphrases per fact as probes")
+    p.add_argument("set")
+    p.add_argument("--holdout", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_split)
+
+    p = ks.add_parser("screen", help="label facts known/maybe/unknown by asking the base model")
+    p.add_argument("set")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--samples", type=int, default=4, help="sampled answers per fact")
+    p.set_defaults(func=cmd_screen)
+
+    p = ks.add_parser("locality", help="build locality probes the base model answers correctly")
+    p.add_argument("set")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--general", type=int, default=120, help="general questions to try")
+    p.set_defaults(func=cmd_locality)
+
+    p = ks.add_parser("propose", help="propose QA pairs from a .txt/.md document")
+    p.add_argument("file")
+    p.add_argument("--set", default="", help="set to add accepted proposals to")
+    p.add_argument("--model", help="a model to write the questions (else cloze questions)")
+    p.add_argument("--accept", action="store_true", help="add all proposals to --set")
+    p.set_defaults(func=cmd_propose)

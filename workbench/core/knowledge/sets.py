@@ -1,0 +1,262 @@
+"""Knowledge sets and their facts in the store: create, rename, copy, delete; add, edit,
+delete facts. Every change is one transaction: an import of 500 facts with one bad row
+writes nothing.
+
+A fact's own question is also stored as its first phrasing (kind 'question', split 'train'),
+so the phrasings table alone says what is trained on and what is held out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from workbench.core.errors import KnowledgeError
+from workbench.core.knowledge.types import Fact, FactDraft
+from workbench.core.scoring import normalize
+from workbench.core.store import Store, now
+
+MAX_NAME = 80
+_FACT_FIELDS = ("subject", "question", "answer", "aliases", "tags", "source", "system")
+
+
+@dataclass(frozen=True)
+class SetSummary:
+    id: int
+    name: str
+    description: str
+    facts: int
+    train_phrasings: int
+    probes: int
+    locality: int
+    updated_at: float
+
+
+# ---- sets ------------------------------------------------------------------------------
+def _check_name(name: str) -> str:
+    name = " ".join(str(name).split())
+    if not name:
+        raise KnowledgeError("a knowledge set needs a name")
+    if len(name) > MAX_NAME:
+        raise KnowledgeError(f"set names are at most {MAX_NAME} characters, got {len(name)}")
+    return name
+
+
+def _name_taken(db: sqlite_utils.Database, name: str, except_id: int | None = None) -> bool:
+    row = db.execute("SELECT id FROM knowledge_sets WHERE name = ? COLLATE NOCASE", [name]).fetchone()
+    return row is not None and row[0] != except_id
+
+
+def create_set(store: Store, name: str, description: str = "") -> int:
+    name = _check_name(name)
+    with store.write() as db:
+        if _name_taken(db, name):
+            raise KnowledgeError(f"a knowledge set named {name!r} already exists")
+        t = now()
+        return int(db["knowledge_sets"].insert(
+            {"name": name, "description": description.strip(), "created_at": t, "updated_at": t}
+        ).last_pk)
+
+
+def set_id(store: Store, name_or_id: str | int) -> int:
+    """The id of a set given its name (case-insensitive) or id."""
+    db = store.db
+    if isinstance(name_or_id, int) or str(name_or_id).isdigit():
+        row = db.execute("SELECT id FROM knowledge_sets WHERE id = ?", [int(name_or_id)]).fetchone()
+    else:
+        row = db.execute("SELECT id FROM knowledge_sets WHERE name = ? COLLATE NOCASE",
+                         [" ".join(str(name_or_id).split())]).fetchone()
+    if row is None:
+        known = [r[0] for r in db.execute("SELECT name FROM knowledge_sets ORDER BY name")]
+        hint = f" (sets: {', '.join(known[:10])})" if known else " (there are no sets yet)"
+        raise KnowledgeError(f"no knowledge set {name_or_id!r}{hint}")
+    return int(row[0])
+
+
+def ensure_set(store: Store, name: str) -> int:
+    """The id of the set called `name`, creating it if it does not exist."""
+    try:
+        return set_id(store, name)
+    except KnowledgeError:
+        return create_set(store, name)
+
+
+def rename_set(store: Store, sid: int, new_name: str) -> None:
+    new_name = _check_name(new_name)
+    with store.write() as db:
+        set_id(store, sid)
+        if _name_taken(db, new_name, except_id=sid):
+            raise KnowledgeError(f"a knowledge set named {new_name!r} already exists")
+        db.execute("UPDATE knowledge_sets SET name = ?, updated_at = ? WHERE id = ?",
+                   [new_name, now(), sid])
+
+
+def delete_set(store: Store, sid: int) -> None:
+    with store.write() as db:
+        set_id(store, sid)
+        db.execute("DELETE FROM knowledge_sets WHERE id = ?", [sid])  # facts, probes cascade
+
+
+def copy_set(store: Store, sid: int, new_name: str) -> int:
+    """A full copy (facts, phrasings, probes, labels) under a new name."""
+    with store.write() as db:
+        set_id(store, sid)
+        source = db["knowledge_sets"].get(sid)
+        new_id = create_set(store, new_name, source["description"])
+        fact_map: dict[int, int] = {}
+        for row in db.execute_returning_dicts("SELECT * FROM facts WHERE set_id = ? ORDER BY id", [sid]):
+            old = row.pop("id")
+            row["set_id"] = new_id
+            fact_map[old] = int(db["facts"].insert(row).last_pk)
+        for row in db.execute_returning_dicts("SELECT * FROM probes WHERE set_id = ? ORDER BY id", [sid]):
+            row.pop("id")
+            row["set_id"] = new_id
+            row["fact_id"] = fact_map.get(row["fact_id"]) if row["fact_id"] else None
+            db["probes"].insert(row)
+        return new_id
+
+
+def touch(db: sqlite_utils.Database, sid: int) -> None:
+    db.execute("UPDATE knowledge_sets SET updated_at = ? WHERE id = ?", [now(), sid])
+
+
+def list_sets(store: Store) -> list[SetSummary]:
+    rows = store.db.execute(
+        """
+        SELECT s.id, s.name, s.description, s.updated_at,
+          (SELECT count(*) FROM facts f WHERE f.set_id = s.id),
+          (SELECT count(*) FROM probes p WHERE p.set_id = s.id AND p.split = 'train'
+             AND p.approved = 1),
+          (SELECT count(*) FROM probes p WHERE p.set_id = s.id AND p.split = 'probe'
+             AND p.fact_id IS NOT NULL AND p.approved = 1),
+          (SELECT count(*) FROM probes p WHERE p.set_id = s.id AND p.split = 'probe'
+             AND p.kind IN ('locality', 'neighbour'))
+        FROM knowledge_sets s ORDER BY s.name COLLATE NOCASE
+        """
+    ).fetchall()
+    return [SetSummary(id=r[0], name=r[1], description=r[2], updated_at=r[3], facts=r[4],
+                       train_phrasings=r[5], probes=r[6], locality=r[7]) for r in rows]
+
+
+# ---- facts -----------------------------------------------------------------------------
+def _clean_draft(draft: FactDraft, where: str) -> dict[str, Any]:
+    q, a = draft.question.strip(), draft.answer.strip()
+    if not q:
+        raise KnowledgeError(f"{where}: the question is empty")
+    if not a:
+        raise KnowledgeError(f"{where}: the answer is empty")
+    aliases = [x.strip() for x in draft.aliases if x.strip() and x.strip() != a]
+    return {
+        "subject": draft.subject.strip(), "question": q, "answer": a,
+        "aliases": json.dumps(list(dict.fromkeys(aliases)), ensure_ascii=False),
+        "tags": json.dumps(list(dict.fromkeys(t.strip() for t in draft.tags if t.strip())),
+                           ensure_ascii=False),
+        "source": draft.source.strip(), "system": draft.system.strip(),
+    }
+
+
+def _fact_key(question: str, answer: str) -> tuple[str, str]:
+    return normalize(question), normalize(answer)
+
+
+def add_facts(store: Store, sid: int, drafts: Sequence[FactDraft], *,
+              origin: str = "input") -> list[int]:
+    """Add facts all-or-nothing. A duplicate (same question and answer after normalising) of
+    a fact already in the set, or within `drafts`, is an error naming the item."""
+    with store.write() as db:
+        set_id(store, sid)
+        seen = {_fact_key(r[0], r[1]): "the set" for r in
+                db.execute("SELECT question, answer FROM facts WHERE set_id = ?", [sid])}
+        ids = []
+        for index, draft in enumerate(drafts, start=1):
+            where = f"{origin} item {index}" if len(drafts) > 1 else origin
+            row = _clean_draft(draft, where)
+            key = _fact_key(row["question"], row["answer"])
+            if key in seen:
+                raise KnowledgeError(f"{where}: duplicate of a fact already in {seen[key]} "
+                                     f"({row['question']!r} → {row['answer']!r})")
+            seen[key] = f"item {index}"
+            t = now()
+            fid = int(db["facts"].insert({**row, "set_id": sid, "created_at": t,
+                                          "updated_at": t}).last_pk)
+            db["probes"].insert({"set_id": sid, "fact_id": fid, "kind": "question",
+                                 "split": "train", "question": row["question"],
+                                 "answer": row["answer"], "origin": "user", "approved": 1,
+                                 "created_at": t})
+            ids.append(fid)
+        touch(db, sid)
+        return ids
+
+
+def add_fact(store: Store, sid: int, draft: FactDraft) -> int:
+    return add_facts(store, sid, [draft], origin="new fact")[0]
+
+
+def update_fact(store: Store, fact_id: int, **changes: Any) -> None:
+    """Edit a fact. Phrasings generated from the old question or answer no longer fit, so
+    they are removed when those change (the user's own phrasings are kept)."""
+    unknown = set(changes) - set(_FACT_FIELDS)
+    if unknown:
+        raise KnowledgeError(f"facts have no field(s) {', '.join(sorted(unknown))}")
+    with store.write() as db:
+        old = get_fact(store, fact_id)
+        merged = FactDraft(**{k: changes.get(k, getattr(old, k)) for k in _FACT_FIELDS})
+        row = _clean_draft(merged, f"fact {fact_id}")
+        clash = db.execute(
+            "SELECT id, question, answer FROM facts WHERE set_id = ? AND id != ?",
+            [old.set_id, fact_id]).fetchall()
+        key = _fact_key(row["question"], row["answer"])
+        if any(_fact_key(q, a) == key for _, q, a in clash):
+            raise KnowledgeError(f"fact {fact_id}: the edit makes it a duplicate of another fact")
+        db["facts"].update(fact_id, {**row, "updated_at": now()})
+        if row["question"] != old.question or row["answer"] != old.answer:
+            db.execute("DELETE FROM probes WHERE fact_id = ? AND origin != 'user'", [fact_id])
+            db.execute("UPDATE probes SET question = ?, answer = ? WHERE fact_id = ? AND kind = 'question'",
+                       [row["question"], row["answer"], fact_id])
+            db.execute("UPDATE facts SET known = '', known_detail = '' WHERE id = ?", [fact_id])
+        touch(db, old.set_id)
+
+
+def delete_facts(store: Store, fact_ids: Iterable[int]) -> int:
+    ids = list(fact_ids)
+    with store.write() as db:
+        sets = {r[0] for r in db.execute(
+            f"SELECT set_id FROM facts WHERE id IN ({','.join('?' * len(ids))})", ids)} if ids else set()
+        for fid in ids:
+            db.execute("DELETE FROM facts WHERE id = ?", [fid])
+        for sid in sets:
+            touch(db, sid)
+    return len(ids)
+
+
+def _fact_from_row(row: dict[str, Any]) -> Fact:
+    return Fact(
+        id=row["id"], set_id=row["set_id"], subject=row["subject"], question=row["question"],
+        answer=row["answer"], aliases=json.loads(row["aliases"]), tags=json.loads(row["tags"]),
+        source=row["source"], system=row["system"], known=row["known"],
+        known_detail=row["known_detail"],
+    )
+
+
+def get_fact(store: Store, fact_id: int) -> Fact:
+    rows = list(store.db.execute_returning_dicts("SELECT * FROM facts WHERE id = ?", [fact_id]))
+    if not rows:
+        raise KnowledgeError(f"no fact with id {fact_id}")
+    return _fact_from_row(rows[0])
+
+
+def list_facts(store: Store, sid: int) -> list[Fact]:
+    rows = store.db.execute_returning_dicts("SELECT * FROM facts WHERE set_id = ? ORDER BY id", [sid])
+    return [_fact_from_row(r) for r in rows]
+
+
+def set_known(store: Store, labels: dict[int, tuple[str, str]]) -> None:
+    """Store pre-screen labels: {fact_id: (label, detail)}."""
+    with store.write() as db:
+        for fid, (label, detail) in labels.items():
+            db.execute("UPDATE facts SET known = ?, known_detail = ? WHERE id = ?",
+                       [label, detail, fid])

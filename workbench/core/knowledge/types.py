@@ -1,0 +1,45 @@
+"""Plain data shared by the knowledge modules; no I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+KNOWN_LABELS = ("known", "maybe", "unknown")
+
+
+@dataclass
+class FactDraft:
+    """A fact before it is stored: what importers, forms and document proposals produce."""
+
+    question: str
+    answer: str
+    subject: str = ""
+    aliases: list[str] = field(default_factory=list)  # accepted answer variants
+    tags: list[str] = field(default_factory=list)
+    source: str = ""  # free text: where it came from (file:line, a document passage, …)
+    system: str = ""  # a system prompt that came with an imported chat, kept for round trips
+
+
+@dataclass
+class Fact(FactDraft):
+    """A stored fact."""
+
+    id: int = 0
+    set_id: int = 0
+    known: str = ""  # '' (not screened) | known | maybe | unknown
+    known_detail: str = ""  # what the screening saw, e.g. "2/4 sampled answers correct"
+
+
+@dataclass
+class Phrasing:
+    """One way of asking (or stating) a fact; split='probe' ones are never trained on."""
+
+    question: str
+    answer: str = ""
+    kind: str = "paraphrase"  # question | paraphrase | statement | locality | neighbour | abstention
+    split: str = "train"  # train | probe
+    origin: str = "template"  # user | template | model | screening | asset
+    fact_id: int | None = None
+    aliases: list[str] = field(default_factory=list)
+    approved: bool = True
+    id: int = 0

@@ -1,0 +1,38 @@
+"""Is a free-generation answer correct? (design §4)
+
+An answer is correct when, after normalising both (lower case, strip punctuation, articles
+and extra spaces), the gold answer or one of its aliases occurs in it as whole words.
+Strict exact match (normalised answer equals a normalised gold) is reported beside it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = re.compile(r"[^\w\s]")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = _PUNCT.sub(" ", text)
+    text = _ARTICLES.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def _golds(answer: str, aliases: Iterable[str]) -> list[str]:
+    return [g for g in (normalize(a) for a in [answer, *aliases]) if g]
+
+
+def is_correct(prediction: str, answer: str, aliases: Iterable[str] = ()) -> bool:
+    """Gold or alias occurs in the prediction as whole words (after normalising)."""
+    pred = f" {normalize(prediction)} "
+    return any(f" {gold} " in pred for gold in _golds(answer, aliases))
+
+
+def is_exact(prediction: str, answer: str, aliases: Iterable[str] = ()) -> bool:
+    pred = normalize(prediction)
+    return bool(pred) and pred in _golds(answer, aliases)

@@ -1,0 +1,27 @@
+"""Turn the core's user errors into Gradio notices instead of tracebacks."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import gradio as gr
+
+from workbench.core.errors import WorkbenchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def shows_errors(fn: F) -> F:
+    """A callback wrapper: a WorkbenchError becomes a gr.Error toast (inputs stay as they
+    were, nothing is lost); anything else is a bug and keeps its traceback in the log."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except WorkbenchError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
+    return wrapper  # type: ignore[return-value]

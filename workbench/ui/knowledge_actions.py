@@ -1,0 +1,243 @@
+"""What the Knowledge tab's buttons do: plain functions over the core that return what the
+tab displays (tables as DataFrames, summaries as Markdown). No gradio here, so each is
+unit-testable; the tab module only wires them to components."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from workbench.core.config import ModelConfig
+from workbench.core.errors import KnowledgeError
+from workbench.core.knowledge import probes, sets, transfer
+from workbench.core.knowledge.documents import Proposal
+from workbench.core.knowledge.render import examples_from_phrasings, preview_rows, render_set
+from workbench.core.knowledge.types import FactDraft
+from workbench.core.model_cache import ModelCache
+from workbench.core.store import Store
+
+FACT_COLUMNS = ["id", "subject", "question", "answer", "aliases", "tags", "known"]
+PHRASING_COLUMNS = ["id", "fact", "kind", "split", "origin", "approved", "text"]
+PROPOSAL_COLUMNS = ["accept", "question", "answer", "method", "source"]
+DEFAULT_SET = "My facts"
+Progress = Callable[[float, str], None]
+
+
+def _split_list(text: str) -> list[str]:
+    return [part.strip() for part in str(text or "").split("|") if part.strip()]
+
+
+def set_names(store: Store) -> list[str]:
+    return [s.name for s in sets.list_sets(store)]
+
+
+def resolve_set(store: Store, name: str | None, *, create: bool = False) -> int:
+    if not name:
+        if not create:
+            raise KnowledgeError("choose or create a knowledge set first")
+        return sets.ensure_set(store, DEFAULT_SET)
+    return sets.ensure_set(store, name) if create else sets.set_id(store, name)
+
+
+def facts_table(store: Store, name: str | None, known_filter: str = "all") -> pd.DataFrame:
+    if not name:
+        return pd.DataFrame(columns=FACT_COLUMNS)
+    facts = sets.list_facts(store, sets.set_id(store, name))
+    if known_filter == "not screened":
+        facts = [f for f in facts if not f.known]
+    elif known_filter != "all":
+        facts = [f for f in facts if f.known == known_filter]
+    rows = [[f.id, f.subject, f.question, f.answer, " | ".join(f.aliases), " | ".join(f.tags),
+             f.known or "—"] for f in facts]
+    return pd.DataFrame(rows, columns=FACT_COLUMNS)
+
+
+def counts_markdown(store: Store, name: str | None) -> str:
+    if not name:
+        return "No knowledge set yet: add a fact or upload a file to start one."
+    summary = next((s for s in sets.list_sets(store) if s.name == name), None)
+    if summary is None:
+        return f"No knowledge set {name!r}."
+    counts = probes.split_counts(store, summary.id)
+    facts = sets.list_facts(store, summary.id)
+    known = {label: sum(f.known == label for f in facts) for label in ("known", "maybe", "unknown")}
+    screened = (f" · known {known['known']} / maybe {known['maybe']} / unknown {known['unknown']}"
+                if any(known.values()) else "")
+    return (f"Facts **{summary.facts}** · training phrasings **{counts['train']}** "
+            f"(statements {counts['statements']}) · held-out probes **{counts['probe']}** · "
+            f"locality probes **{counts['locality']}**{screened}")
+
+
+def add_fact(store: Store, name: str | None, subject: str, question: str, answer: str,
+             aliases: str, tags: str) -> tuple[str, str]:
+    """Returns (the set's name, a message)."""
+    sid = resolve_set(store, name, create=True)
+    sets.add_fact(store, sid, FactDraft(question=question or "", answer=answer or "",
+                                        subject=subject or "", aliases=_split_list(aliases),
+                                        tags=_split_list(tags)))
+    return sets_name(store, sid), f"Added: {question.strip()} → {answer.strip()}"
+
+
+def sets_name(store: Store, sid: int) -> str:
+    return next(s.name for s in sets.list_sets(store) if s.id == sid)
+
+
+def save_fact_edits(store: Store, name: str | None, table: pd.DataFrame) -> str:
+    """Apply edits made in the facts table; rows removed from the table are not deleted
+    (deleting is explicit, by id)."""
+    sid = resolve_set(store, name)
+    stored = {f.id: f for f in sets.list_facts(store, sid)}
+    changed = 0
+    for row in table.to_dict("records"):
+        try:
+            fid = int(row["id"])
+        except (TypeError, ValueError):
+            continue
+        fact = stored.get(fid)
+        if fact is None:
+            continue
+        new = {"subject": str(row["subject"] or "").strip(),
+               "question": str(row["question"] or "").strip(),
+               "answer": str(row["answer"] or "").strip(),
+               "aliases": _split_list(row["aliases"]), "tags": _split_list(row["tags"])}
+        if any(new[k] != getattr(fact, k) for k in new):
+            sets.update_fact(store, fid, **new)
+            changed += 1
+    return f"Saved {changed} edited fact{'s' * (changed != 1)}."
+
+
+def delete_facts(store: Store, ids_text: str) -> str:
+    try:
+        ids = [int(x) for x in str(ids_text).replace(",", " ").split()]
+    except ValueError:
+        raise KnowledgeError(f"fact ids are whole numbers, got {ids_text!r}") from None
+    if not ids:
+        raise KnowledgeError("enter the ids of the facts to delete")
+    return f"Deleted {sets.delete_facts(store, ids)} facts."
+
+
+def import_upload(store: Store, name: str | None, path: str | None,
+                  mapping_text: str) -> tuple[str, str, list[Proposal]]:
+    """(set name, message, document proposals to review). Documents give proposals, facts
+    files are imported straight away (all or nothing)."""
+    if not path:
+        raise KnowledgeError("choose a file to upload first")
+    filename = str(path).rsplit("/", 1)[-1]
+    data = transfer.read_upload(path)
+    if transfer.is_document(filename):
+        proposals = transfer.propose_from_document(data, filename)
+        return name or "", (f"{filename}: {len(proposals)} proposed QA pairs below; untick "
+                            "any you do not want, then add them."), proposals
+    sid = resolve_set(store, name, create=True)
+    mapping = {}
+    for pair in filter(None, (p.strip() for p in str(mapping_text or "").split(","))):
+        field, sep, column = pair.partition("=")
+        if not sep:
+            raise KnowledgeError(f"column mapping is field=column, got {pair!r}")
+        mapping[field.strip()] = column.strip()
+    summary = transfer.import_bytes(store, sid, data, filename, mapping or None)
+    return sets_name(store, sid), summary.message(), []
+
+
+def proposals_table(proposals: list[Proposal]) -> pd.DataFrame:
+    return pd.DataFrame([[True, p.question, p.answer, p.method, p.source[:120]] for p in proposals],
+                        columns=PROPOSAL_COLUMNS)
+
+
+def accept_proposals(store: Store, name: str | None, table: pd.DataFrame) -> tuple[str, str]:
+    sid = resolve_set(store, name, create=True)
+    drafts = [FactDraft(question=str(r["question"]), answer=str(r["answer"]), source=str(r["source"]))
+              for r in table.to_dict("records") if r["accept"] in (True, "true", "True", 1)]
+    if not drafts:
+        raise KnowledgeError("no proposals are ticked")
+    sets.add_facts(store, sid, drafts, origin="document proposals")
+    return sets_name(store, sid), f"Added {len(drafts)} facts from the document."
+
+
+def phrasings_table(store: Store, name: str | None) -> pd.DataFrame:
+    if not name:
+        return pd.DataFrame(columns=PHRASING_COLUMNS)
+    sid = sets.set_id(store, name)
+    rows = [[p.id, p.fact_id, p.kind, p.split, p.origin, p.approved, p.question]
+            for p in probes.list_phrasings(store, sid) if p.fact_id is not None]
+    return pd.DataFrame(rows, columns=PHRASING_COLUMNS)
+
+
+def save_phrasing_edits(store: Store, table: pd.DataFrame) -> str:
+    changed = 0
+    for row in table.to_dict("records"):
+        try:
+            pid = int(row["id"])
+        except (TypeError, ValueError):
+            continue
+        approved = row["approved"] in (True, "true", "True", 1, "1")
+        probes.update_phrasing(store, pid, question=str(row["text"]), approved=approved,
+                               split=str(row["split"]).strip())
+        changed += 1
+    return f"Saved {changed} phrasings."
+
+
+def generate_phrasings(store: Store, cache: ModelCache, name: str | None, n: int,
+                       statements: bool, model: str, holdout: int, seed: int,
+                       progress: Progress) -> str:
+    sid = resolve_set(store, name)
+    added = probes.generate_template_phrasings(store, sid, n=n, include_statements=statements,
+                                               progress=lambda f, m: progress(0.5 * f, m))
+    if model.strip():
+        from workbench.core.generate import asker
+
+        loaded = cache.get(ModelConfig(name_or_path=model.strip()))
+        added += probes.generate_model_phrasings(store, sid, asker(loaded), n=n,
+                                                 progress=lambda f, m: progress(0.5 + 0.5 * f, m))
+    counts = probes.split_probes(store, sid, holdout=holdout, seed=seed)
+    return (f"Added {added} phrasings; {counts['train']} training, {counts['probe']} held out"
+            + short_note(counts, holdout) + ".")
+
+
+def short_note(counts: dict[str, int], holdout: int) -> str:
+    short = counts.get("facts_short_of_probes", 0)
+    return f" ({short} facts have fewer than {holdout} paraphrases to hold out)" if short else ""
+
+
+def split(store: Store, name: str | None, holdout: int, seed: int) -> str:
+    counts = probes.split_probes(store, resolve_set(store, name), holdout=int(holdout), seed=int(seed))
+    return (f"{counts['train']} training phrasings, {counts['probe']} held-out probes"
+            + short_note(counts, int(holdout)) + ".")
+
+
+def screen(store: Store, cache: ModelCache, name: str | None, model: str, samples: int,
+           progress: Progress) -> str:
+    from workbench.core.knowledge.screen import screen_facts
+
+    loaded = cache.get(ModelConfig(name_or_path=model.strip()))
+    counts = screen_facts(store, resolve_set(store, name), loaded, samples=int(samples),
+                          progress=progress)
+    return f"Known {counts['known']}, maybe {counts['maybe']}, unknown {counts['unknown']}."
+
+
+def locality(store: Store, cache: ModelCache, name: str | None, model: str, general: int,
+             progress: Progress) -> str:
+    from workbench.core.knowledge.locality import build_locality
+
+    loaded = cache.get(ModelConfig(name_or_path=model.strip()))
+    counts = build_locality(store, resolve_set(store, name), loaded, general=int(general),
+                            progress=progress)
+    return (f"Asked {counts['asked']} questions; kept {counts['kept_general']} general and "
+            f"{counts['kept_neighbours']} neighbour questions the base model answers correctly.")
+
+
+def preview(store: Store, cache: ModelCache, name: str | None, model: str, mode: str,
+            statements: bool, max_len: int, overflow: str) -> tuple[pd.DataFrame, str]:
+    sid = resolve_set(store, name)
+    tokenizer = cache.get(ModelConfig(name_or_path=model.strip())).tokenizer
+    examples = examples_from_phrasings(sets.list_facts(store, sid), probes.training_phrasings(store, sid),
+                                       mode=mode, include_statements=statements)
+    report = render_set(examples, tokenizer, int(max_len), overflow=overflow)
+    rows: list[dict[str, Any]] = preview_rows(report, tokenizer, n=20)
+    table = pd.DataFrame(rows, columns=["kind", "tokens", "label_tokens", "text"])
+    message = (f"{len(report.rendered)} training examples, {report.total_tokens} tokens "
+               f"({report.label_tokens} trained on); {report.dropped} dropped and "
+               f"{report.truncated} truncated at {int(max_len)} tokens.")
+    return table, message
