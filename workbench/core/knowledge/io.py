@@ -56,6 +56,7 @@ class ImportResult:
 
     facts: list[FactDraft]
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list, compare=False)  # line each fact starts on
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -184,6 +185,7 @@ class _Rows:
         self.filename = filename
         self.facts: list[FactDraft] = []
         self.skipped: list[tuple[int, str]] = []
+        self.lines: list[int] = []
         self.first_line: dict[tuple[str, str], int] = {}
         self.count = 0
 
@@ -204,11 +206,12 @@ class _Rows:
                   f"duplicate of line {self.first_line[key]} (same question and answer)")
         self.first_line[key] = line
         self.facts.append(draft)
+        self.lines.append(line)
 
     def result(self) -> ImportResult:
         if not self.facts:
             _fail(self.filename, "no data rows")
-        return ImportResult(self.facts, self.skipped)
+        return ImportResult(self.facts, self.skipped, self.lines)
 
 
 # --- JSON objects -------------------------------------------------------------------------

@@ -164,22 +164,26 @@ def _fact_key(question: str, answer: str) -> tuple[str, str]:
 
 
 def add_facts(store: Store, sid: int, drafts: Sequence[FactDraft], *,
-              origin: str = "input") -> list[int]:
+              origin: str = "input", lines: Sequence[int] | None = None) -> list[int]:
     """Add facts all-or-nothing. A duplicate (same question and answer after normalising) of
-    a fact already in the set, or within `drafts`, is an error naming the item."""
+    a fact already in the set, or within `drafts`, is an error naming the item (or, for a
+    file, the line given in `lines`)."""
     with store.write() as db:
         set_id(store, sid)
         seen = {_fact_key(r[0], r[1]): "the set" for r in
                 db.execute("SELECT question, answer FROM facts WHERE set_id = ?", [sid])}
         ids = []
         for index, draft in enumerate(drafts, start=1):
-            where = f"{origin} item {index}" if len(drafts) > 1 else origin
+            if lines is not None:
+                where = f"{origin} line {lines[index - 1]}"
+            else:
+                where = f"{origin} item {index}" if len(drafts) > 1 else origin
             row = _clean_draft(draft, where)
             key = _fact_key(row["question"], row["answer"])
             if key in seen:
                 raise KnowledgeError(f"{where}: duplicate of a fact already in {seen[key]} "
                                      f"({row['question']!r} → {row['answer']!r})")
-            seen[key] = f"item {index}"
+            seen[key] = f"line {lines[index - 1]}" if lines is not None else f"item {index}"
             t = now()
             fid = int(db["facts"].insert({**row, "set_id": sid, "created_at": t,
                                           "updated_at": t}).last_pk)

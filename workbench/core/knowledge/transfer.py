@@ -61,7 +61,7 @@ def import_bytes(store: Store, sid: int, data: bytes, filename: str,
     result = io.parse_file(data, name, mapping)
     if not result.facts:
         raise KnowledgeError(f"{name}: no facts found")
-    add_facts(store, sid, result.facts, origin=name)
+    add_facts(store, sid, result.facts, origin=name, lines=result.lines or None)
     return ImportSummary(name, len(result.facts), list(result.skipped))
 
 
