@@ -80,5 +80,6 @@ def test_knowledge_tab_add_a_fact_and_upload_a_csv(page, served_app: ServedApp, 
     expect(facts).to_contain_text("What is the capital of Freedonia?")
     expect(facts).to_contain_text("Where was Ada Lovelace born?")
     expect(page.locator("#kn-counts")).to_contain_text("Facts 3")
+    expect(page.locator(".wb-header")).to_contain_text("3 facts", timeout=15_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "knowledge.png"), full_page=True)

@@ -16,6 +16,7 @@ from workbench.ui.status import header_html, read_status
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CSS_PATH = ASSETS / "style.css"
+HEADER_REFRESH_S = 5.0
 
 # Tabs whose features are not built yet say so plainly (and what they will do) instead of
 # showing controls that do nothing.
@@ -48,8 +49,11 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                         f"**Not built yet.** This tab will: {purpose}",
                         elem_classes=["wb-pending"],
                     )
-        # Fresh counts on every page load; also the app's machine-readable health endpoint.
+        # Fresh counts on every page load and every few seconds (the CLI or a training run
+        # may change the store); also the app's machine-readable health endpoint.
         app.load(refresh_header, outputs=header, api_name="header", show_progress="hidden")
+        gr.Timer(HEADER_REFRESH_S).tick(refresh_header, outputs=header, show_progress="hidden",
+                                         api_visibility="private")
         status_out = gr.JSON(visible=False)
         app.load(status_json, outputs=status_out, api_name="status", show_progress="hidden")
         for fn, outputs in ctx.on_load:
