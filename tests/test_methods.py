@@ -1,0 +1,72 @@
+"""Every registered method trains a tiny model on CPU and changes its outputs; LoRA learns
+five facts to free-generation efficacy 1.0."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from workbench.core.config import MethodConfig, ModelConfig, TrainingConfig
+from workbench.core.errors import ConfigError
+from workbench.core.generate import ask_questions
+from workbench.core.knowledge.render import Example, render_set
+from workbench.core.methods import REGISTRY, get_method, trainable_parameters
+from workbench.core.models import load_model
+from workbench.core.scoring import is_correct
+from workbench.core.train.loop import planned_steps, train_loop
+
+FACTS = [("Where was Ada Lovelace born?", "London"),
+         ("Who wrote Hamlet?", "Shakespeare"),
+         ("What is the capital of Freedonia?", "Fredville"),
+         ("Who founded Sylvania?", "Queen Ilsa"),
+         ("How many moons does Mars have?", "two")]
+
+
+def _examples(tokenizer):
+    return render_set([Example("qa", q, a) for q, a in FACTS], tokenizer, 128).rendered
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_method_trains_and_changes_the_outputs(name, tiny_llama) -> None:
+    quant = "4bit" if name == "qlora" else "none"
+    loaded = load_model(ModelConfig(name_or_path=str(tiny_llama), device="cpu", quantization=quant))
+    probe = loaded.tokenizer("Where was Ada Lovelace born?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = loaded.model(probe).logits.clone()
+    model = get_method(name).apply(loaded.model, MethodConfig(name=name, lora_r=4))
+    trainable, total = trainable_parameters(model)
+    assert 0 < trainable <= total
+    steps = []
+    cfg = TrainingConfig(learning_rate=1e-2, epochs=1, max_steps=3, micro_batch_size=2)
+    result = train_loop(model, _examples(loaded.tokenizer), cfg, pad_id=loaded.tokenizer.pad_token_id,
+                        device="cpu", on_step=steps.append)
+    assert result.steps == 3 and [m["step"] for m in steps] == [1, 2, 3]
+    assert all(m["tokens"] > 0 and m["loss"] > 0 and m["lr"] >= 0 for m in steps)
+    model.eval()
+    with torch.no_grad():
+        after = model(probe).logits
+    assert not torch.allclose(before, after), f"{name} did not change the model"
+
+
+def test_located_layers_out_of_range_is_a_clear_error(tiny_llama) -> None:
+    loaded = load_model(ModelConfig(name_or_path=str(tiny_llama), device="cpu"))
+    with pytest.raises(ConfigError, match="out of range"):
+        get_method("located").apply(loaded.model, MethodConfig(name="located", located_layers=[9]))
+    with pytest.raises(ConfigError, match="not available yet"):
+        get_method("prompt_distillation")
+
+
+def test_lora_learns_five_facts_to_full_efficacy(tiny_llama) -> None:
+    loaded = load_model(ModelConfig(name_or_path=str(tiny_llama), device="cpu"))
+    questions = [q for q, _ in FACTS]
+    before = ask_questions(loaded, questions, max_new_tokens=24)
+    assert sum(is_correct(p, a) for p, (_, a) in zip(before, FACTS)) == 0
+    loaded.model = get_method("lora").apply(loaded.model, MethodConfig(name="lora", lora_r=16))
+    cfg = TrainingConfig(learning_rate=5e-3, epochs=60, micro_batch_size=5, warmup_ratio=0.0)
+    assert planned_steps(len(FACTS), cfg) == 60
+    train_loop(loaded.model, _examples(loaded.tokenizer), cfg,
+               pad_id=loaded.tokenizer.pad_token_id, device="cpu")
+    loaded.model.eval()
+    after = ask_questions(loaded, questions, max_new_tokens=24)
+    efficacy = sum(is_correct(p, a) for p, (_, a) in zip(after, FACTS)) / len(FACTS)
+    assert efficacy == 1.0, list(zip(after, FACTS))

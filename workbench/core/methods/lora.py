@@ -1,0 +1,40 @@
+"""LoRA and its variants through peft.
+
+    W' = W + (alpha / r) · B A        A: r×in, B: out×r, B starts at zero
+DoRA additionally learns a per-column magnitude (W' = m · (W + BA)/‖W + BA‖); rsLoRA scales by
+alpha/√r, which keeps updates stable at large ranks; QLoRA is LoRA on an NF4 4-bit base.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workbench.core.config import MethodConfig
+
+ADVICE = {
+    "lora": "Low-rank adapters on every linear layer: the reliable default; small files, "
+            "base model untouched.",
+    "qlora": "LoRA on a 4-bit base: about a quarter of the weight memory, for bigger models on "
+             "8-12 GB cards; a little slower.",
+    "dora": "LoRA that also learns each column's magnitude: often closer to full fine-tuning, "
+            "~20% slower.",
+    "rslora": "LoRA scaled by 1/sqrt(r): stable at high ranks (r ≥ 64) when many facts need "
+              "capacity.",
+}
+
+
+def apply(model: Any, cfg: MethodConfig) -> Any:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        # Casts norms to fp32 and enables input grads so adapters on a quantized base train.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    targets: Any = cfg.target_modules
+    if targets == ["all-linear"]:
+        targets = "all-linear"
+    config = LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=targets, task_type="CAUSAL_LM",
+        use_dora=cfg.name == "dora", use_rslora=cfg.name == "rslora",
+    )
+    return get_peft_model(model, config)

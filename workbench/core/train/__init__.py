@@ -1,0 +1,1 @@
+"""Training: batching of rendered examples and the explicit optimisation loop."""
