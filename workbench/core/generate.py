@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from workbench.core.knowledge.render import token_ids
 from workbench.core.models import LoadedModel
 
 Messages = list[dict[str, str]]
@@ -21,9 +22,7 @@ def _noop(_fraction: float, _message: str) -> None:
 
 
 def _prompt_ids(tokenizer: Any, messages: Messages) -> list[int]:
-    enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    ids = enc["input_ids"] if isinstance(enc, dict) or hasattr(enc, "keys") else enc
-    return list(ids)
+    return token_ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
 
 
 def chat_generate(

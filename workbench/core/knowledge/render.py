@@ -73,7 +73,7 @@ class RenderReport:
 # --- rendering ---------------------------------------------------------------------------------
 
 
-def _ids(encoded: Any) -> list[int]:
+def token_ids(encoded: Any) -> list[int]:
     """Token ids from a tokenizer/apply_chat_template result: transformers 5 returns a
     BatchEncoding (dict-like) by default, older versions and return_dict=False a plain list."""
     if hasattr(encoded, "keys") and "input_ids" in encoded:
@@ -93,7 +93,7 @@ def _eos_id(tokenizer: Any) -> int:
 
 
 def _text_ids(tokenizer: Any, text: str) -> list[int]:
-    return _ids(tokenizer(text, add_special_tokens=False))
+    return token_ids(tokenizer(text, add_special_tokens=False))
 
 
 def prompt_ids(example: Example, tokenizer: Any) -> list[int]:
@@ -103,7 +103,7 @@ def prompt_ids(example: Example, tokenizer: Any) -> list[int]:
     if example.system:
         messages.append({"role": "system", "content": example.system})
     messages.append({"role": "user", "content": example.prompt})
-    return _ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+    return token_ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
 
 
 def _render_qa(example: Example, tokenizer: Any, max_len: int) -> Rendered:
