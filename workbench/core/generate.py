@@ -12,13 +12,10 @@ from typing import Any
 
 from workbench.core.knowledge.render import token_ids
 from workbench.core.models import LoadedModel
+from workbench.core.progress import Progress, no_progress
 
 Messages = list[dict[str, str]]
-Progress = Callable[[float, str], None]
 
-
-def _noop(_fraction: float, _message: str) -> None:
-    return None
 
 
 def _prompt_ids(tokenizer: Any, messages: Messages) -> list[int]:
@@ -36,7 +33,7 @@ def chat_generate(
     batch_size: int = 16,
     first_line_only: bool = True,
     seed: int | None = None,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
 ) -> list[str]:
     """One reply per conversation. `first_line_only` cuts each reply at its first newline,
     which is how short factual answers are scored."""

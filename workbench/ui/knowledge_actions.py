@@ -4,7 +4,6 @@ unit-testable; the tab module only wires them to components."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -17,16 +16,24 @@ from workbench.core.knowledge.render import examples_from_phrasings, preview_row
 from workbench.core.knowledge.types import FactDraft
 from workbench.core.model_cache import ModelCache
 from workbench.core.store import Store
+from workbench.core.progress import Progress
 
 FACT_COLUMNS = ["id", "subject", "question", "answer", "aliases", "tags", "known"]
 PHRASING_COLUMNS = ["id", "fact", "kind", "split", "origin", "approved", "text"]
 PROPOSAL_COLUMNS = ["accept", "question", "answer", "method", "source"]
 DEFAULT_SET = "My facts"
-Progress = Callable[[float, str], None]
 
 
 def _split_list(text: str) -> list[str]:
     return [part.strip() for part in str(text or "").split("|") if part.strip()]
+
+
+def _row_id(row: dict[str, Any]) -> int | None:
+    """The id cell of an edited table row; None for rows the user typed in without one."""
+    try:
+        return int(row["id"])
+    except (TypeError, ValueError):
+        return None
 
 
 def set_names(store: Store) -> list[str]:
@@ -91,11 +98,8 @@ def save_fact_edits(store: Store, name: str | None, table: pd.DataFrame) -> str:
     stored = {f.id: f for f in sets.list_facts(store, sid)}
     changed = 0
     for row in table.to_dict("records"):
-        try:
-            fid = int(row["id"])
-        except (TypeError, ValueError):
-            continue
-        fact = stored.get(fid)
+        fid = _row_id(row)
+        fact = stored.get(fid) if fid is not None else None
         if fact is None:
             continue
         new = {"subject": str(row["subject"] or "").strip(),
@@ -168,9 +172,8 @@ def phrasings_table(store: Store, name: str | None) -> pd.DataFrame:
 def save_phrasing_edits(store: Store, table: pd.DataFrame) -> str:
     changed = 0
     for row in table.to_dict("records"):
-        try:
-            pid = int(row["id"])
-        except (TypeError, ValueError):
+        pid = _row_id(row)
+        if pid is None:
             continue
         approved = row["approved"] in (True, "true", "True", 1, "1")
         probes.update_phrasing(store, pid, question=str(row["text"]), approved=approved,

@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from workbench.core.knowledge import sets
 from workbench.ui import knowledge_actions as act
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
@@ -102,29 +103,21 @@ def build(ctx: AppContext) -> None:
 
     @shows_errors
     def on_create(name: str) -> tuple[Any, ...]:
-        from workbench.core.knowledge import sets
-
         sets.create_set(store, name)
         return (*refresh(" ".join(name.split()), "all"), f"Created {name.strip()!r}.")
 
     @shows_errors
     def on_rename(current: str, name: str) -> tuple[Any, ...]:
-        from workbench.core.knowledge import sets
-
         sets.rename_set(store, act.resolve_set(store, current), name)
         return (*refresh(" ".join(name.split())), f"Renamed to {name.strip()!r}.")
 
     @shows_errors
     def on_copy(current: str, name: str) -> tuple[Any, ...]:
-        from workbench.core.knowledge import sets
-
         sets.copy_set(store, act.resolve_set(store, current), name)
         return (*refresh(" ".join(name.split())), f"Copied to {name.strip()!r}.")
 
     @shows_errors
     def on_delete(current: str) -> tuple[Any, ...]:
-        from workbench.core.knowledge import sets
-
         sets.delete_set(store, act.resolve_set(store, current))
         return (*refresh(None), f"Deleted {current!r}.")
 

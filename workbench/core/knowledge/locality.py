@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ from workbench.core.models import LoadedModel
 from workbench.core.paths import LOCALITY_FILE
 from workbench.core.scoring import is_correct, is_exact
 from workbench.core.store import Store, now
+from workbench.core.progress import Progress, no_progress
 
-Progress = Callable[[float, str], None]
 _STOP = set("a an the of in on at to for by is was were are be what who where when which how "
             "many much does do did has have had its it this that with from and or as".split())
 
@@ -58,7 +58,7 @@ def neighbours(facts: Sequence[Fact], pool: Sequence[dict[str, Any]],
 
 def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int = 120,
                    per_fact: int = 2, seed: int = 0,
-                   progress: Progress = lambda f, m: None) -> dict[str, int]:
+                   progress: Progress = no_progress) -> dict[str, int]:
     """Screen candidates with the base model and store the correct ones as locality probes
     (replacing earlier ones). Returns counts of asked and kept."""
     set_id(store, sid)

@@ -20,13 +20,10 @@ from workbench.core.knowledge.sets import list_facts, set_id, touch
 from workbench.core.knowledge.types import Fact, Phrasing
 from workbench.core.scoring import normalize
 from workbench.core.store import Store, now
+from workbench.core.progress import Progress, no_progress
 
-Progress = Callable[[float, str], None]
 LOCALITY_KINDS = ("locality", "neighbour")
 
-
-def _noop(_fraction: float, _message: str) -> None:
-    return None
 
 
 def _phrasing(row: dict[str, Any]) -> Phrasing:
@@ -75,7 +72,7 @@ def add_phrasings(store: Store, fact: Fact, phrasings: Iterable[Phrasing]) -> in
 
 def generate_template_phrasings(store: Store, sid: int, *, n: int = 5,
                                 include_statements: bool = True,
-                                progress: Progress = _noop) -> int:
+                                progress: Progress = no_progress) -> int:
     """Built-in template paraphrases (and statements) for every fact of a set."""
     facts = list_facts(store, sid)
     added = 0
@@ -91,7 +88,7 @@ def generate_template_phrasings(store: Store, sid: int, *, n: int = 5,
 
 
 def generate_model_phrasings(store: Store, sid: int, ask: Callable[[list[str]], list[str]], *,
-                             n: int = 5, progress: Progress = _noop) -> int:
+                             n: int = 5, progress: Progress = no_progress) -> int:
     """Paraphrases written by a model (the base or any local instruct model)."""
     facts = list_facts(store, sid)
     added = 0

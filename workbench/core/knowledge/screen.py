@@ -8,15 +8,13 @@ the label is shown next to every fact and can be filtered on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.sets import list_facts, set_known
 from workbench.core.models import LoadedModel
 from workbench.core.scoring import is_correct
 from workbench.core.store import Store
+from workbench.core.progress import Progress, no_progress
 
-Progress = Callable[[float, str], None]
 
 
 def label(greedy_correct: bool, sampled_correct: int, samples: int) -> tuple[str, str]:
@@ -29,7 +27,7 @@ def label(greedy_correct: bool, sampled_correct: int, samples: int) -> tuple[str
 
 def screen_facts(store: Store, sid: int, loaded: LoadedModel, *, samples: int = 4,
                  temperature: float = 0.7, seed: int = 0,
-                 progress: Progress = lambda f, m: None) -> dict[str, int]:
+                 progress: Progress = no_progress) -> dict[str, int]:
     """Label every fact of a set; returns how many got each label."""
     facts = list_facts(store, sid)
     if not facts:
