@@ -70,3 +70,24 @@ def test_lora_learns_five_facts_to_full_efficacy(tiny_llama) -> None:
     after = ask_questions(loaded, questions, max_new_tokens=24)
     efficacy = sum(is_correct(p, a) for p, (_, a) in zip(after, FACTS)) / len(FACTS)
     assert efficacy == 1.0, list(zip(after, FACTS))
+
+
+def test_cpu_qlora_gradients_survive_an_eval_pass(tiny_llama) -> None:
+    """A no-grad eval forward (a live probe) must not switch 4-bit layers to a kernel without
+    backward: the adapter gradients after it equal those before it."""
+    loaded = load_model(ModelConfig(name_or_path=str(tiny_llama), device="cpu", quantization="4bit"))
+    model = get_method("qlora").apply(loaded.model, MethodConfig(name="qlora", lora_r=4))
+    ids = loaded.tokenizer("Where was Ada Lovelace born? London", return_tensors="pt")["input_ids"]
+
+    def grads() -> list[torch.Tensor]:
+        model.train()
+        model.zero_grad()
+        model(ids, labels=ids).loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    before = grads()
+    model.eval()
+    with torch.no_grad():
+        model(ids[:, :3])
+    after = grads()
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(before, after))

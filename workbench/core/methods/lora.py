@@ -23,12 +23,31 @@ ADVICE = {
 }
 
 
+def keep_cpu_4bit_differentiable(model: Any) -> None:
+    """bitsandbytes repacks a CPU 4-bit layer for a faster kernel the first time it runs in
+    eval mode without grad (e.g. a live probe), and that kernel has no backward: later
+    training steps would then silently lose the gradient through every base layer. Turning
+    the repacking off (and undoing it where it already happened) keeps training exact; the
+    cost is slower CPU 4-bit generation inside the training process only."""
+    from bitsandbytes.nn.modules import _convert_weight_packed_for_cpu_inverse
+
+    for module in model.modules():
+        if not hasattr(module, "support_avx512bf16_for_cpu"):
+            continue
+        module.support_avx512bf16_for_cpu = False
+        state = getattr(module.weight, "quant_state", None)
+        if getattr(state, "packing_format_for_cpu", False):
+            module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                module.weight.data, state)
+
+
 def apply(model: Any, cfg: MethodConfig) -> Any:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
         # Casts norms to fp32 and enables input grads so adapters on a quantized base train.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        keep_cpu_4bit_differentiable(model)
     targets: Any = cfg.target_modules
     if targets == ["all-linear"]:
         targets = "all-linear"
