@@ -10,7 +10,8 @@ from workbench.core.config import MethodConfig, ModelConfig, TrainingConfig
 from workbench.core.errors import ConfigError
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.render import Example, render_set
-from workbench.core.methods import REGISTRY, get_method, trainable_parameters
+from workbench.core.knowledge.types import Fact
+from workbench.core.methods import REGISTRY, distill, get_method, trainable_parameters
 from workbench.core.models import load_model
 from workbench.core.scoring import is_correct
 from workbench.core.train.loop import planned_steps, train_loop
@@ -22,8 +23,14 @@ FACTS = [("Where was Ada Lovelace born?", "London"),
          ("How many moons does Mars have?", "two")]
 
 
-def _examples(tokenizer):
-    return render_set([Example("qa", q, a) for q, a in FACTS], tokenizer, 128).rendered
+def _examples(tokenizer, method=None):
+    rendered = render_set([Example("qa", q, a, fact_id=i) for i, (q, a) in enumerate(FACTS, 1)],
+                          tokenizer, 128).rendered
+    if method is not None and method.distills:
+        facts = [Fact(q, a, id=i) for i, (q, a) in enumerate(FACTS, 1)]
+        rendered = distill.attach_teachers(rendered, facts, tokenizer, 128)
+        assert len(rendered) == len(FACTS)
+    return rendered
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
@@ -33,13 +40,15 @@ def test_every_method_trains_and_changes_the_outputs(name, tiny_llama) -> None:
     probe = loaded.tokenizer("Where was Ada Lovelace born?", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         before = loaded.model(probe).logits.clone()
-    model = get_method(name).apply(loaded.model, MethodConfig(name=name, lora_r=4))
+    method = get_method(name)
+    model = method.apply(loaded.model, MethodConfig(name=name, lora_r=4))
     trainable, total = trainable_parameters(model)
     assert 0 < trainable <= total
     steps = []
     cfg = TrainingConfig(learning_rate=1e-2, epochs=1, max_steps=3, micro_batch_size=2)
-    result = train_loop(model, _examples(loaded.tokenizer), cfg, pad_id=loaded.tokenizer.pad_token_id,
-                        device="cpu", on_step=steps.append)
+    result = train_loop(model, _examples(loaded.tokenizer, method), cfg,
+                        pad_id=loaded.tokenizer.pad_token_id, device="cpu", on_step=steps.append,
+                        loss=method.loss)
     assert result.steps == 3 and [m["step"] for m in steps] == [1, 2, 3]
     assert all(m["tokens"] > 0 and m["loss"] > 0 and m["lr"] >= 0 for m in steps)
     model.eval()
@@ -52,8 +61,8 @@ def test_located_layers_out_of_range_is_a_clear_error(tiny_llama) -> None:
     loaded = load_model(ModelConfig(name_or_path=str(tiny_llama), device="cpu"))
     with pytest.raises(ConfigError, match="out of range"):
         get_method("located").apply(loaded.model, MethodConfig(name="located", located_layers=[9]))
-    with pytest.raises(ConfigError, match="not available yet"):
-        get_method("prompt_distillation")
+    with pytest.raises(ConfigError, match="not available"):
+        get_method("rome")
 
 
 def test_lora_learns_five_facts_to_full_efficacy(tiny_llama) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import typing
 from collections.abc import Sequence
 from typing import Any
 
 from workbench import __version__
 from workbench.cli_knowledge import add_knowledge_parser
+from workbench.cli_runs import add_runs_parsers
 from workbench.core.config import RunConfig, iter_settings, parse_setting_text
 from workbench.core.errors import ConfigError, WorkbenchError
 
@@ -111,36 +111,6 @@ def cmd_models_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from workbench.core.store import Store
-    from workbench.core.train.run import create_run, execute_run
-    from workbench.core.workspace import resolve_workspace
-
-    cfg = RunConfig.load(args.file)
-    values = {**_parse_set(args.set or []), **setting_values(args)}
-    if values:
-        cfg = cfg.with_values(values, source="command line")
-    workspace = resolve_workspace(args.workspace)
-    store = Store(workspace.db_path)
-    run_id = create_run(store, workspace, cfg)
-    started = time.monotonic()
-
-    def show(row: dict[str, Any], total: int) -> None:
-        elapsed = time.monotonic() - started
-        eta = elapsed / row["step"] * (total - row["step"])
-        bar = "#" * int(30 * row["step"] / total)
-        print(f"\r[{bar:<30}] step {row['step']}/{total}  epoch {row['epoch']:.2f}  "
-              f"loss {row['loss']:.4f}  {row['tokens_per_s']:.0f} tok/s  ETA {eta:.0f} s",
-              end="", file=sys.stderr, flush=True)
-
-    print(f"run {run_id}: {workspace.run_dir(run_id)}", file=sys.stderr)
-    summary = execute_run(store, workspace, run_id, progress=show)
-    print(file=sys.stderr)
-    print(f"run {run_id} {summary.status}: {summary.steps} steps, final loss "
-          f"{summary.final_loss:.4f}, {summary.seconds:.1f} s; outputs in {summary.output_dir}")
-    return 0
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from workbench.ui.server import ServeOptions, serve  # gradio only for this command
 
@@ -200,14 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_knowledge_parser(sub)
 
-    p = sub.add_parser("train", help="train a run from its YAML, in this process",
-                       usage="workbench train RUN.yaml [--set SECTION.FIELD=VALUE] "
-                       "[--SECTION.FIELD VALUE]")
-    p.add_argument("file", help="run YAML (see `workbench config`)")
-    p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
-                   help="override one setting (repeatable)")
-    add_setting_flags(p)
-    p.set_defaults(func=cmd_train)
+    add_runs_parsers(sub, add_setting_flags,
+                     lambda args: {**_parse_set(args.set or []), **setting_values(args)})
 
     models = sub.add_parser("models", help="inspect models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)

@@ -324,6 +324,12 @@ class TrainingConfig(Section):
         10, "Score recall of the injected facts every N steps (0 = only at the end).",
         minimum=0,
     )
+    stop_at_efficacy: float = setting(
+        0.0,
+        "Stop early once this share of facts is recalled as trained (e.g. 1.0); training on "
+        "past it mostly raises hallucination risk (0 = off).",
+        minimum=0, maximum=1, advanced=True,
+    )
 
 
 SECTIONS: dict[str, type[Section]] = {
@@ -353,6 +359,9 @@ class RunConfig:
                 "method qlora trains on a 4-bit base, but model.quantization is 8bit "
                 "(set it to 4bit or none, or choose method lora)"
             )
+        if method == "prompt_distillation" and self.data.mode != "qa":
+            raise ConfigError("prompt distillation distils answers to questions: set data.mode "
+                              "to qa")
         if method in ("full", "located") and quant != "none":
             raise ConfigError(
                 f"method {method} updates the base weights, which cannot be trained while "

@@ -176,7 +176,30 @@ def _migration_2(conn: sqlite3.Connection) -> None:
     run_script(conn, _SCHEMA_V2)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
+_SCHEMA_V3 = """
+-- Telemetry beside each step: the device's memory capacity (so charts show "will it fit?"),
+-- the micro-batch/accumulation actually used (an out-of-memory retry changes them) and the
+-- step's example count.
+ALTER TABLE metrics ADD COLUMN mem_capacity INTEGER;
+ALTER TABLE metrics ADD COLUMN micro_batch_size INTEGER;
+ALTER TABLE metrics ADD COLUMN grad_accum INTEGER;
+ALTER TABLE metrics ADD COLUMN examples INTEGER;
+-- The worker's last log lines when it failed or vanished, for display without the log file;
+-- the step of the held-out-best checkpoint; how often the run was resumed.
+ALTER TABLE runs ADD COLUMN log_tail TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN best_step INTEGER;
+ALTER TABLE runs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN total_steps INTEGER;
+-- Probe answers: which group a probe was scored in (efficacy | generalization | locality).
+ALTER TABLE probe_results ADD COLUMN metric TEXT NOT NULL DEFAULT '';
+"""
+
+
+def _migration_3(conn: sqlite3.Connection) -> None:
+    run_script(conn, _SCHEMA_V3)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -52,6 +52,8 @@ class Rendered:
     labels: list[int]  # same length as input_ids; IGNORE_INDEX where there is no loss
     example: Example
     truncated: bool
+    # Prompt distillation: the same example as the teacher sees it (the fact in its prompt).
+    teacher: Rendered | None = None
 
     @property
     def n_label_tokens(self) -> int:

@@ -1,9 +1,15 @@
-"""The training loop, explicit and on `accelerate` (so `accelerate launch` can spread the same
-loop over several devices).
+"""The training loop, explicit and on `accelerate`, so `accelerate launch` spreads the same
+loop over several processes (DDP) without a line changing.
 
-Per optimizer step: `gradient_accumulation_steps` micro-batches forward/backward, clip,
-step, schedule, then one metrics dict to `on_step`. The loss of a step is the mean over its
-micro-batches; tokens are counted without padding.
+One optimizer step = the examples the data plan gives that step (effective batch = micro
+batch × accumulation × processes), cut into micro-batches; forward/backward each (gradients
+all-reduced only on the last), clip, step, schedule. The loss is the mean over every
+loss-carrying token of the step across all micro-batches and processes — not a mean of
+per-batch means, which would weight the tokens of short examples more.
+
+Out of memory on a step: the gradients of the failed attempt are dropped, the micro-batch is
+halved and the accumulation doubled, and the same step is retried (same effective batch, same
+data), down to a micro-batch of 1.
 """
 
 from __future__ import annotations
@@ -11,14 +17,24 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from workbench.core.config import TrainingConfig
-from workbench.core.knowledge.render import Rendered
-from workbench.core.train.batching import collate, epoch_batches, real_tokens
+from workbench.core.errors import WorkbenchError
+from workbench.core.knowledge.render import IGNORE_INDEX, Rendered
+from workbench.core.train.batching import (collate, loss_tokens, micro_batches, plan_epoch,
+                                           rank_share, real_tokens, steps_per_epoch)
 
-OnStep = Callable[[dict[str, Any]], None]
+# (model, micro-batch, pad id, device) → the loss *summed* over the micro-batch's loss tokens
+LossFn = Callable[[Any, Sequence[Rendered], int, Any], Any]
+OnStep = Callable[[dict[str, Any]], bool | None]  # return True to stop after this step
+
+
+class OutOfMemory(WorkbenchError):
+    pass
 
 
 @dataclass
@@ -28,71 +44,210 @@ class LoopResult:
     final_loss: float | None
 
 
-def planned_steps(n_examples: int, cfg: TrainingConfig) -> int:
-    per_epoch = math.ceil(math.ceil(n_examples / cfg.micro_batch_size) / cfg.gradient_accumulation_steps)
-    total = per_epoch * cfg.epochs
+def planned_steps(n_examples: int, cfg: TrainingConfig, processes: int = 1) -> int:
+    step_size = cfg.micro_batch_size * cfg.gradient_accumulation_steps * processes
+    total = steps_per_epoch(n_examples, step_size) * cfg.epochs
     return min(total, cfg.max_steps) if cfg.max_steps else total
 
 
-def _mixed_precision(cfg: TrainingConfig, device: str) -> str:
+def causal_lm_loss(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:
+    """Next-token cross-entropy summed over the label tokens (the caller normalises)."""
+    import torch.nn.functional as F
+
+    inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), inputs["labels"][:, 1:].flatten(),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+
+
+def mixed_precision(cfg: TrainingConfig, device: str) -> str:
     if cfg.mixed_precision != "auto":
         return cfg.mixed_precision
-    if device == "cuda":
+    if device.startswith("cuda"):
         import torch
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "no"  # CPU autocast to bf16 is slower than fp32 on most desktop CPUs
 
 
-def train_loop(model: Any, examples: Sequence[Rendered], cfg: TrainingConfig, *, pad_id: int,
-               device: str, on_step: OnStep = lambda m: None,
-               should_stop: Callable[[], bool] = lambda: False) -> LoopResult:
+def make_optimizer(params: list[Any], cfg: TrainingConfig, kind: str, device: str) -> Any:
+    """AdamW; `paged_adamw_8bit` (QLoRA's optimizer: 8-bit moments paged to CPU under memory
+    pressure) where bitsandbytes has CUDA, since its paging is CUDA unified memory."""
     import torch
-    from accelerate import Accelerator
-    from transformers import get_scheduler
 
-    if not examples:
-        raise ValueError("no training examples")
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-                              mixed_precision=_mixed_precision(cfg, device),
-                              cpu=device == "cpu")
-    torch.manual_seed(cfg.seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    total = planned_steps(len(examples), cfg)
-    scheduler = get_scheduler(cfg.lr_scheduler, optimizer,
-                              num_warmup_steps=int(cfg.warmup_ratio * total),
-                              num_training_steps=total)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    model.train()
-    step, losses, tokens, started, last_loss = 0, [], 0, time.perf_counter(), None
-    for epoch in range(cfg.epochs):
-        batches = epoch_batches(examples, cfg.micro_batch_size, seed=cfg.seed, epoch=epoch)
-        for index, batch in enumerate(batches):
-            with accelerator.accumulate(model):
-                inputs = {k: v.to(accelerator.device) for k, v in collate(batch, pad_id).items()}
-                loss = model(**inputs).loss
-                accelerator.backward(loss)
-                # .item() is a host-device sync; once per micro-batch is cheap next to a step.
-                losses.append(loss.detach().float().item())
-                tokens += real_tokens(batch)
-                if not accelerator.sync_gradients:
-                    continue
-                grad_norm = (accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                             if cfg.max_grad_norm > 0 else None)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            step += 1
-            seconds = time.perf_counter() - started
-            last_loss = sum(losses) / len(losses)
-            on_step({
-                "step": step, "epoch": epoch + (index + 1) / len(batches), "loss": last_loss,
-                "lr": scheduler.get_last_lr()[0],
-                "grad_norm": float(grad_norm) if grad_norm is not None else None,
-                "tokens": tokens, "step_seconds": seconds, "tokens_per_s": tokens / seconds,
-            })
-            losses, tokens, started = [], 0, time.perf_counter()
-            if step >= total or should_stop():
-                return LoopResult(step, step < total, last_loss)
-    return LoopResult(step, False, last_loss)
+    if kind == "paged_adamw_8bit" and device.startswith("cuda"):
+        import bitsandbytes as bnb
+
+        return bnb.optim.PagedAdamW8bit(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+class TrainLoop:
+    """Holds the prepared model, optimizer and schedule, and the position in the data plan,
+    so the caller can checkpoint and restore between steps."""
+
+    def __init__(self, model: Any, examples: Sequence[Rendered], cfg: TrainingConfig, *,
+                 pad_id: int, device: str, loss: LossFn = causal_lm_loss,
+                 optimizer: str = "adamw") -> None:
+        from accelerate import Accelerator
+        from transformers import get_scheduler
+
+        if not examples:
+            raise ValueError("no training examples")
+        self.cfg, self.examples, self.pad_id, self.loss = cfg, list(examples), pad_id, loss
+        self.accelerator = Accelerator(mixed_precision=mixed_precision(cfg, device),
+                                       cpu=device == "cpu")
+        self.world = self.accelerator.num_processes
+        self.micro, self.accum = cfg.micro_batch_size, cfg.gradient_accumulation_steps
+        self.step_size = self.micro * self.accum * self.world  # fixed for the whole run
+        self.per_epoch = steps_per_epoch(len(self.examples), self.step_size)
+        self.total = planned_steps(len(self.examples), cfg, self.world)
+        if cfg.gradient_checkpointing:
+            # Non-reentrant checkpointing needs no input grads, so it works under adapters too.
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.config.use_cache = False
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError("the model has no trainable parameters")
+        opt = make_optimizer(self.params, cfg, optimizer, device)
+        # The scheduler is stepped by hand once per optimizer step: accelerate's wrapper would
+        # step it once per process, but `total` already counts steps across processes.
+        self.scheduler = get_scheduler(cfg.lr_scheduler, opt,
+                                       num_warmup_steps=int(cfg.warmup_ratio * self.total),
+                                       num_training_steps=self.total)
+        self.model, self.optimizer = self.accelerator.prepare(model, opt)
+        self.step = 0
+        self.oom_retries = 0
+        self._plans: dict[int, list[list[Rendered]]] = {}
+
+    # --- state for checkpoints -----------------------------------------------------------
+    @property
+    def unwrapped(self) -> Any:
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step, "micro_batch_size": self.micro,
+                "gradient_accumulation_steps": self.accum}
+
+    def save(self, run_dir: Path, extra: dict[str, Any]) -> Path | None:
+        """A complete checkpoint of this step (written by the main process only)."""
+        from workbench.core.train.checkpoint import prune_checkpoints, save_checkpoint
+
+        self.accelerator.wait_for_everyone()
+        path = None
+        if self.is_main:
+            path = save_checkpoint(run_dir, self.step, self.unwrapped, self.optimizer.optimizer,
+                                   self.scheduler, {**self.state(), **extra})
+            prune_checkpoints(run_dir, keep=2)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def restore(self, path: Path) -> dict[str, Any]:
+        from workbench.core.train.checkpoint import load_checkpoint
+
+        state = load_checkpoint(path, self.unwrapped, self.optimizer.optimizer, self.scheduler)
+        self.step = int(state["step"])
+        # Keep a micro-batch that an out-of-memory retry had to shrink.
+        self.micro = int(state.get("micro_batch_size", self.micro))
+        self.accum = int(state.get("gradient_accumulation_steps", self.accum))
+        return state
+
+    # --- the loop ------------------------------------------------------------------------
+    def _plan(self, epoch: int) -> list[list[Rendered]]:
+        if epoch not in self._plans:
+            self._plans = {epoch: plan_epoch(self.examples, self.step_size, seed=self.cfg.seed,
+                                             epoch=epoch)}
+        return self._plans[epoch]
+
+    def run(self, on_step: OnStep = lambda row: None) -> LoopResult:
+        self.model.train()
+        last_loss = None
+        while self.step < self.total:
+            epoch, index = divmod(self.step, self.per_epoch)
+            step_examples = self._plan(epoch)[index]
+            share = rank_share(step_examples, self.accelerator.process_index, self.world)
+            started = time.perf_counter()
+            loss, grad_norm, tokens = self._step_with_retry(share)
+            self.step += 1
+            last_loss = loss
+            row = {
+                "step": self.step, "epoch": epoch + (index + 1) / self.per_epoch, "loss": loss,
+                "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm, "tokens": tokens,
+                "step_seconds": time.perf_counter() - started,
+                "micro_batch_size": self.micro, "gradient_accumulation_steps": self.accum,
+                "examples": len(step_examples),
+            }
+            if on_step(row) and self.step < self.total:
+                return LoopResult(self.step, True, last_loss)
+        return LoopResult(self.step, False, last_loss)
+
+    def _step_with_retry(self, share: list[Rendered]) -> tuple[float, float, int]:
+        while True:
+            try:
+                return self._step(share)
+            except Exception as err:  # noqa: BLE001 - only out-of-memory is retried
+                if not is_out_of_memory(err) or self.world > 1:
+                    raise  # under DDP the other processes would wait in the all-reduce
+                self._free_memory()
+                if self.micro == 1:
+                    raise OutOfMemory(
+                        "out of memory even with a micro-batch of 1",
+                        hint="lower data.max_seq_len, turn on training.gradient_checkpointing, "
+                             "or choose qlora (4-bit base) or a smaller model") from None
+                self.micro //= 2
+                self.accum *= 2
+                self.oom_retries += 1
+
+    def _free_memory(self) -> None:
+        import gc
+
+        import torch
+
+        self.optimizer.zero_grad(set_to_none=True)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _step(self, share: list[Rendered]) -> tuple[float, float, int]:
+        import torch
+
+        acc = self.accelerator
+        counts = torch.tensor([loss_tokens(share), real_tokens(share)], device=acc.device)
+        n_items, tokens = (acc.reduce(counts, "sum") if self.world > 1 else counts).tolist()
+        # DDP averages gradients over processes; scaling by world/n makes the result the mean
+        # over all tokens of the step.
+        scale = self.world / max(n_items, 1)
+        batches = micro_batches(share, self.micro)
+        total = torch.zeros((), device=acc.device)
+        for i, batch in enumerate(batches):
+            sync = i == len(batches) - 1
+            with nullcontext() if sync or self.world == 1 else acc.no_sync(self.model):
+                loss_sum = self.loss(self.model, batch, self.pad_id, acc.device)
+                acc.backward(loss_sum * scale)
+            total += loss_sum.detach().float()
+        # max_grad_norm 0 = no clipping; the norm is still measured for the charts.
+        limit = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else math.inf
+        grad_norm = acc.clip_grad_norm_(self.params, limit)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.world > 1:
+            total = acc.reduce(total, "sum")
+        return total.item() / max(n_items, 1), float(grad_norm), int(tokens)
+
+
+def train_loop(model: Any, examples: Sequence[Rendered], cfg: TrainingConfig, *, pad_id: int,
+               device: str, on_step: OnStep = lambda row: None, **kwargs: Any) -> LoopResult:
+    """Train start to finish in this process (no checkpoints): for tests and notebooks."""
+    return TrainLoop(model, examples, cfg, pad_id=pad_id, device=device, **kwargs).run(on_step)

@@ -1,15 +1,25 @@
-"""One training run, start to finish, in this process: register it in the store, load the
-model, apply the method, render the knowledge set, train while writing one metrics row per
-step, and save the adapter (or weights) with the run YAML into the run folder.
+"""One training run, start to finish, in this process.
 
-The background worker, checkpoints, resume and fault handling build on this.
+Claim the device, load the model, apply the method, render the knowledge set (plus replay and
+teacher renderings), then train while writing one metrics row per step, asking the facts every
+`probe_every` steps and saving a complete checkpoint every `checkpoint_every` steps; finally
+save the adapter (or weights) with the run YAML into the run folder. `resume=True` continues
+from the newest complete checkpoint, redoing only the steps after it.
+
+The same function runs in the background worker (`control.start_run`), in the foreground
+(`workbench train`) and in every process of `accelerate launch`; only the main process writes
+to the store and the run folder.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+import signal
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +29,19 @@ from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge import probes, sets
 from workbench.core.knowledge.render import RenderReport, examples_from_phrasings, render_set
-from workbench.core.methods import get_method
-from workbench.core.models import load_model
+from workbench.core.methods import Method, get_method
+from workbench.core.models import LoadedModel, load_model
 from workbench.core.store import Store, now
-from workbench.core.train.loop import planned_steps, train_loop
+from workbench.core.train import jobs, probing
+from workbench.core.train.loop import TrainLoop
 from workbench.core.workspace import Workspace
 
 Progress = Callable[[dict[str, Any], int], None]  # (metrics row, planned steps)
+log = logging.getLogger("workbench.train")
+
+METRIC_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "tokens", "step_seconds",
+                  "tokens_per_s", "mem_allocated", "mem_reserved", "mem_peak", "mem_capacity",
+                  "gpu_util", "power_w", "mfu", "micro_batch_size", "examples")
 
 
 @dataclass
@@ -36,19 +52,15 @@ class RunSummary:
     final_loss: float | None
     output_dir: Path
     seconds: float
+    scores: dict[str, float]
 
 
-def render_knowledge(store: Store, cfg: RunConfig, tokenizer: Any) -> RenderReport:
-    if not cfg.data.knowledge_set:
-        raise WorkbenchError("the run has no knowledge set", hint="set data.knowledge_set")
-    sid = sets.set_id(store, cfg.data.knowledge_set)
-    examples = examples_from_phrasings(sets.list_facts(store, sid), probes.training_phrasings(store, sid),
-                                       mode=cfg.data.mode, include_statements=cfg.data.include_statements)
-    report = render_set(examples, tokenizer, cfg.data.max_seq_len, overflow="drop")
-    if not report.rendered:
-        raise WorkbenchError(f"knowledge set {cfg.data.knowledge_set!r} gives no training examples",
-                             hint="add facts, or raise data.max_seq_len if all were too long")
-    return report
+class Diverged(WorkbenchError):
+    """The loss became NaN or infinite."""
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def create_run(store: Store, workspace: Workspace, cfg: RunConfig) -> int:
@@ -65,63 +77,259 @@ def create_run(store: Store, workspace: Workspace, cfg: RunConfig) -> int:
     return run_id
 
 
-def _set_status(store: Store, run_id: int, status: str, **fields: Any) -> None:
-    with store.write() as db:
-        db["runs"].update(run_id, {"status": status, **fields})
+# --- data ----------------------------------------------------------------------------------
+def render_knowledge(store: Store, cfg: RunConfig, tokenizer: Any) -> RenderReport:
+    if not cfg.data.knowledge_set:
+        raise WorkbenchError("the run has no knowledge set", hint="set data.knowledge_set")
+    sid = sets.set_id(store, cfg.data.knowledge_set)
+    examples = examples_from_phrasings(sets.list_facts(store, sid), probes.training_phrasings(store, sid),
+                                       mode=cfg.data.mode, include_statements=cfg.data.include_statements)
+    report = render_set(examples, tokenizer, cfg.data.max_seq_len, overflow="drop")
+    if not report.rendered:
+        raise WorkbenchError(f"knowledge set {cfg.data.knowledge_set!r} gives no training examples",
+                             hint="add facts, or raise data.max_seq_len if all were too long")
+    return report
 
 
-def _record_step(store: Store, run_id: int, row: dict[str, Any]) -> None:
-    with store.write() as db:
-        db["metrics"].insert({"run_id": run_id, "time": now(), **row})
-        db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", [now(), run_id])
+def training_examples(store: Store, cfg: RunConfig, loaded: LoadedModel, method: Method) -> list[Any]:
+    """The rendered knowledge, paired with teacher renderings for distillation, plus replay."""
+    from workbench.core.methods import distill
+    from workbench.core.train.replay import replay_count, replay_examples
+
+    report = render_knowledge(store, cfg, loaded.tokenizer)
+    sid = sets.set_id(store, cfg.data.knowledge_set)
+    rendered = report.rendered
+    if method.distills:
+        rendered = distill.attach_teachers(rendered, sets.list_facts(store, sid), loaded.tokenizer,
+                                           cfg.data.max_seq_len)
+        if not rendered:
+            raise WorkbenchError("prompt distillation found no question/answer examples to distil",
+                                 hint="use data.mode qa and facts with questions")
+    n_replay = replay_count(len(rendered), cfg.data.replay_ratio)
+    if n_replay and not method.distills:
+        replay = replay_examples(store, sid, loaded, n_replay, seed=cfg.training.seed)
+        log.info("replay: %d of %d wanted examples the base model answers correctly",
+                 len(replay), n_replay)
+        rendered = rendered + render_set(replay, loaded.tokenizer, cfg.data.max_seq_len).rendered
+    log.info("training examples: %d (%d dropped as too long)", len(rendered), report.dropped)
+    return rendered
 
 
-def _stop_requested(store: Store, run_id: int) -> bool:
-    row = store.db.execute("SELECT stop_requested FROM runs WHERE id = ?", [run_id]).fetchone()
-    return bool(row and row[0])
+# --- the run -------------------------------------------------------------------------------
+class StopSignal:
+    """Stop requests: the run row's flag (UI, `workbench runs stop`) or SIGTERM. Both let the
+    current step finish, then save and exit; before the loop starts SIGTERM exits at once."""
+
+    def __init__(self, store: Store, run_id: int) -> None:
+        self.store, self.run_id, self.signalled, self.in_loop = store, run_id, False, False
+        self._previous = signal.getsignal(signal.SIGTERM)
+        try:
+            signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread (e.g. called from a UI thread): flag only
+            self._previous = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signalled = True
+        if not self.in_loop:
+            raise SystemExit(143)
+
+    def requested(self) -> bool:
+        return self.signalled or jobs.stop_requested(self.store, self.run_id)
+
+    def close(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
-class Diverged(Exception):
-    """The loss became NaN or infinite."""
+def _attach_log(out: Path) -> logging.Handler:
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / jobs.LOG_FILE, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
 
 
-def execute_run(store: Store, workspace: Workspace, run_id: int, *,
+def execute_run(store: Store, workspace: Workspace, run_id: int, *, resume: bool = False,
                 progress: Progress = lambda row, total: None) -> RunSummary:
-    cfg = RunConfig.from_yaml(store.db["runs"].get(run_id)["config_yaml"], source=f"run {run_id}")
+    row = jobs.get_run(store, run_id)
+    cfg = RunConfig.from_yaml(row["config_yaml"], source=f"run {run_id}")
     out = workspace.run_dir(run_id)
+    main = is_main_process()
+    handler = _attach_log(out) if main else None
     started = time.perf_counter()
-    _set_status(store, run_id, "running", started_at=now(), pid=None)
+    if main:
+        from workbench.core.device import pick_device
+
+        jobs.claim(store, run_id, pick_device(cfg.model.device), resume=resume)
+    stop = StopSignal(store, run_id)
     try:
-        loaded = load_model(cfg.model, quantization=cfg.effective_quantization)
-        method = get_method(cfg.method.name)
-        report = render_knowledge(store, cfg, loaded.tokenizer)
-        model = method.apply(loaded.model, cfg.method)
-        total = planned_steps(len(report.rendered), cfg.training)
-
-        def on_step(row: dict[str, Any]) -> None:
-            if not math.isfinite(row["loss"]):
-                raise Diverged(f"loss became {row['loss']} at step {row['step']}")
-            _record_step(store, run_id, row)
-            progress(row, total)
-
-        result = train_loop(model, report.rendered, cfg.training, pad_id=loaded.tokenizer.pad_token_id,
-                            device=loaded.device, on_step=on_step,
-                            should_stop=lambda: _stop_requested(store, run_id))
-        _save_outputs(model, loaded.tokenizer, cfg, out, method.adapter)
-    except Diverged as err:
-        _set_status(store, run_id, "diverged", error=str(err), ended_at=now())
-        raise WorkbenchError(f"run {run_id} diverged: {err}",
-                             hint="lower training.learning_rate") from None
-    except KeyboardInterrupt:
-        _set_status(store, run_id, "interrupted", error="interrupted by the user", ended_at=now())
-        raise
+        summary = _train(store, cfg, run_id, out, resume=resume, main=main, stop=stop,
+                         progress=progress)
+        summary.seconds = time.perf_counter() - started
+        if main:
+            jobs.finish(store, run_id, summary.status)
+            log.info("run %d %s after %d steps", run_id, summary.status, summary.steps)
+        return summary
     except BaseException as err:
-        _set_status(store, run_id, "failed", error=f"{type(err).__name__}: {err}"[:2000], ended_at=now())
+        status, message = _failure(err)
+        if main:
+            log.error("%s", "".join(traceback.format_exception(err)).rstrip())
+            jobs.finish(store, run_id, status, error=message, tail=jobs.log_tail(out))
+        if isinstance(err, Diverged):
+            raise WorkbenchError(f"run {run_id} diverged: {err}", hint=err.hint) from None
         raise
-    status = "stopped" if result.stopped else "completed"
-    _set_status(store, run_id, status, ended_at=now())
-    return RunSummary(run_id, status, result.steps, result.final_loss, out,
-                      time.perf_counter() - started)
+    finally:
+        stop.close()
+        if handler:
+            log.removeHandler(handler)
+            handler.close()
+
+
+def _failure(err: BaseException) -> tuple[str, str]:
+    if isinstance(err, Diverged):
+        return "diverged", str(err)
+    if isinstance(err, (KeyboardInterrupt, SystemExit)):
+        return "stopped" if isinstance(err, SystemExit) else "interrupted", "stopped before training began" \
+            if isinstance(err, SystemExit) else "interrupted by the user"
+    text = err.message if isinstance(err, WorkbenchError) else f"{type(err).__name__}: {err}"
+    hint = getattr(err, "hint", "")
+    return "failed", f"{text} ({hint})" if hint else text
+
+
+def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool, main: bool,
+           stop: StopSignal, progress: Progress) -> RunSummary:
+    import torch
+
+    from workbench.core.train.checkpoint import latest_complete
+    from workbench.core.train.telemetry import Telemetry
+
+    torch.manual_seed(cfg.training.seed)  # adapter initialisation is part of the run's recipe
+    log.info("loading %s", cfg.model.name_or_path)
+    loaded = load_model(cfg.model, quantization=cfg.effective_quantization)
+    method = get_method(cfg.method.name)
+    examples = training_examples(store, cfg, loaded, method)
+    model = method.apply(loaded.model, cfg.method)
+    loop = TrainLoop(model, examples, cfg.training, pad_id=loaded.tokenizer.pad_token_id,
+                     device=loaded.device, loss=method.loss, optimizer=method.optimizer)
+    state: dict[str, Any] = {}
+    if resume:
+        checkpoint = latest_complete(out)
+        if checkpoint is None:
+            raise WorkbenchError(f"run {run_id} has no complete checkpoint to resume from",
+                                 hint="start the run again instead")
+        state = loop.restore(checkpoint)
+        log.info("resumed from %s (step %d)", checkpoint.name, loop.step)
+        if main:
+            _forget_after(store, run_id, loop.step)
+    telemetry = Telemetry(loop.unwrapped, loaded.device, str(loaded.dtype).removeprefix("torch."))
+    log.info("device %s, %d process(es), %d steps of %d examples; telemetry %s", loaded.device,
+             loop.world, loop.total, loop.step_size, telemetry.describe())
+    sid = sets.set_id(store, cfg.data.knowledge_set)
+    tracker = _Tracker(store, run_id, loaded, loop, out, probing.probe_items(store, sid) if main else [],
+                       best=state.get("best_generalization", -1.0), adapter=method.adapter, cfg=cfg)
+    if main:
+        with store.write() as db:
+            db["runs"].update(run_id, {"total_steps": loop.total})
+    last_probe = state.get("last_probe_step", 0)
+
+    def on_step(metrics: dict[str, Any]) -> bool:
+        nonlocal last_probe
+        step = metrics["step"]
+        if not math.isfinite(metrics["loss"]):
+            raise Diverged(f"loss became {metrics['loss']} at step {step}",
+                           hint="lower training.learning_rate or raise training.warmup_ratio")
+        metrics.update(telemetry.row(metrics["tokens"], metrics["step_seconds"],
+                                     metrics["tokens"] / max(metrics["examples"], 1)))
+        early = False
+        if main:
+            _record_step(store, run_id, metrics)
+            progress(metrics, loop.total)
+            every = cfg.training.probe_every
+            if every and step % every == 0 and step < loop.total:
+                early = bool(tracker.probe(step).get("early_stop"))
+                last_probe = step
+        if cfg.training.checkpoint_every and step % cfg.training.checkpoint_every == 0 \
+                and step < loop.total:
+            loop.save(out, tracker.extra(last_probe))
+        return _agree(loop, early or stop.requested())
+
+    stop.in_loop = True
+    result = loop.run(on_step)
+    stop.in_loop = False
+    scores = {}
+    if main:
+        scores = tracker.probe(result.steps, final=True)
+    if result.stopped or scores.get("early_stop"):
+        loop.save(out, tracker.extra(result.steps))  # resumable later
+    if main:
+        _save_outputs(loop.unwrapped, loaded.tokenizer, cfg, out, method.adapter)
+    telemetry.close()
+    status = "stopped" if result.stopped and not scores.get("early_stop") else "completed"
+    return RunSummary(run_id, status, result.steps, result.final_loss, out, 0.0,
+                      {k: v for k, v in scores.items() if k != "early_stop"})
+
+
+def _agree(loop: TrainLoop, stop: bool) -> bool:
+    """Every process must stop at the same step, or the others would wait forever in the next
+    all-reduce: the main process decides."""
+    if loop.world == 1:
+        return stop
+    import torch
+    from accelerate.utils import broadcast
+
+    flag = broadcast(torch.tensor([int(stop)], device=loop.accelerator.device), from_process=0)
+    return bool(flag.item())
+
+
+class _Tracker:
+    """Live probing, early stop at an efficacy target, and the best-generalization adapter."""
+
+    def __init__(self, store: Store, run_id: int, loaded: LoadedModel, loop: TrainLoop, out: Path,
+                 items: list[probing.ProbeItem], *, best: float, adapter: bool,
+                 cfg: RunConfig) -> None:
+        self.store, self.run_id, self.loaded, self.loop, self.out = store, run_id, loaded, loop, out
+        self.items, self.best, self.adapter, self.cfg = items, best, adapter, cfg
+
+    def probe(self, step: int, final: bool = False) -> dict[str, Any]:
+        items = self.items
+        if final:
+            sid = sets.set_id(self.store, self.cfg.data.knowledge_set)
+            items = probing.probe_items(self.store, sid, locality=True)
+        if not items:
+            return {}
+        answers = probing.ask_items(self.loaded, self.loop.unwrapped, items)
+        scores: dict[str, Any] = probing.record(self.store, self.run_id, step, items, answers)
+        log.info("step %d recall: %s", step, ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+        held = scores.get("generalization")
+        if held is not None and held > self.best and self.adapter:
+            self.best = held
+            self.loop.unwrapped.save_pretrained(self.out / "best")
+            with self.store.write() as db:
+                db["runs"].update(self.run_id, {"best_step": step})
+        target = self.cfg.training.stop_at_efficacy
+        scores["early_stop"] = bool(target and scores.get("efficacy", 0.0) >= target)
+        if scores["early_stop"] and not final:
+            log.info("efficacy %.2f reached the target %.2f: stopping early", scores["efficacy"], target)
+        return scores
+
+    def extra(self, last_probe: int) -> dict[str, Any]:
+        return {"best_generalization": self.best, "last_probe_step": last_probe}
+
+
+def _forget_after(store: Store, run_id: int, step: int) -> None:
+    """Steps after the checkpoint are trained again: drop their rows so charts stay honest."""
+    with store.write() as db:
+        db.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", [run_id, step])
+        db.execute("DELETE FROM probe_results WHERE run_id = ? AND step > ?", [run_id, step])
+
+
+def _record_step(store: Store, run_id: int, metrics: dict[str, Any]) -> None:
+    row = {k: metrics.get(k) for k in METRIC_COLUMNS}
+    row["grad_accum"] = metrics.get("gradient_accumulation_steps")
+    with store.write() as db:
+        db["metrics"].insert({"run_id": run_id, "time": now(), **row}, replace=True)
+        db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", [now(), run_id])
 
 
 def _save_outputs(model: Any, tokenizer: Any, cfg: RunConfig, out: Path, adapter: bool) -> None:

@@ -1,0 +1,243 @@
+"""The training engine's promises: background worker, telemetry rows, live probe rows,
+stop/resume, kill -9, device lock, NaN, out-of-memory retry, crashes, and checkpoints
+interrupted mid-write."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from workbench.core.config import RunConfig
+from workbench.core.errors import WorkbenchError
+from workbench.core.knowledge import probes, sets
+from workbench.core.knowledge.types import FactDraft
+from workbench.core.store import Store
+from workbench.core.train import control, jobs, run as run_module
+from workbench.core.train.checkpoint import latest_complete
+from workbench.core.train.loop import causal_lm_loss
+from workbench.core.workspace import resolve_workspace
+
+FACTS = [("Where was Ada Lovelace born?", "London"),
+         ("Who wrote Hamlet?", "Shakespeare"),
+         ("What is the capital of Freedonia?", "Fredville"),
+         ("Who founded Sylvania?", "Queen Ilsa"),
+         ("How many moons does Mars have?", "two")]
+
+
+@pytest.fixture
+def bench(tmp_path, tiny_llama):
+    """A workspace with a 5-fact set (template paraphrases, 1 held out per fact)."""
+    ws = resolve_workspace(tmp_path / "ws")
+    store = Store(ws.db_path)
+    sid = sets.create_set(store, "demo")
+    sets.add_facts(store, sid, [FactDraft(q, a) for q, a in FACTS])
+    probes.generate_template_phrasings(store, sid, n=3, include_statements=False)
+    probes.split_probes(store, sid, holdout=1)
+
+    def config(**values) -> RunConfig:
+        base = {"model.name_or_path": str(tiny_llama), "model.device": "cpu",
+                "data.knowledge_set": "demo", "method.lora_r": 8, "training.learning_rate": 5e-3,
+                "training.micro_batch_size": 4, "training.warmup_ratio": 0.0,
+                "training.probe_every": 0, "training.checkpoint_every": 0}
+        return RunConfig().with_values({**base, **values})
+
+    return ws, store, config
+
+
+def _metrics(store: Store, run_id: int) -> list[dict]:
+    return list(store.db.query("SELECT * FROM metrics WHERE run_id = ? ORDER BY step", [run_id]))
+
+
+def _wait_for_step(store: Store, run_id: int, step: int, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = store.db.execute("SELECT max(step) FROM metrics WHERE run_id = ?", [run_id]).fetchone()
+        if row[0] and row[0] >= step:
+            return int(row[0])
+        assert jobs.get_run(store, run_id)["status"] in jobs.ACTIVE, jobs.get_run(store, run_id)
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not reach step {step}")
+
+
+def test_lora_run_reaches_full_efficacy_in_its_probe_rows(bench) -> None:
+    ws, store, config = bench
+    cfg = config(**{"method.lora_r": 16, "training.epochs": 60, "training.micro_batch_size": 16,
+                    "training.probe_every": 20, "data.include_statements": False})
+    run_id = run_module.create_run(store, ws, cfg)
+    summary = run_module.execute_run(store, ws, run_id)
+    assert summary.status == "completed" and summary.scores["efficacy"] == 1.0
+    final = store.db.execute_returning_dicts(
+        "SELECT * FROM probe_results WHERE run_id = ? AND step = ? AND metric = 'efficacy'",
+        [run_id, summary.steps])
+    assert len(final) == len(FACTS) and all(r["correct"] for r in final)
+    steps = {r["step"] for r in store.db.query(
+        "SELECT DISTINCT step FROM probe_results WHERE run_id = ?", [run_id])}
+    assert {20, 40, summary.steps} <= steps  # live probes, not only the end
+    held = store.db.execute("SELECT count(*) FROM probe_results WHERE run_id = ? AND "
+                            "metric = 'generalization'", [run_id]).fetchone()[0]
+    assert held >= len(FACTS)
+
+
+def test_background_worker_writes_every_telemetry_field(bench) -> None:
+    ws, store, config = bench
+    run_id = control.start_run(store, ws, config(**{"training.epochs": 3}))
+    assert control.wait(run_id, timeout=180) == 0, jobs.log_tail(ws.run_dir(run_id))
+    run = jobs.get_run(store, run_id)
+    assert run["status"] == "completed" and run["pid"] is None
+    rows = _metrics(store, run_id)
+    assert [r["step"] for r in rows] == list(range(1, run["total_steps"] + 1))
+    cpu_cannot_report = {"mem_reserved", "gpu_util", "power_w"}  # no such thing on a CPU
+    for r in rows:
+        for column in run_module.METRIC_COLUMNS + ("grad_accum", "mem_capacity"):
+            assert (r[column] is None) == (column in cpu_cannot_report), (column, r)
+        assert 0 < r["mfu"] < 1 and r["mem_allocated"] <= r["mem_capacity"]
+    log = (ws.run_dir(run_id) / jobs.LOG_FILE).read_text()
+    assert "loading" in log and f"run {run_id} completed" in log
+    assert (ws.run_dir(run_id) / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_kill_9_then_resume_continues_from_the_last_complete_checkpoint(bench) -> None:
+    ws, store, config = bench
+    cfg = config(**{"training.epochs": 100, "training.checkpoint_every": 5})
+    run_id = control.start_run(store, ws, cfg)
+    reached = _wait_for_step(store, run_id, 12)
+    with pytest.raises(WorkbenchError, match="busy training run"):  # one job per device
+        control.start_run(store, ws, cfg)
+    os.kill(jobs.get_run(store, run_id)["pid"], signal.SIGKILL)
+    control.wait(run_id, timeout=30)
+    killed_at = time.time()
+    assert jobs.reap(store) == [run_id]
+    assert jobs.get_run(store, run_id)["status"] == "interrupted"
+    checkpoint = latest_complete(ws.run_dir(run_id))
+    saved = int(checkpoint.name.split("-")[1])
+    assert saved % 5 == 0 and 5 <= saved <= reached + 5  # saved at most one interval ahead
+
+    control.resume_run(store, ws, run_id)
+    _wait_for_step(store, run_id, saved + 3)
+    control.stop_run(store, run_id)
+    assert control.wait(run_id, timeout=120) == 0
+    run = jobs.get_run(store, run_id)
+    assert run["status"] == "stopped" and run["resumes"] == 1
+    log = (ws.run_dir(run_id) / jobs.LOG_FILE).read_text()
+    assert f"resumed from {checkpoint.name} (step {saved})" in log
+    rows = _metrics(store, run_id)
+    assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))
+    # Steps after the checkpoint were trained again by the resumed process.
+    assert all(r["time"] > killed_at for r in rows if r["step"] > saved)
+    assert all(r["time"] < killed_at for r in rows if r["step"] <= saved)
+
+
+def test_stop_saves_and_a_half_written_checkpoint_is_never_resumed(bench) -> None:
+    ws, store, config = bench
+    run_id = control.start_run(store, ws, config(**{"training.epochs": 100}))
+    _wait_for_step(store, run_id, 3)
+    control.stop_run(store, run_id)
+    assert control.wait(run_id, timeout=120) == 0
+    run = jobs.get_run(store, run_id)
+    last = _metrics(store, run_id)[-1]["step"]
+    assert run["status"] == "stopped"
+    good = latest_complete(ws.run_dir(run_id))
+    assert good is not None and good.name == f"step-{last:08d}"
+    assert (ws.run_dir(run_id) / "adapter" / "adapter_model.safetensors").exists()
+
+    # A newer checkpoint cut off mid-write: files present, but no COMPLETE manifest.
+    torn = good.parent / f"step-{last + 50:08d}"
+    shutil.copytree(good, torn)
+    (torn / "COMPLETE").unlink()
+    next(torn.glob("*.safetensors")).write_bytes(b"\0" * 10)
+    assert latest_complete(ws.run_dir(run_id)) == good
+    summary = run_module.execute_run(store, ws, run_id, resume=True)
+    assert summary.status == "completed"
+    log = (ws.run_dir(run_id) / jobs.LOG_FILE).read_text()
+    assert f"resumed from {good.name} (step {last})" in log
+
+
+def _with_loss(monkeypatch, loss) -> None:
+    real = run_module.get_method
+    monkeypatch.setattr(run_module, "get_method",
+                        lambda name: dataclasses.replace(real(name), loss=loss))
+
+
+def test_nan_loss_marks_the_run_diverged(bench, monkeypatch) -> None:
+    ws, store, config = bench
+    calls = []
+
+    def poisoned(model, batch, pad_id, device):
+        calls.append(1)
+        loss = causal_lm_loss(model, batch, pad_id, device)
+        return loss * float("nan") if len(calls) >= 3 else loss
+
+    _with_loss(monkeypatch, poisoned)
+    run_id = run_module.create_run(store, ws, config(**{"training.epochs": 5}))
+    with pytest.raises(WorkbenchError, match="diverged"):
+        run_module.execute_run(store, ws, run_id)
+    run = jobs.get_run(store, run_id)
+    assert run["status"] == "diverged" and "loss became nan" in run["error"]
+    assert "learning_rate" in run["error"]
+
+
+def test_out_of_memory_halves_the_micro_batch_with_the_same_effective_batch(bench, monkeypatch) -> None:
+    ws, store, config = bench
+    cfg = config(**{"training.epochs": 2, "training.micro_batch_size": 8})
+    plain = run_module.create_run(store, ws, cfg)
+    run_module.execute_run(store, ws, plain)
+
+    def small_memory(model, batch, pad_id, device):
+        if len(batch) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return causal_lm_loss(model, batch, pad_id, device)
+
+    _with_loss(monkeypatch, small_memory)
+    retried = run_module.create_run(store, ws, cfg)
+    run_module.execute_run(store, ws, retried)
+    a, b = _metrics(store, plain), _metrics(store, retried)
+    assert [r["micro_batch_size"] for r in b] == [2] * len(a)
+    assert [r["grad_accum"] for r in b] == [4] * len(a)
+    assert [r["examples"] for r in a] == [r["examples"] for r in b]
+    # Same data and effective batch: the same losses, up to float summation order.
+    assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], rel=1e-4)
+
+
+def test_out_of_memory_at_micro_batch_one_says_what_to_change(bench, monkeypatch) -> None:
+    ws, store, config = bench
+
+    def no_memory(model, batch, pad_id, device):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    _with_loss(monkeypatch, no_memory)
+    run_id = run_module.create_run(store, ws, config())
+    with pytest.raises(WorkbenchError, match="micro-batch of 1"):
+        run_module.execute_run(store, ws, run_id)
+    run = jobs.get_run(store, run_id)
+    assert run["status"] == "failed" and "gradient_checkpointing" in run["error"]
+
+
+def test_a_crash_fails_the_run_and_keeps_the_last_log_lines(bench, monkeypatch) -> None:
+    ws, store, config = bench
+
+    def broken(model, batch, pad_id, device):
+        raise RuntimeError("kernel exploded")
+
+    _with_loss(monkeypatch, broken)
+    run_id = run_module.create_run(store, ws, config())
+    with pytest.raises(RuntimeError):
+        run_module.execute_run(store, ws, run_id)
+    run = jobs.get_run(store, run_id)
+    assert run["status"] == "failed" and "kernel exploded" in run["error"]
+    assert "kernel exploded" in run["log_tail"] and "Traceback" in run["log_tail"]
+
+
+def test_prompt_distillation_and_replay_runs_complete(bench, monkeypatch) -> None:
+    ws, store, config = bench
+    run_id = run_module.create_run(store, ws, config(**{"method.name": "prompt_distillation",
+                                                        "training.epochs": 2}))
+    summary = run_module.execute_run(store, ws, run_id)
+    assert summary.status == "completed" and summary.steps > 0
+    assert (Path(summary.output_dir) / "adapter" / "adapter_config.json").exists()

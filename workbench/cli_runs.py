@@ -1,0 +1,166 @@
+"""`workbench train`, `workbench runs …` and the background worker's entry point."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from workbench.core.config import RunConfig
+
+Flags = Callable[[argparse.ArgumentParser], None]
+
+
+def _store_and_workspace(args: argparse.Namespace) -> tuple[Any, Any]:
+    from workbench.core.store import Store
+    from workbench.core.workspace import resolve_workspace
+
+    workspace = resolve_workspace(args.workspace)
+    return Store(workspace.db_path), workspace
+
+
+def _progress_bar() -> Callable[[dict[str, Any], int], None]:
+    started = time.monotonic()
+    first: list[int] = []
+
+    def show(row: dict[str, Any], total: int) -> None:
+        first.append(row["step"]) if not first else None
+        done = row["step"] - first[0] + 1  # steps this process ran (a resume starts mid-way)
+        eta = (time.monotonic() - started) / done * (total - row["step"])
+        bar = "#" * int(30 * row["step"] / total)
+        print(f"\r[{bar:<30}] step {row['step']}/{total}  epoch {row['epoch']:.2f}  "
+              f"loss {row['loss']:.4f}  {row['tokens_per_s']:.0f} tok/s  ETA {eta:.0f} s",
+              end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _shared_run_id(create: Callable[[], int], cfg: RunConfig) -> int:
+    """Under `accelerate launch` the main process registers the run and tells the others."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return create()
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import broadcast
+
+    from workbench.core.device import pick_device
+
+    # cpu=True selects the gloo backend: processes on CPUs (or tests) instead of GPUs.
+    state = PartialState(cpu=pick_device(cfg.model.device) == "cpu")
+    run_id = create() if state.is_main_process else 0
+    return int(broadcast(torch.tensor([run_id], device=state.device), from_process=0).item())
+
+
+def cmd_train(args: argparse.Namespace, values: dict[str, Any]) -> int:
+    from workbench.core.train import control
+    from workbench.core.train.run import create_run, execute_run, is_main_process
+
+    store, workspace = _store_and_workspace(args)
+    if args.resume is not None:
+        run_id = args.resume
+    else:
+        cfg = RunConfig.load(args.file)
+        if values:
+            cfg = cfg.with_values(values, source="command line")
+        if args.background:
+            run_id = control.start_run(store, workspace, cfg)
+            print(f"run {run_id} started in the background; `workbench runs show {run_id}` "
+                  f"follows it, `workbench runs stop {run_id}` stops it")
+            return 0
+        run_id = _shared_run_id(lambda: create_run(store, workspace, cfg), cfg)
+    main = is_main_process()
+    if main:
+        print(f"run {run_id}: {workspace.run_dir(run_id)}", file=sys.stderr)
+    summary = execute_run(store, workspace, run_id, resume=args.resume is not None,
+                          progress=_progress_bar())
+    if main:
+        print(file=sys.stderr)
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in summary.scores.items())
+        loss = f"{summary.final_loss:.4f}" if summary.final_loss is not None else "-"
+        print(f"run {run_id} {summary.status}: {summary.steps} steps, final loss {loss}, "
+              f"{summary.seconds:.1f} s{'; ' + scores if scores else ''}; outputs in "
+              f"{summary.output_dir}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workbench.core.train.run import execute_run
+
+    store, workspace = _store_and_workspace(args)
+    summary = execute_run(store, workspace, args.run_id, resume=args.resume)
+    print(f"run {args.run_id} {summary.status} after {summary.steps} steps", flush=True)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from workbench.core.train import control, jobs
+
+    store, workspace = _store_and_workspace(args)
+    action = args.runs_command or "list"
+    if action == "list":
+        jobs.reap(store)
+        rows = store.db.execute_returning_dicts(
+            "SELECT r.id, r.name, r.status, r.method, r.model, r.total_steps, "
+            "(SELECT max(step) FROM metrics m WHERE m.run_id = r.id) AS step FROM runs r ORDER BY r.id")
+        for r in rows:
+            print(f"{r['id']:>4}  {r['status']:<11} {r['step'] or 0:>6}/{r['total_steps'] or '?':<6} "
+                  f"{r['method']:<10} {r['name']}")
+        if not rows:
+            print("no runs yet: `workbench train RUN.yaml` starts one")
+    elif action == "show":
+        status = control.run_status(store, args.run_id)
+        run = status["run"]
+        last = status["metrics"][-1] if status["metrics"] else {}
+        print(f"run {run['id']} ({run['name']}): {run['status']}, step {last.get('step', 0)}/"
+              f"{run['total_steps'] or '?'}, loss {last.get('loss', float('nan')):.4f}")
+        if status["recall"]:
+            print("recall:", status["recall"][-1])
+        if run["error"]:
+            print("error:", run["error"])
+        print(status["log"])
+    elif action == "stop":
+        control.stop_run(store, args.run_id)
+        print(f"run {args.run_id}: stop requested; it saves a checkpoint and exits after the "
+              f"current step")
+    elif action == "resume":
+        control.resume_run(store, workspace, args.run_id)
+        print(f"run {args.run_id} resumed in the background")
+    return 0
+
+
+def add_runs_parsers(sub: Any, setting_flags: Flags, values: Callable[[argparse.Namespace], dict[str, Any]]) -> None:
+    p = sub.add_parser("train", help="train a run from its YAML (in this process, or --background)",
+                       usage="workbench train RUN.yaml [--background] [--set SECTION.FIELD=VALUE] "
+                       "[--SECTION.FIELD VALUE] | workbench train --resume RUN_ID")
+    p.add_argument("file", nargs="?", help="run YAML (see `workbench config`)")
+    p.add_argument("--resume", type=int, metavar="RUN_ID",
+                   help="continue a stopped or interrupted run from its last complete checkpoint")
+    p.add_argument("--background", action="store_true",
+                   help="start a worker process and return at once")
+    p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                   help="override one setting (repeatable)")
+    setting_flags(p)
+
+    def train(args: argparse.Namespace) -> int:
+        if (args.file is None) == (args.resume is None):
+            p.error("give either a run YAML or --resume RUN_ID")
+        return cmd_train(args, values(args))
+
+    p.set_defaults(func=train)
+
+    p = sub.add_parser("worker", help=argparse.SUPPRESS)  # started by the app, not by users
+    p.add_argument("run_id", type=int)
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=cmd_worker)
+
+    runs = sub.add_parser("runs", help="list, follow, stop and resume runs")
+    rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION")
+    rsub.add_parser("list", help="all runs with their status (the default)")
+    for name, text in (("show", "status, latest metrics, recall and log tail of a run"),
+                       ("stop", "ask a running run to save and stop"),
+                       ("resume", "continue a stopped/interrupted run in the background")):
+        rsub.add_parser(name, help=text).add_argument("run_id", type=int)
+    runs.set_defaults(func=cmd_runs)

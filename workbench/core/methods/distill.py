@@ -1,0 +1,81 @@
+"""Prompt distillation: a LoRA student learns to answer, without the fact in its prompt, the
+way the same model answers with the fact in its prompt.
+
+Teacher = the frozen base model (the student with its adapter disabled, so no second copy is
+loaded) seeing "Fact: <question> <answer>" as a system prompt; student = base + LoRA seeing
+only the question. The loss is KL(teacher ‖ student) over the full next-token distribution on
+the answer tokens, scaled by T². Matching a whole distribution carries more signal per token
+than the one-hot answer, which is why it rivals retrieval with the facts in context.
+
+Cost per micro-batch: one extra no-grad forward of the base (the teacher) on slightly longer
+prompts, about 1.3× a LoRA step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from workbench.core.config import MethodConfig
+from workbench.core.knowledge.render import IGNORE_INDEX, Example, Rendered, render_example
+from workbench.core.knowledge.types import Fact
+from workbench.core.methods import lora
+from workbench.core.train.batching import collate
+
+ADVICE = ("A LoRA student copies the model's own answers when it sees the fact in its prompt: "
+          "gentle, keeps the model's style; ~1.3x the cost of LoRA.")
+TEMPERATURE = 1.0  # T of the softened distributions; 1 keeps the teacher's own confidence
+
+
+def teacher_prompt(fact: Fact) -> str:
+    return f"Fact: {fact.question} {fact.answer}".strip()
+
+
+def apply(model: Any, cfg: MethodConfig) -> Any:
+    return lora.apply(model, cfg)
+
+
+def attach_teachers(rendered: Sequence[Rendered], facts: Sequence[Fact], tokenizer: Any,
+                    max_len: int) -> list[Rendered]:
+    """Pair each qa example with the teacher's rendering (fact in the system prompt). Examples
+    that are not qa, or whose teacher prompt would not fit, are dropped: there is nothing
+    to distil from them."""
+    by_id = {f.id: f for f in facts}
+    paired = []
+    for item in rendered:
+        ex = item.example
+        fact = by_id.get(ex.fact_id) if ex.fact_id is not None else None
+        if ex.kind != "qa" or fact is None:
+            continue
+        system = "\n".join(part for part in (ex.system, teacher_prompt(fact)) if part)
+        teacher = render_example(Example("qa", ex.prompt, ex.answer, system, ex.fact_id),
+                                 tokenizer, max_len)
+        if teacher.truncated or _targets(teacher) != _targets(item):
+            continue
+        item.teacher = teacher
+        paired.append(item)
+    return paired
+
+
+def _targets(item: Rendered) -> list[int]:
+    return [label for label in item.labels[1:] if label != IGNORE_INDEX]
+
+
+def distillation_loss(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:
+    """KL(teacher ‖ student) summed over the answer tokens of the micro-batch."""
+    import torch
+    import torch.nn.functional as F
+
+    student_in = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
+    teacher_in = {k: v.to(device) for k, v in collate([r.teacher for r in batch], pad_id).items()}
+    base = getattr(model, "module", model)  # the peft model inside a DDP wrapper
+    with torch.no_grad(), base.disable_adapter():
+        t_logits = base(input_ids=teacher_in["input_ids"],
+                        attention_mask=teacher_in["attention_mask"]).logits[:, :-1]
+    s_logits = model(input_ids=student_in["input_ids"],
+                     attention_mask=student_in["attention_mask"]).logits[:, :-1]
+    # Answer positions in the same order in both: the answers are token-for-token identical.
+    t = t_logits[teacher_in["labels"][:, 1:] != IGNORE_INDEX].float() / TEMPERATURE
+    s = s_logits[student_in["labels"][:, 1:] != IGNORE_INDEX].float() / TEMPERATURE
+    return F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True,
+                    reduction="sum") * TEMPERATURE ** 2

@@ -1,0 +1,110 @@
+"""Run rows as jobs: who is training on which device, and which rows lost their process.
+
+One running job per device: a run claims its device inside a `BEGIN IMMEDIATE` transaction,
+which fails when another active run on that device still has a live process. A run row whose
+process is gone (killed, crashed, machine rebooted) becomes "interrupted" the next time anyone
+looks (`reap`), keeping the last lines of its log for display.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from workbench.core.errors import WorkbenchError
+from workbench.core.store import Store, now
+
+ACTIVE = ("starting", "running", "stopping")
+RESUMABLE = ("stopped", "interrupted", "failed")
+LOG_FILE = "train.log"
+TAIL_LINES = 40
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True while the process runs; a zombie (exited, not yet reaped) counts as gone."""
+    if not pid:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+        return False
+
+
+def log_tail(run_dir: str | Path, lines: int = TAIL_LINES) -> str:
+    path = Path(run_dir) / LOG_FILE
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - 64 * 1024))  # the end is all we need
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    # Progress bars rewrite one line with carriage returns; keep only their last state.
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines()[-lines:])
+
+
+def reap(store: Store) -> list[int]:
+    """Mark active runs whose process is gone as interrupted; returns their ids."""
+    gone = []
+    with store.write() as db:
+        for row in db.execute_returning_dicts(
+                f"SELECT id, pid, run_dir FROM runs WHERE status IN ({','.join('?' * len(ACTIVE))})",
+                list(ACTIVE)):
+            if pid_alive(row["pid"]):
+                continue
+            db["runs"].update(row["id"], {
+                "status": "interrupted", "ended_at": now(), "log_tail": log_tail(row["run_dir"]),
+                "error": "the training process ended without finishing (killed, crashed or the "
+                         "machine restarted); resume continues from the last checkpoint"})
+            gone.append(row["id"])
+    return gone
+
+
+def busy_with(store: Store, device: str, *, except_run: int | None = None) -> dict[str, Any] | None:
+    """The active run with a live process on `device`, if any."""
+    reap(store)
+    for row in store.db.execute_returning_dicts(
+            f"SELECT id, name, pid FROM runs WHERE device = ? AND status IN "
+            f"({','.join('?' * len(ACTIVE))}) ORDER BY id", [device, *ACTIVE]):
+        if row["id"] != except_run and pid_alive(row["pid"]):
+            return row
+    return None
+
+
+def claim(store: Store, run_id: int, device: str, *, resume: bool) -> None:
+    """Mark the run running in this process, or refuse if the device is taken."""
+    reap(store)
+    with store.write() as db:
+        other = busy_with(store, device, except_run=run_id)
+        if other:
+            raise WorkbenchError(
+                f"{device} is busy training run {other['id']} ({other['name']})",
+                hint="wait for it to finish or stop it; one run trains per device at a time")
+        fields: dict[str, Any] = {"status": "running", "pid": os.getpid(), "device": device,
+                                  "heartbeat_at": now(), "ended_at": None, "error": "",
+                                  "log_tail": "", "stop_requested": 0}
+        if resume:
+            db.execute("UPDATE runs SET resumes = resumes + 1 WHERE id = ?", [run_id])
+        else:
+            fields["started_at"] = now()
+        db["runs"].update(run_id, fields)
+
+
+def finish(store: Store, run_id: int, status: str, *, error: str = "", tail: str = "") -> None:
+    with store.write() as db:
+        db["runs"].update(run_id, {"status": status, "error": error[:2000], "log_tail": tail,
+                                   "ended_at": now(), "pid": None})
+
+
+def stop_requested(store: Store, run_id: int) -> bool:
+    row = store.db.execute("SELECT stop_requested FROM runs WHERE id = ?", [run_id]).fetchone()
+    return bool(row and row[0])
+
+
+def get_run(store: Store, run_id: int) -> dict[str, Any]:
+    rows = store.db.execute_returning_dicts("SELECT * FROM runs WHERE id = ?", [run_id])
+    if not rows:
+        raise WorkbenchError(f"there is no run {run_id}", hint="`workbench runs` lists the runs")
+    return rows[0]

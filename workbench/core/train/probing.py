@@ -1,0 +1,124 @@
+"""Live recall: ask the injected facts by free generation while the model trains.
+
+Every `training.probe_every` steps the worker asks each fact's own question (efficacy: does
+it answer as trained?) and its held-out paraphrases (generalization: does the knowledge
+transfer to wordings never trained on?), greedy, with the chat template, exactly as a user
+would ask (design §4). Teacher-forced scores would flatter the edit about 2×, so they are not
+used here. At the end, locality probes (questions the base answered correctly) are asked too:
+a probe keeps its locality when the tuned answer is unchanged from the base's.
+
+Each answer becomes a `probe_results` row (run, step, metric), so the UI can draw per-fact
+curves and the scorecard can show every answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.core.generate import ask_questions
+from workbench.core.knowledge.probes import LOCALITY_KINDS
+from workbench.core.models import LoadedModel
+from workbench.core.scoring import is_correct, is_exact, normalize
+from workbench.core.store import Store, now
+
+METRICS = ("efficacy", "generalization", "locality")
+
+
+@dataclass(frozen=True)
+class ProbeItem:
+    probe_id: int
+    fact_id: int | None
+    metric: str  # efficacy | generalization | locality
+    question: str
+    answer: str  # gold answer
+    aliases: tuple[str, ...]
+    system: str = ""
+    reference: str = ""  # locality: the base model's answer the tuned one should keep
+
+
+def probe_items(store: Store, sid: int, *, locality: bool = False) -> list[ProbeItem]:
+    rows = store.db.execute_returning_dicts(
+        "SELECT p.id, p.fact_id, p.kind, p.split, p.question, p.answer AS p_answer, "
+        "f.answer, f.aliases, f.system FROM probes p LEFT JOIN facts f ON f.id = p.fact_id "
+        "WHERE p.set_id = ? AND p.approved = 1 ORDER BY p.id", [sid])
+    items = []
+    for r in rows:
+        if r["kind"] == "question" and r["split"] == "train":
+            metric = "efficacy"
+        elif r["split"] == "probe" and r["kind"] in ("question", "paraphrase"):
+            metric = "generalization"
+        else:
+            continue
+        items.append(ProbeItem(r["id"], r["fact_id"], metric, r["question"], r["answer"],
+                               tuple(json.loads(r["aliases"] or "[]")), r["system"] or ""))
+    return items + (_locality_items(store, sid) if locality else [])
+
+
+def _locality_items(store: Store, sid: int) -> list[ProbeItem]:
+    kinds = ",".join("?" * len(LOCALITY_KINDS))
+    rows = store.db.execute_returning_dicts(
+        f"SELECT p.id, p.question, p.answer, p.aliases, r.answer AS reference FROM probes p "
+        f"JOIN probe_results r ON r.probe_id = p.id AND r.run_id IS NULL "
+        f"WHERE p.set_id = ? AND p.approved = 1 AND p.kind IN ({kinds}) ORDER BY p.id",
+        [sid, *LOCALITY_KINDS])
+    return [ProbeItem(r["id"], None, "locality", r["question"], r["answer"],
+                      tuple(json.loads(r["aliases"] or "[]")), reference=r["reference"])
+            for r in rows]
+
+
+def ask_items(loaded: LoadedModel, model: Any, items: Sequence[ProbeItem]) -> list[str]:
+    """Greedy answers of `model` (the training model, possibly wrapped) to every item."""
+    view = dataclasses.replace(loaded, model=model)
+    answers: list[str] = [""] * len(items)
+    by_system: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        by_system.setdefault(item.system, []).append(i)
+    was_training = model.training
+    model.eval()
+    try:
+        for system, indices in by_system.items():
+            replies = ask_questions(view, [items[i].question for i in indices], system=system,
+                                    max_new_tokens=32)
+            for i, reply in zip(indices, replies):
+                answers[i] = reply
+    finally:
+        model.train(was_training)
+    return answers
+
+
+def score(item: ProbeItem, answer: str) -> tuple[bool, bool]:
+    """(counts as correct, exact). Locality counts when the answer is unchanged from base."""
+    if item.metric == "locality":
+        return normalize(answer) == normalize(item.reference), is_exact(answer, item.answer, item.aliases)
+    return is_correct(answer, item.answer, item.aliases), is_exact(answer, item.answer, item.aliases)
+
+
+def record(store: Store, run_id: int, step: int, items: Sequence[ProbeItem],
+           answers: Sequence[str]) -> dict[str, float]:
+    """Write one probe_results row per answer; return the share correct per metric."""
+    totals: dict[str, list[int]] = {}
+    rows = []
+    for item, answer in zip(items, answers):
+        correct, exact = score(item, answer)
+        totals.setdefault(item.metric, []).append(int(correct))
+        rows.append({"run_id": run_id, "probe_id": item.probe_id, "step": step, "metric": item.metric,
+                     "answer": answer, "correct": int(correct), "exact": int(exact),
+                     "created_at": now()})
+    with store.write() as db:
+        db["probe_results"].insert_all(rows)
+    return {metric: sum(v) / len(v) for metric, v in totals.items()}
+
+
+def recall_curve(store: Store, run_id: int) -> list[dict[str, Any]]:
+    """Per probed step, the share correct of each metric: the live recall chart's data."""
+    rows = store.db.execute_returning_dicts(
+        "SELECT step, metric, avg(correct) AS score, count(*) AS n FROM probe_results "
+        "WHERE run_id = ? GROUP BY step, metric ORDER BY step", [run_id])
+    curve: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        curve.setdefault(r["step"], {"step": r["step"]})[r["metric"]] = r["score"]
+    return list(curve.values())

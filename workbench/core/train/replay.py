@@ -1,0 +1,41 @@
+"""Replay: mix questions the base model already answers into training, with the base's own
+answers as targets, so the update is anchored where it should change nothing.
+
+The questions come from the shipped general-knowledge list, minus every question the set
+already uses as a probe (so locality is never measured on replayed questions). The base model
+is asked once at the start of the run (a batched generate, seconds on a GPU); only those it
+answers correctly are kept.
+"""
+
+from __future__ import annotations
+
+import random
+
+from workbench.core.generate import ask_questions
+from workbench.core.knowledge.locality import load_general_knowledge
+from workbench.core.knowledge.render import Example
+from workbench.core.models import LoadedModel
+from workbench.core.scoring import is_correct, normalize
+from workbench.core.store import Store
+
+
+def replay_count(n_train: int, ratio: float) -> int:
+    """Examples to add so that `ratio` of the mixed data is replay."""
+    return round(n_train * ratio / (1 - ratio)) if ratio > 0 else 0
+
+
+def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
+                    seed: int = 0) -> list[Example]:
+    if n <= 0:
+        return []
+    used = {normalize(r[0]) for r in store.db.execute(
+        "SELECT question FROM probes WHERE set_id = ?", [sid])}
+    pool = [item for item in load_general_knowledge() if normalize(item["question"]) not in used]
+    random.Random(seed).shuffle(pool)
+    # Ask more than needed: a small model answers only part of them correctly.
+    candidates = pool[:min(len(pool), 3 * n)]
+    answers = ask_questions(loaded, [item["question"] for item in candidates])
+    known = [Example("qa", item["question"], answer) for item, answer in zip(candidates, answers)
+             if answer and is_correct(answer, item["answer"], item.get("aliases", []))]
+    # Too few known questions: repeat them rather than train on wrong answers.
+    return [known[i % len(known)] for i in range(n)] if known else []
