@@ -11,7 +11,8 @@ from workbench.core.errors import ConfigError
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.render import Example, render_set
 from workbench.core.knowledge.types import Fact
-from workbench.core.methods import REGISTRY, distill, get_method, trainable_parameters
+from workbench.core.methods import distill
+from workbench.core.methods.registry import REGISTRY, get_method, trainable_parameters
 from workbench.core.models import load_model
 from workbench.core.scoring import is_correct
 from workbench.core.train.loop import planned_steps, train_loop
@@ -48,7 +49,7 @@ def test_every_method_trains_and_changes_the_outputs(name, tiny_llama) -> None:
     cfg = TrainingConfig(learning_rate=1e-2, epochs=1, max_steps=3, micro_batch_size=2)
     result = train_loop(model, _examples(loaded.tokenizer, method), cfg,
                         pad_id=loaded.tokenizer.pad_token_id, device="cpu", on_step=steps.append,
-                        loss=method.loss)
+                        loss=method.loss_for(MethodConfig(name=name)))
     assert result.steps == 3 and [m["step"] for m in steps] == [1, 2, 3]
     assert all(m["tokens"] > 0 and m["loss"] > 0 and m["lr"] >= 0 for m in steps)
     model.eval()
@@ -100,3 +101,19 @@ def test_cpu_qlora_gradients_survive_an_eval_pass(tiny_llama) -> None:
         model(ids[:, :3])
     after = grads()
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(before, after))
+
+
+def test_each_method_declares_its_settings_and_advice() -> None:
+    import dataclasses
+
+    owned = set()
+    for method in REGISTRY.values():
+        assert method.advice and len(method.advice) < 160
+        for settings in method.settings:
+            assert all(f.metadata["help"] for f in dataclasses.fields(settings))
+            owned |= {f.name for f in dataclasses.fields(settings)}
+    config_fields = {f.name for f in dataclasses.fields(MethodConfig)} - {"name"}
+    assert owned == config_fields  # no orphan setting, none missing from MethodConfig
+    assert REGISTRY["full"].settings == ()  # full fine-tuning has nothing to set
+    with pytest.raises(ConfigError, match="method.distill_temperature"):
+        MethodConfig(name="prompt_distillation", distill_temperature=0)

@@ -162,7 +162,7 @@ def test_stop_saves_and_a_half_written_checkpoint_is_never_resumed(bench) -> Non
 def _with_loss(monkeypatch, loss) -> None:
     real = run_module.get_method
     monkeypatch.setattr(run_module, "get_method",
-                        lambda name: dataclasses.replace(real(name), loss=loss))
+                        lambda name: dataclasses.replace(real(name), loss_for=lambda cfg: loss))
 
 
 def test_nan_loss_marks_the_run_diverged(bench, monkeypatch) -> None:

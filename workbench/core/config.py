@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,135 +22,15 @@ from typing import Any, ClassVar, Iterator
 import yaml
 
 from workbench.core.errors import ConfigError
+from workbench.core.methods.distill import DistillSettings
+from workbench.core.methods.located import LocatedSettings
+from workbench.core.methods.lora import LoraSettings
+from workbench.core.settings import Section, _is_optional, setting
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
 METHODS = ("lora", "qlora", "dora", "rslora", "full", "located", "prompt_distillation")
 LORA_FAMILY = ("lora", "qlora", "dora", "rslora", "prompt_distillation")
-
-
-def setting(
-    default: Any,
-    help: str,
-    *,
-    choices: tuple[str, ...] | None = None,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    above: float | None = None,
-    below: float | None = None,
-    advanced: bool = False,
-) -> Any:
-    """A config field with its help text and bounds (inclusive `minimum`/`maximum`,
-    exclusive `above`/`below`). `advanced` fields are hidden in the UI's simple view."""
-    meta = {
-        "help": help,
-        "choices": choices,
-        "minimum": minimum,
-        "maximum": maximum,
-        "above": above,
-        "below": below,
-        "advanced": advanced,
-    }
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def _describe_bounds(kind: str, meta: dict[str, Any]) -> str:
-    """Plain words for a numeric constraint: 'a positive integer', 'a number from 0 to 1'."""
-    noun = "integer" if kind == "int" else "number"
-    lo, hi, above, below = meta["minimum"], meta["maximum"], meta["above"], meta["below"]
-    if lo is not None and hi is not None:
-        return f"a {noun} from {lo:g} to {hi:g}"
-    if above is not None and below is not None:
-        return f"a {noun} greater than {above:g} and less than {below:g}"
-    if lo is not None and below is not None:
-        return f"a {noun} from {lo:g} up to (not including) {below:g}"
-    if (kind == "int" and lo == 1) or above == 0:
-        return f"a positive {noun}"
-    if lo == 0:
-        return f"a non-negative {noun}"
-    if lo is not None:
-        return f"a {noun} of at least {lo:g}"
-    if above is not None:
-        return f"a {noun} greater than {above:g}"
-    return f"an {noun}" if kind == "int" else f"a {noun}"
-
-
-def _in_bounds(value: float, meta: dict[str, Any]) -> bool:
-    checks = (
-        meta["minimum"] is None or value >= meta["minimum"],
-        meta["maximum"] is None or value <= meta["maximum"],
-        meta["above"] is None or value > meta["above"],
-        meta["below"] is None or value < meta["below"],
-    )
-    return all(checks)
-
-
-def _is_optional(tp: Any) -> tuple[bool, Any]:
-    """(True, inner) for `X | None`, else (False, tp)."""
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return True, args[0]
-    return False, tp
-
-
-class Section:
-    """Base of the config sections: validates every field after construction."""
-
-    section: ClassVar[str] = ""
-
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            setattr(self, f.name, self._check(f, hints[f.name], value))
-        self.check_together()
-
-    def check_together(self) -> None:
-        """Cross-field rules of a section; override where fields depend on each other."""
-
-    def fail(self, name: str, must: str, value: Any) -> ConfigError:
-        where = f"{self.section}.{name}" if self.section else name
-        return ConfigError(f"{where} must be {must}, got {value!r}")
-
-    def _check(self, f: dataclasses.Field[Any], tp: Any, value: Any) -> Any:
-        meta = f.metadata
-        optional, tp = _is_optional(tp)
-        if value is None:
-            if optional:
-                return None
-            raise self.fail(f.name, "set (it has no empty value)", value)
-        if tp is bool:
-            if not isinstance(value, bool):
-                raise self.fail(f.name, "true or false", value)
-            return value
-        if tp is int:
-            if isinstance(value, bool) or not isinstance(value, int) or not _in_bounds(value, meta):
-                raise self.fail(f.name, _describe_bounds("int", meta), value)
-            return value
-        if tp is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok or value != value or not _in_bounds(float(value), meta):  # NaN fails too
-                raise self.fail(f.name, _describe_bounds("float", meta), value)
-            return float(value)
-        if tp is str:
-            if not isinstance(value, str):
-                raise self.fail(f.name, "text", value)
-            if meta["choices"] and value not in meta["choices"]:
-                raise self.fail(f.name, "one of " + ", ".join(meta["choices"]), value)
-            return value
-        if typing.get_origin(tp) is list:
-            (item_tp,) = typing.get_args(tp)
-            if not isinstance(value, (list, tuple)):
-                raise self.fail(f.name, f"a list of {item_tp.__name__}", value)
-            for item in value:
-                bad_int = item_tp is int and (isinstance(item, bool) or not isinstance(item, int))
-                if bad_int or not isinstance(item, item_tp):
-                    raise self.fail(f.name, f"a list of {item_tp.__name__}", value)
-            return list(value)
-        raise TypeError(f"unsupported config field type {tp!r} for {f.name}")  # a bug, not input
 
 
 @dataclass
@@ -240,7 +119,7 @@ class DataConfig(Section):
 
 
 @dataclass
-class MethodConfig(Section):
+class MethodChoice(Section):
     section: ClassVar[str] = "method"
 
     name: str = setting(
@@ -249,35 +128,13 @@ class MethodConfig(Section):
         "(chosen modules only) or prompt_distillation.",
         choices=METHODS,
     )
-    lora_r: int = setting(16, "LoRA rank: the adapter's capacity.", minimum=1)
-    lora_alpha: float = setting(
-        32.0, "LoRA scale numerator; the update is scaled by alpha / r.", above=0
-    )
-    lora_dropout: float = setting(
-        0.0, "Dropout on the LoRA input during training.", minimum=0, below=1, advanced=True
-    )
-    target_modules: list[str] = setting(
-        ["all-linear"],
-        "Module names the adapter wraps; all-linear wraps every linear layer but the output "
-        "head.",
-        advanced=True,
-    )
-    located_modules: list[str] = setting(
-        ["mlp.down_proj"],
-        "For located fine-tuning: which modules of the chosen layers are trained in full.",
-        advanced=True,
-    )
-    located_layers: list[int] = setting(
-        [],
-        "For located fine-tuning: layer indices to train; empty picks a middle layer.",
-        advanced=True,
-    )
 
-    def check_together(self) -> None:
-        if not self.target_modules:
-            raise self.fail("target_modules", "a non-empty list of module names", [])
-        if any(i < 0 for i in self.located_layers):
-            raise self.fail("located_layers", "a list of layer indices >= 0", self.located_layers)
+
+@dataclass
+class MethodConfig(DistillSettings, LocatedSettings, LoraSettings, MethodChoice):
+    """The method and every method's own settings, flat in the YAML (`method.lora_r`). Each
+    method module declares its settings dataclass; fields are ordered base-first, so `name`
+    leads. A method ignores the settings of the others."""
 
 
 @dataclass

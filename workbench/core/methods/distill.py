@@ -14,17 +14,32 @@ prompts, about 1.3× a LoRA step.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from workbench.core.config import MethodConfig
 from workbench.core.knowledge.render import IGNORE_INDEX, Example, Rendered, render_example
 from workbench.core.knowledge.types import Fact
 from workbench.core.methods import lora
+from workbench.core.settings import Section, setting
 from workbench.core.train.batching import collate
+
+if TYPE_CHECKING:
+    from workbench.core.config import MethodConfig
 
 ADVICE = ("A LoRA student copies the model's own answers when it sees the fact in its prompt: "
           "gentle, keeps the model's style; ~1.3x the cost of LoRA.")
-TEMPERATURE = 1.0  # T of the softened distributions; 1 keeps the teacher's own confidence
+
+
+@dataclass
+class DistillSettings(Section):
+    section: ClassVar[str] = "method"
+
+    distill_temperature: float = setting(
+        1.0,
+        "Prompt distillation: softens both distributions; 1 copies the teacher's own "
+        "confidence, 2 also teaches its runner-up answers.",
+        above=0, advanced=True,
+    )
 
 
 def teacher_prompt(fact: Fact) -> str:
@@ -61,7 +76,16 @@ def _targets(item: Rendered) -> list[int]:
     return [label for label in item.labels[1:] if label != IGNORE_INDEX]
 
 
-def distillation_loss(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:
+def distillation_loss(temperature: float) -> Any:
+    """The loss function for the loop: KL(teacher ‖ student) at `temperature`."""
+
+    def loss(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:
+        return _kl(model, batch, pad_id, device, temperature)
+
+    return loss
+
+
+def _kl(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any, temperature: float) -> Any:
     """KL(teacher ‖ student) summed over the answer tokens of the micro-batch."""
     import torch
     import torch.nn.functional as F
@@ -75,7 +99,7 @@ def distillation_loss(model: Any, batch: Sequence[Rendered], pad_id: int, device
     s_logits = model(input_ids=student_in["input_ids"],
                      attention_mask=student_in["attention_mask"]).logits[:, :-1]
     # Answer positions in the same order in both: the answers are token-for-token identical.
-    t = t_logits[teacher_in["labels"][:, 1:] != IGNORE_INDEX].float() / TEMPERATURE
-    s = s_logits[student_in["labels"][:, 1:] != IGNORE_INDEX].float() / TEMPERATURE
+    t = t_logits[teacher_in["labels"][:, 1:] != IGNORE_INDEX].float() / temperature
+    s = s_logits[student_in["labels"][:, 1:] != IGNORE_INDEX].float() / temperature
     return F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True,
-                    reduction="sum") * TEMPERATURE ** 2
+                    reduction="sum") * temperature ** 2

@@ -4,9 +4,10 @@ model already knows."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from workbench.core.config import MethodConfig
+if TYPE_CHECKING:
+    from workbench.core.config import MethodConfig
 
 ADVICE = ("Train every weight: most capacity but ~4x the model's memory for optimizer state, "
           "and the most forgetting; use replay.")

@@ -4,10 +4,35 @@ else frozen. Few parameters, precise edits, little collateral change."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from workbench.core.config import MethodConfig
 from workbench.core.errors import ConfigError
+from workbench.core.settings import Section, setting
+
+if TYPE_CHECKING:
+    from workbench.core.config import MethodConfig
+
+@dataclass
+class LocatedSettings(Section):
+    section: ClassVar[str] = "method"
+
+    located_modules: list[str] = setting(
+        ["mlp.down_proj"],
+        "For located fine-tuning: which modules of the chosen layers are trained in full.",
+        advanced=True,
+    )
+    located_layers: list[int] = setting(
+        [],
+        "For located fine-tuning: layer indices to train; empty picks a middle layer.",
+        advanced=True,
+    )
+
+    def check_together(self) -> None:
+        super().check_together()
+        if any(i < 0 for i in self.located_layers):
+            raise self.fail("located_layers", "a list of layer indices >= 0", self.located_layers)
+
 
 ADVICE = ("Train one module (default: the MLP down-projection of a middle layer) in full: "
           "precise edits with the least collateral change.")

@@ -7,9 +7,39 @@ alpha/√r, which keeps updates stable at large ranks; QLoRA is LoRA on an NF4 4
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from workbench.core.config import MethodConfig
+from workbench.core.settings import Section, setting
+
+if TYPE_CHECKING:
+    from workbench.core.config import MethodConfig
+
+@dataclass
+class LoraSettings(Section):
+    """Settings of the LoRA family (lora, qlora, dora, rslora; prompt distillation's student)."""
+
+    section: ClassVar[str] = "method"
+
+    lora_r: int = setting(16, "LoRA rank: the adapter's capacity.", minimum=1)
+    lora_alpha: float = setting(
+        32.0, "LoRA scale numerator; the update is scaled by alpha / r.", above=0
+    )
+    lora_dropout: float = setting(
+        0.0, "Dropout on the LoRA input during training.", minimum=0, below=1, advanced=True
+    )
+    target_modules: list[str] = setting(
+        ["all-linear"],
+        "Module names the adapter wraps; all-linear wraps every linear layer but the output "
+        "head.",
+        advanced=True,
+    )
+
+    def check_together(self) -> None:
+        super().check_together()
+        if not self.target_modules:
+            raise self.fail("target_modules", "a non-empty list of module names", [])
+
 
 ADVICE = {
     "lora": "Low-rank adapters on every linear layer: the reliable default; small files, "

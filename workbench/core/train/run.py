@@ -29,7 +29,7 @@ from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge import probes, sets
 from workbench.core.knowledge.render import RenderReport, examples_from_phrasings, render_set
-from workbench.core.methods import Method, get_method
+from workbench.core.methods.registry import Method, get_method
 from workbench.core.models import LoadedModel, load_model
 from workbench.core.store import Store, now
 from workbench.core.train import jobs, probing
@@ -211,7 +211,8 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     examples = training_examples(store, cfg, loaded, method)
     model = method.apply(loaded.model, cfg.method)
     loop = TrainLoop(model, examples, cfg.training, pad_id=loaded.tokenizer.pad_token_id,
-                     device=loaded.device, loss=method.loss, optimizer=method.optimizer)
+                     device=loaded.device, loss=method.loss_for(cfg.method),
+                     optimizer=method.optimizer)
     state: dict[str, Any] = {}
     if resume:
         checkpoint = latest_complete(out)
