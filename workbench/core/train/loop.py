@@ -111,7 +111,12 @@ class TrainLoop:
         self.total = planned_steps(len(self.examples), cfg, self.world)
         if cfg.gradient_checkpointing:
             # Non-reentrant checkpointing needs no input grads, so it works under adapters too.
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # transformers 5 renamed it; older versions only have gradient_checkpointing_enable.
+            kwargs = {"use_reentrant": False}
+            if hasattr(model, "activation_checkpointing_enable"):
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
             model.config.use_cache = False
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:

@@ -1,0 +1,99 @@
+"""Training options end to end on a tiny model: early stop at an efficacy target, gradient
+checkpointing, document mode, replay, and the status query a UI re-attaches with."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_cli
+from test_worker import bench  # noqa: F401 - the shared workspace fixture
+from workbench.core.knowledge import sets
+from workbench.core.knowledge.render import Example
+from workbench.core.train import control, replay, run as run_module
+
+
+def _losses(store, run_id):
+    return [r["loss"] for r in store.db.query(
+        "SELECT loss FROM metrics WHERE run_id = ? ORDER BY step", [run_id])]
+
+
+def test_early_stop_when_every_fact_is_recalled(bench) -> None:  # noqa: F811
+    ws, store, config = bench
+    cfg = config(**{"method.lora_r": 16, "training.epochs": 200, "training.micro_batch_size": 16,
+                    "training.probe_every": 10, "training.stop_at_efficacy": 1.0,
+                    "data.include_statements": False})
+    run_id = run_module.create_run(store, ws, cfg)
+    summary = run_module.execute_run(store, ws, run_id)
+    assert summary.status == "completed" and summary.scores["efficacy"] == 1.0
+    assert summary.steps < 200 and summary.steps % 10 == 0  # stopped at a probe, well before
+    log = (ws.run_dir(run_id) / "train.log").read_text()
+    assert "reached the target 1.00: stopping early" in log
+
+
+def test_gradient_checkpointing_gives_the_same_losses(bench) -> None:  # noqa: F811
+    ws, store, config = bench
+    plain = run_module.create_run(store, ws, config(**{"training.epochs": 2}))
+    run_module.execute_run(store, ws, plain)
+    ckpt = run_module.create_run(store, ws, config(**{"training.epochs": 2,
+                                                      "training.gradient_checkpointing": True}))
+    run_module.execute_run(store, ws, ckpt)
+    assert _losses(store, ckpt) == pytest.approx(_losses(store, plain), rel=1e-5)
+
+
+def test_document_mode_trains_on_the_fact_text(bench) -> None:  # noqa: F811
+    ws, store, config = bench
+    run_id = run_module.create_run(store, ws, config(**{"data.mode": "document",
+                                                        "training.epochs": 2}))
+    summary = run_module.execute_run(store, ws, run_id)
+    assert summary.status == "completed" and summary.steps == 4  # 5 documents, batch 4
+
+
+def test_replay_keeps_only_questions_the_base_answers(bench, monkeypatch) -> None:  # noqa: F811
+    ws, store, config = bench
+    sid = sets.set_id(store, "demo")
+    asked = []
+
+    def base_answers(loaded, questions, **kwargs):
+        asked.extend(questions)
+        # The base "knows" every other question.
+        from workbench.core.knowledge.locality import load_general_knowledge
+        gold = {item["question"]: item["answer"] for item in load_general_knowledge()}
+        return [gold[q] if i % 2 == 0 else "no idea" for i, q in enumerate(questions)]
+
+    monkeypatch.setattr(replay, "ask_questions", base_answers)
+    examples = replay.replay_examples(store, sid, loaded=None, n=6, seed=1)
+    assert len(examples) == 6 and len(asked) == 18
+    assert all(isinstance(e, Example) and e.kind == "qa" for e in examples)
+    assert {e.prompt for e in examples} <= set(asked[::2])  # only the known ones
+    set_questions = {r[0] for r in store.db.execute("SELECT question FROM probes WHERE set_id = ?", [sid])}
+    assert not set_questions & {e.prompt for e in examples}
+    assert replay.replay_count(15, 0.25) == 5 and replay.replay_count(15, 0.0) == 0
+
+
+def test_status_query_returns_only_new_metrics_rows(bench) -> None:  # noqa: F811
+    ws, store, config = bench
+    run_id = run_module.create_run(store, ws, config(**{"training.epochs": 3,
+                                                        "training.probe_every": 4}))
+    run_module.execute_run(store, ws, run_id)
+    everything = control.run_status(store, run_id)
+    assert [m["step"] for m in everything["metrics"]] == list(range(1, 13))
+    newer = control.run_status(store, run_id, after_step=10)
+    assert [m["step"] for m in newer["metrics"]] == [11, 12]
+    assert [p["step"] for p in everything["recall"]] == [4, 8, 12]
+    assert "completed" in everything["log"] and everything["run"]["status"] == "completed"
+
+
+def test_runs_cli_lists_shows_and_refuses_bad_requests(bench) -> None:  # noqa: F811
+    ws, store, config = bench
+    run_id = run_module.create_run(store, ws, config(**{"training.epochs": 1}))
+    run_module.execute_run(store, ws, run_id)
+    listed = run_cli("--workspace", str(ws.root), "runs")
+    assert listed.returncode == 0 and "completed" in listed.stdout and "4/4" in listed.stdout
+    shown = run_cli("--workspace", str(ws.root), "runs", "show", str(run_id))
+    assert shown.returncode == 0 and "completed" in shown.stdout
+    stop = run_cli("--workspace", str(ws.root), "runs", "stop", str(run_id))
+    assert stop.returncode == 2 and "is not running" in stop.stderr
+    resume = run_cli("--workspace", str(ws.root), "runs", "resume", str(run_id))
+    assert resume.returncode == 2 and "only stopped, interrupted or failed" in resume.stderr
+    missing = run_cli("--workspace", str(ws.root), "runs", "show", "99")
+    assert missing.returncode == 2 and "there is no run 99" in missing.stderr
