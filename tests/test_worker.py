@@ -241,3 +241,15 @@ def test_prompt_distillation_and_replay_runs_complete(bench, monkeypatch) -> Non
     summary = run_module.execute_run(store, ws, run_id)
     assert summary.status == "completed" and summary.steps > 0
     assert (Path(summary.output_dir) / "adapter" / "adapter_config.json").exists()
+
+
+def test_a_second_run_on_a_busy_device_fails_clearly(bench) -> None:
+    ws, store, config = bench
+    first = run_module.create_run(store, ws, config())
+    with store.write() as db:  # a live process (this one) training on the CPU
+        db["runs"].update(first, {"status": "running", "pid": os.getpid(), "device": "cpu"})
+    second = run_module.create_run(store, ws, config())
+    with pytest.raises(WorkbenchError, match=f"cpu is busy training run {first}"):
+        run_module.execute_run(store, ws, second)
+    assert jobs.get_run(store, second)["status"] == "failed"
+    assert jobs.reap(store) == []  # the first one's process is alive: not interrupted

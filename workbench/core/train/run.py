@@ -121,6 +121,8 @@ class StopSignal:
     current step finish, then save and exit; before the loop starts SIGTERM exits at once."""
 
     def __init__(self, store: Store, run_id: int) -> None:
+        # in_loop stays True once training began: from then on a stop must never cut a
+        # checkpoint or the final save short.
         self.store, self.run_id, self.signalled, self.in_loop = store, run_id, False, False
         self._previous = signal.getsignal(signal.SIGTERM)
         try:
@@ -158,12 +160,12 @@ def execute_run(store: Store, workspace: Workspace, run_id: int, *, resume: bool
     main = is_main_process()
     handler = _attach_log(out) if main else None
     started = time.perf_counter()
-    if main:
-        from workbench.core.device import pick_device
-
-        jobs.claim(store, run_id, pick_device(cfg.model.device), resume=resume)
     stop = StopSignal(store, run_id)
     try:
+        if main:
+            from workbench.core.device import pick_device
+
+            jobs.claim(store, run_id, pick_device(cfg.model.device), resume=resume)
         summary = _train(store, cfg, run_id, out, resume=resume, main=main, stop=stop,
                          progress=progress)
         summary.seconds = time.perf_counter() - started
@@ -187,11 +189,13 @@ def execute_run(store: Store, workspace: Workspace, run_id: int, *, resume: bool
 
 
 def _failure(err: BaseException) -> tuple[str, str]:
+    """(status, message) for a run that ended by an exception."""
     if isinstance(err, Diverged):
         return "diverged", str(err)
-    if isinstance(err, (KeyboardInterrupt, SystemExit)):
-        return "stopped" if isinstance(err, SystemExit) else "interrupted", "stopped before training began" \
-            if isinstance(err, SystemExit) else "interrupted by the user"
+    if isinstance(err, SystemExit):  # SIGTERM before the first step
+        return "stopped", "stopped before training began"
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted", "interrupted by the user"
     text = err.message if isinstance(err, WorkbenchError) else f"{type(err).__name__}: {err}"
     hint = getattr(err, "hint", "")
     return "failed", f"{text} ({hint})" if hint else text
@@ -257,7 +261,6 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
 
     stop.in_loop = True
     result = loop.run(on_step)
-    stop.in_loop = False
     scores = {}
     if main:
         scores = tracker.probe(result.steps, final=True)
@@ -297,6 +300,9 @@ class _Tracker:
         if final:
             sid = sets.set_id(self.store, self.cfg.data.knowledge_set)
             items = probing.probe_items(self.store, sid, locality=True)
+            with self.store.write() as db:  # a stop right after a live probe asks again
+                db.execute("DELETE FROM probe_results WHERE run_id = ? AND step = ?",
+                           [self.run_id, step])
         if not items:
             return {}
         answers = probing.ask_items(self.loaded, self.loop.unwrapped, items)
