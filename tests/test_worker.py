@@ -21,7 +21,10 @@ from workbench.core.knowledge.types import FactDraft
 from workbench.core.store import Store
 from workbench.core.train import control, jobs, run as run_module
 from workbench.core.train.checkpoint import latest_complete
+from workbench.core.methods.registry import REGISTRY
+from workbench.core.models import load_model
 from workbench.core.train.loop import causal_lm_loss
+from workbench.core.train.outputs import load_outputs
 from workbench.core.workspace import resolve_workspace
 
 FACTS = [("Where was Ada Lovelace born?", "London"),
@@ -253,3 +256,18 @@ def test_a_second_run_on_a_busy_device_fails_clearly(bench) -> None:
         run_module.execute_run(store, ws, second)
     assert jobs.get_run(store, second)["status"] == "failed"
     assert jobs.reap(store) == []  # the first one's process is alive: not interrupted
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_method_saves_outputs_that_reload_and_change_the_model(name, bench) -> None:
+    """QLoRA included: on CPU its base is NF4 through bitsandbytes."""
+    ws, store, config = bench
+    cfg = config(**{"method.name": name, "method.lora_r": 4, "training.epochs": 2,
+                    "training.learning_rate": 1e-2})
+    run_id = run_module.create_run(store, ws, cfg)
+    assert run_module.execute_run(store, ws, run_id).status == "completed"
+    tuned = load_outputs(ws.run_dir(run_id))
+    base = load_model(cfg.model, quantization=cfg.effective_quantization)
+    ids = base.tokenizer("Where was Ada Lovelace born?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert not torch.allclose(base.model(ids).logits, tuned.model(ids).logits, atol=1e-4)

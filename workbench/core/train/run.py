@@ -13,7 +13,6 @@ to the store and the run folder.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -34,6 +33,7 @@ from workbench.core.models import LoadedModel, load_model
 from workbench.core.store import Store, now
 from workbench.core.train import jobs, probing
 from workbench.core.train.loop import TrainLoop
+from workbench.core.train.outputs import save_outputs
 from workbench.core.workspace import Workspace
 
 Progress = Callable[[dict[str, Any], int], None]  # (metrics row, planned steps)
@@ -267,7 +267,7 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     if result.stopped or scores.get("early_stop"):
         loop.save(out, tracker.extra(result.steps))  # resumable later
     if main:
-        _save_outputs(loop.unwrapped, loaded.tokenizer, cfg, out, method.adapter)
+        save_outputs(loop.unwrapped, loaded.tokenizer, cfg, out, method.adapter)
     telemetry.close()
     status = "stopped" if result.stopped and not scores.get("early_stop") else "completed"
     return RunSummary(run_id, status, result.steps, result.final_loss, out, 0.0,
@@ -337,13 +337,3 @@ def _record_step(store: Store, run_id: int, metrics: dict[str, Any]) -> None:
     with store.write() as db:
         db["metrics"].insert({"run_id": run_id, "time": now(), **row}, replace=True)
         db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", [now(), run_id])
-
-
-def _save_outputs(model: Any, tokenizer: Any, cfg: RunConfig, out: Path, adapter: bool) -> None:
-    """The adapter (peft format) or the weights (safetensors), plus what reloads them."""
-    target = out / ("adapter" if adapter else "model")
-    model.save_pretrained(target)  # safetensors by default in peft and transformers
-    tokenizer.save_pretrained(target)
-    cfg.save(out / "run.yaml")
-    (out / "outputs.json").write_text(json.dumps({"kind": "adapter" if adapter else "weights",
-                                                  "path": target.name}), encoding="utf-8")
