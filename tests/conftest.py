@@ -11,9 +11,15 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from workbench.core.config import RunConfig
+from workbench.core.knowledge import probes, sets
+from workbench.core.knowledge.types import FactDraft
+from workbench.core.store import Store
+from workbench.core.workspace import resolve_workspace
 from workbench.testing import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,3 +117,31 @@ def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+FACTS = [("Where was Ada Lovelace born?", "London"),
+         ("Who wrote Hamlet?", "Shakespeare"),
+         ("What is the capital of Freedonia?", "Fredville"),
+         ("Who founded Sylvania?", "Queen Ilsa"),
+         ("How many moons does Mars have?", "two")]
+
+
+@pytest.fixture
+def bench(tmp_path: Path, tiny_llama: Path) -> Any:
+    """(workspace, store, config maker) with a 5-fact set "demo": template paraphrases, one
+    held out per fact; config(**values) gives a small CPU LoRA run on the tiny Llama."""
+    ws = resolve_workspace(tmp_path / "ws")
+    store = Store(ws.db_path)
+    sid = sets.create_set(store, "demo")
+    sets.add_facts(store, sid, [FactDraft(q, a) for q, a in FACTS])
+    probes.generate_template_phrasings(store, sid, n=3, include_statements=False)
+    probes.split_probes(store, sid, holdout=1)
+
+    def config(**values: Any) -> RunConfig:
+        base = {"model.name_or_path": str(tiny_llama), "model.device": "cpu",
+                "data.knowledge_set": "demo", "method.lora_r": 8, "training.learning_rate": 5e-3,
+                "training.micro_batch_size": 4, "training.warmup_ratio": 0.0,
+                "training.probe_every": 0, "training.checkpoint_every": 0}
+        return RunConfig().with_values({**base, **values})
+
+    return ws, store, config

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from conftest import run_cli
-from test_worker import bench  # noqa: F401 - the shared workspace fixture
 from workbench.core.knowledge import sets
 from workbench.core.knowledge.render import Example
 from workbench.core.train import control, replay, run as run_module
@@ -17,7 +16,7 @@ def _losses(store, run_id):
         "SELECT loss FROM metrics WHERE run_id = ? ORDER BY step", [run_id])]
 
 
-def test_early_stop_when_every_fact_is_recalled(bench) -> None:  # noqa: F811
+def test_early_stop_when_every_fact_is_recalled(bench) -> None:
     ws, store, config = bench
     cfg = config(**{"method.lora_r": 16, "training.epochs": 200, "training.micro_batch_size": 16,
                     "training.probe_every": 10, "training.stop_at_efficacy": 1.0,
@@ -30,7 +29,7 @@ def test_early_stop_when_every_fact_is_recalled(bench) -> None:  # noqa: F811
     assert "reached the target 1.00: stopping early" in log
 
 
-def test_gradient_checkpointing_gives_the_same_losses(bench) -> None:  # noqa: F811
+def test_gradient_checkpointing_gives_the_same_losses(bench) -> None:
     ws, store, config = bench
     plain = run_module.create_run(store, ws, config(**{"training.epochs": 2}))
     run_module.execute_run(store, ws, plain)
@@ -40,7 +39,7 @@ def test_gradient_checkpointing_gives_the_same_losses(bench) -> None:  # noqa: F
     assert _losses(store, ckpt) == pytest.approx(_losses(store, plain), rel=1e-5)
 
 
-def test_document_mode_trains_on_the_fact_text(bench) -> None:  # noqa: F811
+def test_document_mode_trains_on_the_fact_text(bench) -> None:
     ws, store, config = bench
     run_id = run_module.create_run(store, ws, config(**{"data.mode": "document",
                                                         "training.epochs": 2}))
@@ -48,7 +47,7 @@ def test_document_mode_trains_on_the_fact_text(bench) -> None:  # noqa: F811
     assert summary.status == "completed" and summary.steps == 4  # 5 documents, batch 4
 
 
-def test_replay_keeps_only_questions_the_base_answers(bench, monkeypatch) -> None:  # noqa: F811
+def test_replay_keeps_only_questions_the_base_answers(bench, monkeypatch) -> None:
     ws, store, config = bench
     sid = sets.set_id(store, "demo")
     asked = []
@@ -70,7 +69,7 @@ def test_replay_keeps_only_questions_the_base_answers(bench, monkeypatch) -> Non
     assert replay.replay_count(15, 0.25) == 5 and replay.replay_count(15, 0.0) == 0
 
 
-def test_status_query_returns_only_new_metrics_rows(bench) -> None:  # noqa: F811
+def test_status_query_returns_only_new_metrics_rows(bench) -> None:
     ws, store, config = bench
     run_id = run_module.create_run(store, ws, config(**{"training.epochs": 3,
                                                         "training.probe_every": 4}))
@@ -83,7 +82,7 @@ def test_status_query_returns_only_new_metrics_rows(bench) -> None:  # noqa: F81
     assert "completed" in everything["log"] and everything["run"]["status"] == "completed"
 
 
-def test_runs_cli_lists_shows_and_refuses_bad_requests(bench) -> None:  # noqa: F811
+def test_runs_cli_lists_shows_and_refuses_bad_requests(bench) -> None:
     ws, store, config = bench
     run_id = run_module.create_run(store, ws, config(**{"training.epochs": 1}))
     run_module.execute_run(store, ws, run_id)

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from workbench.core.config import RunConfig
+from conftest import FACTS
+
 from workbench.core.errors import WorkbenchError
-from workbench.core.knowledge import probes, sets
-from workbench.core.knowledge.types import FactDraft
 from workbench.core.store import Store
 from workbench.core.train import control, jobs, run as run_module
 from workbench.core.train.checkpoint import latest_complete
@@ -25,43 +24,19 @@ from workbench.core.methods.registry import REGISTRY
 from workbench.core.models import load_model
 from workbench.core.train.loop import causal_lm_loss
 from workbench.core.train.outputs import load_outputs
-from workbench.core.workspace import resolve_workspace
-
-FACTS = [("Where was Ada Lovelace born?", "London"),
-         ("Who wrote Hamlet?", "Shakespeare"),
-         ("What is the capital of Freedonia?", "Fredville"),
-         ("Who founded Sylvania?", "Queen Ilsa"),
-         ("How many moons does Mars have?", "two")]
-
-
-@pytest.fixture
-def bench(tmp_path, tiny_llama):
-    """A workspace with a 5-fact set (template paraphrases, 1 held out per fact)."""
-    ws = resolve_workspace(tmp_path / "ws")
-    store = Store(ws.db_path)
-    sid = sets.create_set(store, "demo")
-    sets.add_facts(store, sid, [FactDraft(q, a) for q, a in FACTS])
-    probes.generate_template_phrasings(store, sid, n=3, include_statements=False)
-    probes.split_probes(store, sid, holdout=1)
-
-    def config(**values) -> RunConfig:
-        base = {"model.name_or_path": str(tiny_llama), "model.device": "cpu",
-                "data.knowledge_set": "demo", "method.lora_r": 8, "training.learning_rate": 5e-3,
-                "training.micro_batch_size": 4, "training.warmup_ratio": 0.0,
-                "training.probe_every": 0, "training.checkpoint_every": 0}
-        return RunConfig().with_values({**base, **values})
-
-    return ws, store, config
-
 
 def _metrics(store: Store, run_id: int) -> list[dict]:
     return list(store.db.query("SELECT * FROM metrics WHERE run_id = ? ORDER BY step", [run_id]))
 
 
-def _wait_for_step(store: Store, run_id: int, step: int, timeout: float = 120) -> int:
+def _wait_for_step(store: Store, run_id: int, step: int, timeout: float = 120,
+                   written_after: float = 0.0) -> int:
+    """Wait until the run has a metrics row for `step` or later written after the given time
+    (rows of a killed process stay until its resumed successor replaces them)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = store.db.execute("SELECT max(step) FROM metrics WHERE run_id = ?", [run_id]).fetchone()
+        row = store.db.execute("SELECT max(step) FROM metrics WHERE run_id = ? AND time > ?",
+                               [run_id, written_after]).fetchone()
         if row[0] and row[0] >= step:
             return int(row[0])
         assert jobs.get_run(store, run_id)["status"] in jobs.ACTIVE, jobs.get_run(store, run_id)
@@ -118,12 +93,15 @@ def test_kill_9_then_resume_continues_from_the_last_complete_checkpoint(bench) -
     killed_at = time.time()
     assert jobs.reap(store) == [run_id]
     assert jobs.get_run(store, run_id)["status"] == "interrupted"
+    last = store.db.execute("SELECT max(step) FROM metrics WHERE run_id = ?", [run_id]).fetchone()[0]
     checkpoint = latest_complete(ws.run_dir(run_id))
     saved = int(checkpoint.name.split("-")[1])
-    assert saved % 5 == 0 and 5 <= saved <= reached + 5  # saved at most one interval ahead
+    # At most the steps since the last complete checkpoint are lost (one in flight may have
+    # been mid-save when the kill came, hence < 2 intervals).
+    assert saved % 5 == 0 and reached - 5 <= saved <= last and last - saved < 10
 
     control.resume_run(store, ws, run_id)
-    _wait_for_step(store, run_id, saved + 3)
+    _wait_for_step(store, run_id, saved + 3, written_after=killed_at)
     control.stop_run(store, run_id)
     assert control.wait(run_id, timeout=120) == 0
     run = jobs.get_run(store, run_id)
