@@ -24,11 +24,12 @@ def _store_and_workspace(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def _progress_bar() -> Callable[[dict[str, Any], int], None]:
     started = time.monotonic()
-    first: list[int] = []
+    first: list[int] = []  # the first step this process ran (a resume starts mid-way)
 
     def show(row: dict[str, Any], total: int) -> None:
-        first.append(row["step"]) if not first else None
-        done = row["step"] - first[0] + 1  # steps this process ran (a resume starts mid-way)
+        if not first:
+            first.append(row["step"])
+        done = row["step"] - first[0] + 1
         eta = (time.monotonic() - started) / done * (total - row["step"])
         bar = "#" * int(30 * row["step"] / total)
         print(f"\r[{bar:<30}] step {row['step']}/{total}  epoch {row['epoch']:.2f}  "
