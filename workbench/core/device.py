@@ -128,11 +128,8 @@ def describe_device(kind: str | None = None) -> DeviceInfo:
 
 
 def memory_in_use(device: str) -> int:
-    """Bytes in use on `device` right now: CUDA/MPS allocator, or this process's RSS on CPU."""
-    import torch
+    """Bytes in use on `device` right now: CUDA/MPS allocator, or this process's RSS on CPU
+    (the same reading as the training telemetry's `mem_allocated`)."""
+    from workbench.core.train.telemetry import memory_snapshot
 
-    if device == "cuda":
-        return int(torch.cuda.memory_allocated())
-    if device == "mps":
-        return int(torch.mps.current_allocated_memory())
-    return int(psutil.Process().memory_info().rss)
+    return int(memory_snapshot(device)["mem_allocated"] or 0)
