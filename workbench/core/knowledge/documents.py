@@ -249,23 +249,24 @@ def _when(tail: str) -> str | None:
     return m[1] if m else None
 
 
+# Birth and death sentences: (pattern, where-question, when-question).
+_LIFE_EVENTS = (
+    (r"^(?P<x>.+?),? (?:was|were) born (?P<tail>.+)$", "Where was {x} born?", "When was {x} born?"),
+    (r"^(?P<x>.+?),? (?:died) (?P<tail>.+)$", "Where did {x} die?", "When did {x} die?"),
+)
+
+
 def _pattern_questions(core: str, last_name: str) -> list[tuple[str, str]]:
     """Natural questions for common statement patterns, as (question, answer)."""
     out: list[tuple[str, str]] = []
-    m = re.match(r"^(?P<x>.+?),? (?:was|were) born (?P<tail>.+)$", core)
-    if m and (x := _subject_text(m["x"], last_name)):
-        if place := _place(m["tail"]):
-            out.append((f"Where was {x} born?", place))
-        if when := _when(m["tail"]):
-            out.append((f"When was {x} born?", when))
-        return out
-    m = re.match(r"^(?P<x>.+?),? (?:died) (?P<tail>.+)$", core)
-    if m and (x := _subject_text(m["x"], last_name)):
-        if place := _place(m["tail"]):
-            out.append((f"Where did {x} die?", place))
-        if when := _when(m["tail"]):
-            out.append((f"When did {x} die?", when))
-        return out
+    for pattern, where, when_q in _LIFE_EVENTS:
+        m = re.match(pattern, core)
+        if m and (x := _subject_text(m["x"], last_name)):
+            if place := _place(m["tail"]):
+                out.append((where.format(x=x), place))
+            if when := _when(m["tail"]):
+                out.append((when_q.format(x=x), when))
+            return out
     verbs = "|".join(_EVENT_VERBS)
     m = re.match(rf"^(?P<x>.+?),? (?P<aux>was|were|is|are) (?P<verb>{verbs}) (?P<tail>.+)$", core)
     if m and (x := _subject_text(m["x"], last_name)):
