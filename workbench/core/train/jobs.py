@@ -75,9 +75,8 @@ def busy_with(store: Store, device: str, *, except_run: int | None = None) -> di
 
 def claim(store: Store, run_id: int, device: str, *, resume: bool) -> None:
     """Mark the run running in this process, or refuse if the device is taken."""
-    reap(store)
     with store.write() as db:
-        other = busy_with(store, device, except_run=run_id)
+        other = busy_with(store, device, except_run=run_id)  # reaps dead runs first
         if other:
             raise WorkbenchError(
                 f"{device} is busy training run {other['id']} ({other['name']})",

@@ -231,7 +231,8 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     log.info("device %s, %d process(es), %d steps of %d examples; telemetry %s", loaded.device,
              loop.world, loop.total, loop.step_size, telemetry.describe())
     sid = sets.set_id(store, cfg.data.knowledge_set)
-    tracker = _Tracker(store, run_id, loaded, loop, out, probing.probe_items(store, sid) if main else [],
+    tracker = _Tracker(store, run_id, loaded, loop, out, sid,
+                       probing.probe_items(store, sid) if main else [],
                        best=state.get("best_generalization", -1.0), adapter=method.adapter, cfg=cfg)
     if main:
         with store.write() as db:
@@ -290,16 +291,15 @@ class _Tracker:
     """Live probing, early stop at an efficacy target, and the best-generalization adapter."""
 
     def __init__(self, store: Store, run_id: int, loaded: LoadedModel, loop: TrainLoop, out: Path,
-                 items: list[probing.ProbeItem], *, best: float, adapter: bool,
+                 sid: int, items: list[probing.ProbeItem], *, best: float, adapter: bool,
                  cfg: RunConfig) -> None:
         self.store, self.run_id, self.loaded, self.loop, self.out = store, run_id, loaded, loop, out
-        self.items, self.best, self.adapter, self.cfg = items, best, adapter, cfg
+        self.sid, self.items, self.best, self.adapter, self.cfg = sid, items, best, adapter, cfg
 
     def probe(self, step: int, final: bool = False) -> dict[str, Any]:
         items = self.items
         if final:
-            sid = sets.set_id(self.store, self.cfg.data.knowledge_set)
-            items = probing.probe_items(self.store, sid, locality=True)
+            items = probing.probe_items(self.store, self.sid, locality=True)
             with self.store.write() as db:  # a stop right after a live probe asks again
                 db.execute("DELETE FROM probe_results WHERE run_id = ? AND step = ?",
                            [self.run_id, step])
