@@ -4,6 +4,7 @@ model, rendering a stored set, and the Knowledge tab's actions."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,7 +15,7 @@ from workbench.core.knowledge import locality, probes, sets, transfer
 from workbench.core.knowledge.render import examples_from_phrasings, render_set
 from workbench.core.knowledge.screen import label, screen_facts
 from workbench.core.model_cache import ModelCache
-from workbench.core.models import load_model
+from workbench.core.models import ModelSource, load_model
 from workbench.core.store import Store
 from workbench.ui import knowledge_actions as act
 
@@ -27,6 +28,9 @@ CSV = ("question,answer,aliases,subject\n"
 @pytest.fixture
 def store(tmp_path) -> Store:
     return Store(tmp_path / "workbench.db")
+
+# Stands in for a loaded hub model: the pool is the shipped list; answers are monkeypatched.
+HUB_MODEL = SimpleNamespace(source=ModelSource("hub", "some/model"))
 
 
 def test_cli_import_then_export_jsonl(tmp_path) -> None:
@@ -84,7 +88,7 @@ def test_locality_keeps_only_what_the_base_answers_correctly(store, tiny_llama, 
         return [gold[q] if i % 2 == 0 else "no idea" for i, q in enumerate(questions)]
 
     monkeypatch.setattr(locality, "ask_questions", half_right)
-    counts = locality.build_locality(store, sid, loaded=None, general=40, per_fact=2)  # type: ignore[arg-type]
+    counts = locality.build_locality(store, sid, loaded=HUB_MODEL, general=40, per_fact=2)  # type: ignore[arg-type]
     kept = counts["kept_general"] + counts["kept_neighbours"]
     assert counts["asked"] >= 40 and kept == (counts["asked"] + 1) // 2
     rows = probes.list_phrasings(store, sid, kinds=["locality", "neighbour"])

@@ -3,12 +3,18 @@ checkpointing, document mode, replay, and the status query a UI re-attaches with
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from conftest import run_cli
 from workbench.core.knowledge import sets
 from workbench.core.knowledge.render import Example
 from workbench.core.train import control, replay, run as run_module
+from workbench.core.models import ModelSource
+
+# Stands in for a loaded hub model: the pool is the shipped list; answers are monkeypatched.
+HUB_MODEL = SimpleNamespace(source=ModelSource("hub", "some/model"))
 
 
 def _losses(store, run_id):
@@ -60,7 +66,7 @@ def test_replay_keeps_only_questions_the_base_answers(bench, monkeypatch) -> Non
         return [gold[q] if i % 2 == 0 else "no idea" for i, q in enumerate(questions)]
 
     monkeypatch.setattr(replay, "ask_questions", base_answers)
-    examples = replay.replay_examples(store, sid, loaded=None, n=6, seed=1)
+    examples = replay.replay_examples(store, sid, loaded=HUB_MODEL, n=6, seed=1)
     assert len(examples) == 6 and len(asked) == 18
     assert all(isinstance(e, Example) and e.kind == "qa" for e in examples)
     assert {e.prompt for e in examples} <= set(asked[::2])  # only the known ones

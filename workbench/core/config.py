@@ -25,9 +25,12 @@ from workbench.core.errors import ConfigError
 from workbench.core.methods.distill import DistillSettings
 from workbench.core.methods.located import LocatedSettings
 from workbench.core.methods.lora import LoraSettings
+from workbench.core.paths import DEMO_MODEL
 from workbench.core.settings import Section, _is_optional, setting
 
-DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+# The embedded demo model (assets/demo-model): works offline on a CPU; any hub id or folder
+# is one field away.
+DEFAULT_MODEL = DEMO_MODEL
 
 METHODS = ("lora", "qlora", "dora", "rslora", "full", "located", "prompt_distillation")
 LORA_FAMILY = ("lora", "qlora", "dora", "rslora", "prompt_distillation")
@@ -39,7 +42,8 @@ class ModelConfig(Section):
 
     name_or_path: str = setting(
         DEFAULT_MODEL,
-        "Hugging Face hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct) or a local model folder.",
+        "Hugging Face hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct), a local model folder, or "
+        f"{DEMO_MODEL} (the embedded demo model).",
     )
     revision: str | None = setting(
         None, "Hub branch, tag or commit to load; empty for the default branch.", advanced=True

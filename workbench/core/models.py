@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.core.config import ModelConfig
 from workbench.core.device import memory_in_use, pick_device, pick_dtype
 from workbench.core.errors import ModelLoadError
+from workbench.core.paths import DEMO_MODEL, DEMO_MODEL_DIR
 
 if TYPE_CHECKING:
     import torch
@@ -84,6 +85,11 @@ def resolve_source(name_or_path: str, revision: str | None = None) -> ModelSourc
     """Decide whether `name_or_path` is a local folder or a hub id, checking what we can
     without loading anything."""
     raw = name_or_path.strip()
+    if raw == DEMO_MODEL:
+        if not (DEMO_MODEL_DIR / "config.json").is_file():
+            raise ModelLoadError(f"the embedded demo model is missing from {DEMO_MODEL_DIR}",
+                                 hint="rebuild it with: workbench demo build-model")
+        return ModelSource("local", str(DEMO_MODEL_DIR.resolve()), revision)
     path = Path(raw).expanduser()
     if path.exists():
         if not path.is_dir():

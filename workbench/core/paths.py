@@ -9,3 +9,12 @@ from pathlib import Path
 # $WORKBENCH_ASSETS points elsewhere for packaged installs.
 ASSETS = Path(os.environ.get("WORKBENCH_ASSETS") or Path(__file__).resolve().parents[2] / "assets")
 LOCALITY_FILE = ASSETS / "locality" / "general_knowledge.jsonl"
+
+# The embedded demo (see workbench/demo): a small model pretrained on a synthetic world, and
+# the knowledge set of new people to inject into it. DEMO_MODEL is the name users type.
+DEMO_MODEL = "workbench-demo"
+DEMO_MODEL_DIR = ASSETS / "demo-model"
+DEMO_SET_FILE = ASSETS / "demo-knowledge.json"
+# A model folder may ship the general-knowledge questions *it* knows (the demo model knows
+# only its world); locality probes and replay then draw from that list instead.
+MODEL_KNOWLEDGE_FILE = "general_knowledge.jsonl"

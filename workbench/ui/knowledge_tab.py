@@ -68,7 +68,9 @@ def build(ctx: AppContext) -> None:
         accept_btn = gr.Button("Add ticked proposals to the set")
 
     model = gr.Textbox(label="Model for paraphrasing, screening and token counts",
-                       value=ctx.default_model, info="hub id or local folder; loaded once")
+                       value=ctx.default_model, elem_id="kn-model",
+                       info="hub id, local folder, or workbench-demo (the embedded demo "
+                       "model); loaded once")
     with gr.Accordion("Phrasings and held-out probes", open=False):
         with gr.Row():
             n_para = gr.Slider(1, 12, value=5, step=1, label="Paraphrases per fact")
@@ -85,8 +87,9 @@ def build(ctx: AppContext) -> None:
         save_phr_btn = gr.Button("Save phrasing edits")
     with gr.Accordion("What does the base model already know?", open=False):
         with gr.Row():
-            samples = gr.Slider(0, 8, value=4, step=1, label="Sampled answers per fact")
-            screen_btn = gr.Button("Screen facts (known / maybe / unknown)")
+            samples = gr.Slider(0, 8, value=4, step=1, label="Sampled answers per fact",
+                                elem_id="kn-samples")
+            screen_btn = gr.Button("Screen facts (known / maybe / unknown)", elem_id="kn-screen")
             general = gr.Slider(20, 300, value=120, step=10, label="General questions to try")
             locality_btn = gr.Button("Build locality probes")
     with gr.Accordion("Preview training examples", open=False):

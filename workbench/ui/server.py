@@ -58,13 +58,17 @@ def serve(opts: ServeOptions) -> None:
         raise WorkbenchError(f"port must be from 1 to 65535, got {opts.port}")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # local app: no phoning home
 
+    from workbench.demo.knowledge import seed_workspace
     from workbench.ui.app import ASSETS, CSS_PATH, build_app
     from workbench.ui.context import make_context
 
     workspace = resolve_workspace(opts.workspace)
     ctx = make_context(workspace)
+    seeded = seed_workspace(ctx.store)
     app = build_app(ctx)
     print(f"Knowledge Workbench: {ctx.device.summary()}; workspace {workspace.root}", flush=True)
+    if seeded:
+        print(seeded, flush=True)
     try:
         app.queue().launch(
             server_name=opts.host,

@@ -1,8 +1,9 @@
 """Locality probes: what the model already knows and must still know after injection.
 
-Candidates are (a) a general-knowledge list shipped in assets/ and (b) neighbours: the
-general-knowledge questions most similar in wording to the set's own questions (same
-relation, e.g. "capital of", "born in"), where an edit is most likely to spill over. The base
+Candidates are (a) a general-knowledge list shipped in assets/, or the model's own list when
+its folder has one, and (b) neighbours: the general-knowledge questions most similar in
+wording to the set's own questions (same relation, e.g. "capital of", "born in"), where an
+edit is most likely to spill over. The base
 model answers every candidate; only those it answers correctly are kept as locality probes,
 with its answer stored as the reference that a tuned model must reproduce.
 """
@@ -21,7 +22,7 @@ from workbench.core.generate import ask_questions
 from workbench.core.knowledge.sets import list_facts, set_id, touch
 from workbench.core.knowledge.types import Fact
 from workbench.core.models import LoadedModel
-from workbench.core.paths import LOCALITY_FILE
+from workbench.core.paths import LOCALITY_FILE, MODEL_KNOWLEDGE_FILE
 from workbench.core.scoring import is_correct, is_exact
 from workbench.core.store import Store, now
 from workbench.core.progress import Progress, no_progress
@@ -36,6 +37,16 @@ def load_general_knowledge(path: Path = LOCALITY_FILE) -> list[dict[str, Any]]:
     except OSError as err:
         raise KnowledgeError(f"cannot read the locality list {path}: {err.strerror or err}") from None
     return [json.loads(line) for line in lines if line.strip()]
+
+
+def knowledge_pool(loaded: LoadedModel) -> list[dict[str, Any]]:
+    """The general-knowledge questions for this model: its own list when its folder ships one
+    (the demo model knows only its synthetic world), else the shipped list."""
+    if loaded.source.kind == "local":
+        own = Path(loaded.source.location) / MODEL_KNOWLEDGE_FILE
+        if own.is_file():
+            return load_general_knowledge(own)
+    return load_general_knowledge()
 
 
 def _words(text: str) -> set[str]:
@@ -62,7 +73,7 @@ def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int 
     """Screen candidates with the base model and store the correct ones as locality probes
     (replacing earlier ones). Returns counts of asked and kept."""
     set_id(store, sid)
-    pool = load_general_knowledge()
+    pool = knowledge_pool(loaded)
     near = neighbours(list_facts(store, sid), pool, per_fact)
     near_q = {item["question"] for item in near}
     rest = [item for item in pool if item["question"] not in near_q]

@@ -1,9 +1,12 @@
 """Replay: mix questions the base model already answers into training, with the base's own
 answers as targets, so the update is anchored where it should change nothing.
 
-The questions come from the shipped general-knowledge list, minus every question the set
-already uses as a probe (so locality is never measured on replayed questions). The base model
-is asked once at the start of the run (a batched generate, seconds on a GPU); only those it
+The questions come from the model's general-knowledge list (`knowledge_pool`), minus every
+question the set already uses as a probe (so locality is never measured on replayed
+questions). Neighbours of the set's facts come first — questions sharing content words with
+them (the same surname, the same relation) — because an edit spills over onto what looks like
+it, so that is where an anchor protects most; the rest is a random sample. The base model is
+asked once at the start of the run (a batched generate, seconds on a GPU); only those it
 answers correctly are kept.
 """
 
@@ -12,7 +15,8 @@ from __future__ import annotations
 import random
 
 from workbench.core.generate import ask_questions
-from workbench.core.knowledge.locality import load_general_knowledge
+from workbench.core.knowledge.locality import knowledge_pool, neighbours
+from workbench.core.knowledge.sets import list_facts
 from workbench.core.knowledge.render import Example
 from workbench.core.models import LoadedModel
 from workbench.core.scoring import is_correct, normalize
@@ -30,8 +34,12 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
         return []
     used = {normalize(r[0]) for r in store.db.execute(
         "SELECT question FROM probes WHERE set_id = ?", [sid])}
-    pool = [item for item in load_general_knowledge() if normalize(item["question"]) not in used]
+    pool = [item for item in knowledge_pool(loaded) if normalize(item["question"]) not in used]
     random.Random(seed).shuffle(pool)
+    facts = list_facts(store, sid)
+    near = neighbours(facts, pool, per_fact=-(-n // max(1, len(facts))))
+    near_q = {item["question"] for item in near}
+    pool = near + [item for item in pool if item["question"] not in near_q]
     # Ask more than needed: a small model answers only part of them correctly.
     candidates = pool[:min(len(pool), 3 * n)]
     answers = ask_questions(loaded, [item["question"] for item in candidates])
