@@ -57,11 +57,37 @@ def test_page_shows_four_tabs_and_the_device_header(page, served_app: ServedApp)
     assert shot.stat().st_size > 10_000
 
 
+def test_fresh_launch_opens_on_the_demo_set_and_the_demo_model(page, served_app: ServedApp) -> None:
+    """No hub, no GPU: a fresh workspace holds the demo set, and the demo model answers."""
+    from playwright.sync_api import expect
+
+    page.goto(served_app.url, wait_until="networkidle")
+    page.get_by_role("tab", name="Knowledge").click()
+    expect(page.locator("#kn-set input")).to_have_value("Demo: new people", timeout=20_000)
+    expect(page.locator("#kn-counts")).to_contain_text("Facts 100")
+    expect(page.locator("#kn-facts")).to_contain_text("Where was")
+    expect(page.locator("#kn-model textarea")).to_have_value("workbench-demo")
+    # Screening asks the demo model every fact: it has never seen these people.
+    page.get_by_text("What does the base model already know?").click()
+    page.locator("#kn-samples input[type=number]").fill("0")
+    page.locator("#kn-screen").click()
+    expect(page.locator("#kn-status")).to_contain_text("unknown", timeout=120_000)
+    status = page.locator("#kn-status").inner_text()
+    unknown = int(status.split("unknown")[1].split(".")[0])
+    assert unknown >= 80, status
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+
+
 def test_knowledge_tab_add_a_fact_and_upload_a_csv(page, served_app: ServedApp, tmp_path) -> None:
     from playwright.sync_api import expect
 
     page.goto(served_app.url, wait_until="networkidle")
     page.get_by_role("tab", name="Knowledge").click()
+    # A set of its own: the workspace already holds the demo set.
+    page.locator("#kn-new-name textarea").fill("browser test")
+    page.locator("#kn-create").click()
+    expect(page.locator("#kn-set input")).to_have_value("browser test", timeout=20_000)
     page.locator("#kn-question textarea").fill("Where was Ada Lovelace born?")
     page.locator("#kn-answer textarea").fill("London")
     page.locator("#kn-add").click()
@@ -80,6 +106,6 @@ def test_knowledge_tab_add_a_fact_and_upload_a_csv(page, served_app: ServedApp, 
     expect(facts).to_contain_text("What is the capital of Freedonia?")
     expect(facts).to_contain_text("Where was Ada Lovelace born?")
     expect(page.locator("#kn-counts")).to_contain_text("Facts 3")
-    expect(page.locator(".wb-header")).to_contain_text("3 facts", timeout=15_000)
+    expect(page.locator(".wb-header")).to_contain_text("103 facts", timeout=15_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "knowledge.png"), full_page=True)

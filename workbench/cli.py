@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench import __version__
+from workbench.cli_demo import add_demo_parser
 from workbench.cli_knowledge import add_knowledge_parser
 from workbench.cli_runs import add_runs_parsers
 from workbench.core.config import RunConfig, iter_settings, parse_setting_text
@@ -172,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_runs_parsers(sub, add_setting_flags,
                      lambda args: {**_parse_set(args.set or []), **setting_values(args)})
+
+    add_demo_parser(sub)
 
     models = sub.add_parser("models", help="inspect models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)

@@ -20,11 +20,19 @@ from dataclasses import dataclass, field
 
 FIRST = ("Alia Bren Corin Dasha Elin Farrow Galen Hesper Ilse Joren Kaia Lorcan Mira Nolan "
          "Orla Perrin Quilla Rowan Sela Tamsin Ulric Vesna Wren Yara Zeno Anouk Bastian Cael "
-         "Delphine Emrys Fenna Gideon Halle Isak Juno Kestrel Liora Marek Nadia Oskar").split()
+         "Delphine Emrys Fenna Gideon Halle Isak Juno Kestrel Liora Marek Nadia Oskar "
+         "Aurelie Benedek Calla Dorian Esme Florin Greer Henrik Idony Jessamy Kasimir Lisette "
+         "Maelis Nikolai Odile Piers Quentin Rosalind Soren Thea Ulla Valentin Wilhelmina "
+         "Xanthe Yorick Zosia Ansel Brielle Cosmo Dagny Evander Faye Hollis Ingram Leopold "
+         "Marisol Niamh Ottilie Rafferty Saskia").split()
 LAST = ("Ashgrove Brightwater Coldmere Dunmore Everhart Fallowmere Greystone Hollowell "
         "Ironwood Juniper Kettleby Larkspur Mossbury Northcott Oakhurst Pemberly Quenby "
         "Ravensworth Stillwater Thornbury Underhill Vantmoor Whitlock Yarrow Zephyrine "
-        "Amberlee Blackthorn Copperfield Driftwood Emberly").split()
+        "Amberlee Blackthorn Copperfield Driftwood Emberly Alderidge Birchmont Cindervale "
+        "Dewhurst Elmstead Foxhollow Galloway Hartwell Inglebrook Jessop Kingsmere Lockhart "
+        "Merriweather Nettlefield Ormsby Penhallow Quarrington Redgrave Sorrell Tillbrook "
+        "Umberfield Vickery Westbrook Yardley Ashdown Brackenridge Calloway Dunstable "
+        "Eastwick Fairweather Goldthorpe Harrowgate Kilbride Loxley Marchbank").split()
 
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "city": tuple("Velmora Quarren Ostrava Lindqvist Porthaven Maruvia Tessaly Brightmoor "
@@ -77,6 +85,15 @@ QUESTIONS: dict[str, tuple[str, ...]] = {
                  "Name the company {name} worked for."),
 }
 
+# Answers are full sentences, the way chat models answer, and each is one of the biography
+# templates: answering a question then means recalling the same "name, relation → value" that
+# biographies teach, which is what lets QA skill learned on some people transfer to people
+# the model only read about. Scoring looks for the value itself inside the answer.
+ANSWERS: dict[str, str] = {
+    "city": BIO["city"][0], "year": BIO["year"][1], "university": BIO["university"][0],
+    "field": BIO["field"][0], "employer": BIO["employer"][0],
+}
+
 SPLITS = ("known_qa", "known_bio", "reserved")
 
 
@@ -123,7 +140,12 @@ def questions(person: Person, attribute: str) -> list[str]:
     return [t.format(name=person.name) for t in QUESTIONS[attribute]]
 
 
+def answer(person: Person, attribute: str) -> str:
+    return ANSWERS[attribute].format(name=person.name, **person.attributes)
+
+
 def qa_pairs(person: Person) -> list[tuple[str, str, str, int]]:
-    """(attribute, question, answer, template index) for every attribute and template."""
+    """(attribute, question, value, template index) for every attribute and template; the
+    trained reply is `answer(person, attribute)`, which contains the value."""
     return [(attr, q, person.attributes[attr], i)
             for attr in ATTRIBUTES for i, q in enumerate(questions(person, attr))]
