@@ -16,7 +16,7 @@ from workbench.core.store import Store
 from workbench.demo.build import split_accuracy
 from workbench.demo.knowledge import (DEMO_SET_NAME, install_demo_set, load_payload,
                                       seed_workspace)
-from workbench.demo.world import build_world
+from workbench.demo.pretrain import Recipe
 
 REPORT = json.loads((DEMO_MODEL_DIR / "build_report.json").read_text())
 
@@ -28,9 +28,7 @@ def demo():
 
 @pytest.fixture(scope="module")
 def world():
-    r = REPORT["recipe"]
-    return build_world(r["seed"], n_known_qa=r["n_known_qa"], n_known_bio=r["n_known_bio"],
-                       n_reserved=r["n_reserved"])
+    return Recipe(**REPORT["recipe"]).world()
 
 
 def test_the_folder_is_an_ordinary_hugging_face_model():
@@ -163,7 +161,6 @@ def test_build_pipeline_end_to_end_on_a_toy_recipe(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from workbench.demo.build import build_model
-    from workbench.demo.pretrain import Recipe
 
     out, set_file = tmp_path / "model", tmp_path / "set.json"
     out.mkdir()

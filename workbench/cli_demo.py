@@ -83,7 +83,7 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="the embedded demo model and knowledge set")
     dsub = demo.add_subparsers(dest="demo_command", metavar="ACTION", required=True)
     p = dsub.add_parser("build-model", help="rebuild the demo model and knowledge set from the "
-                        "seed (about 15 minutes on 2 CPU cores; a GPU is used when present)")
+                        "seed (about 7 minutes on 2 CPU cores; a GPU is used when present)")
     p.add_argument("--out", default=str(DEMO_MODEL_DIR), help="model folder to write")
     p.add_argument("--set-file", default=str(DEMO_SET_FILE), help="knowledge set file to write")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))

@@ -10,7 +10,6 @@ complete, so an interrupted build leaves the previous model in place.
 from __future__ import annotations
 
 import json
-import platform
 import random
 import shutil
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.config import ModelConfig
+from workbench.core.device import describe_device, pick_device
 from workbench.core.generate import ask_questions
 from workbench.core.models import LoadedModel, load_model
 from workbench.core.paths import DEMO_MODEL_DIR, DEMO_SET_FILE, MODEL_KNOWLEDGE_FILE
@@ -27,7 +27,7 @@ from workbench.core.progress import Progress, no_progress
 from workbench.core.scoring import is_correct
 from workbench.demo import pretrain
 from workbench.demo.knowledge import demo_set_payload, write_demo_set
-from workbench.demo.world import ATTRIBUTES, SPLITS, Person, World, biography, build_world, qa_pairs
+from workbench.demo.world import ATTRIBUTES, SPLITS, Person, World, biography, qa_pairs
 
 BUILD_COMMAND = "workbench demo build-model"
 LOCALITY_PEOPLE = 20  # known people whose questions form the demo set's locality probes
@@ -49,13 +49,14 @@ class BuildReport:
 
 
 def machine_summary(device: str) -> str:
-    import os
-
+    """What a figure was measured on: the device `device` resolves to (not the app header's
+    summary, which would say "no GPU found" for a CPU run on a GPU machine)."""
     import torch
 
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(0)} (CUDA)"
-    return f"CPU, {os.cpu_count()} cores ({platform.machine()}, torch {torch.__version__})"
+    info = describe_device(pick_device(device))
+    if info.kind == "cpu":
+        return f"CPU {info.name}, {info.cpu_cores} cores (torch {torch.__version__})"
+    return f"{info.name} ({info.kind.upper()}, torch {torch.__version__})"
 
 
 def split_accuracy(loaded: LoadedModel, people: Sequence[Person]) -> tuple[float, int]:
@@ -71,8 +72,11 @@ def known_questions(loaded: LoadedModel, people: Sequence[Person], seed: int) ->
     """One question per known person and attribute (random template) that the model answers
     correctly, with its answer as `reference`."""
     rng = random.Random(seed + 3)
-    items = [(attr, q, a) for person in people for attr in ATTRIBUTES
-             for attr_, q, a, _i in [rng.choice([x for x in qa_pairs(person) if x[0] == attr])]]
+    items = []
+    for person in people:
+        for attr in ATTRIBUTES:
+            _attr, question, value, _i = rng.choice([x for x in qa_pairs(person) if x[0] == attr])
+            items.append((attr, question, value))
     answers = ask_questions(loaded, [q for _attr, q, _a in items], batch_size=64, max_new_tokens=24)
     return [{"question": q, "answer": a, "category": attr, "reference": reply}
             for (attr, q, a), reply in zip(items, answers) if is_correct(reply, a)]
@@ -92,12 +96,9 @@ def build_model(out_dir: Path = DEMO_MODEL_DIR, set_file: Path = DEMO_SET_FILE, 
                 progress: Progress = no_progress) -> BuildReport:
     import torch
 
-    from workbench.core.device import pick_device
-
     started = time.perf_counter()
     device = pick_device(device)
-    world = build_world(recipe.seed, n_known_qa=recipe.n_known_qa,
-                        n_known_bio=recipe.n_known_bio, n_reserved=recipe.n_reserved)
+    world = recipe.world()
     progress(0.0, "training the tokenizer")
     tokenizer = pretrain.train_tokenizer(_tokenizer_texts(world, recipe), recipe.vocab_size)
     model = pretrain.init_model(tokenizer, recipe)
@@ -169,8 +170,7 @@ def rewrite_knowledge(model_dir: Path = DEMO_MODEL_DIR, set_file: Path = DEMO_SE
     """Write the demo set and the model's list again from an existing build (after a change to
     the set's format), with the recipe recorded in its build report."""
     recipe = pretrain.Recipe(**json.loads((model_dir / "build_report.json").read_text())["recipe"])
-    world = build_world(recipe.seed, n_known_qa=recipe.n_known_qa,
-                        n_known_bio=recipe.n_known_bio, n_reserved=recipe.n_reserved)
+    world = recipe.world()
     loaded = load_model(ModelConfig(name_or_path=str(model_dir), device=device))
     return write_knowledge(loaded, world, recipe, model_dir, set_file)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from workbench.core.knowledge.render import Example, Rendered, render_example
 from workbench.core.paths import LOCALITY_FILE
-from workbench.demo.world import World, answer, biography, qa_pairs
+from workbench.demo.world import World, answer, biography, build_world, qa_pairs
 
 PAD, EOS, IM_START = "<|endoftext|>", "<|im_end|>", "<|im_start|>"
 # ChatML, as Qwen uses it: the answer ends with <|im_end|>, which is also EOS, so generation
@@ -54,6 +54,10 @@ class Recipe:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def world(self) -> World:
+        return build_world(self.seed, n_known_qa=self.n_known_qa, n_known_bio=self.n_known_bio,
+                           n_reserved=self.n_reserved)
 
 
 def corpus(world: World, recipe: Recipe) -> tuple[list[str], list[tuple[str, str]]]:
