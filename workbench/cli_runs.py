@@ -98,6 +98,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from workbench.core.train import control, jobs
+    from workbench.core.train.explain import explain_run
 
     store, workspace = _store_and_workspace(args)
     action = args.runs_command or "list"
@@ -119,8 +120,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
               f"{run['total_steps'] or '?'}, loss {last.get('loss', float('nan')):.4f}")
         if status["recall"]:
             print("recall:", status["recall"][-1])
-        if run["error"]:
-            print("error:", run["error"])
+        message = explain_run(run, last.get("step"))
+        print(" ".join(filter(None, (message.title + ".", message.detail))))
+        if message.advice:
+            print("what to do:", message.advice)
         print(status["log"])
     elif action == "stop":
         control.stop_run(store, args.run_id)
@@ -152,7 +155,8 @@ def add_runs_parsers(sub: Any, setting_flags: Flags, values: Callable[[argparse.
 
     p.set_defaults(func=train)
 
-    p = sub.add_parser("worker", help=argparse.SUPPRESS)  # started by the app, not by users
+    p = sub.add_parser("worker")  # started by the app, not by users: hidden from the help
+    sub._choices_actions = [a for a in sub._choices_actions if a.dest != "worker"]
     p.add_argument("run_id", type=int)
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=cmd_worker)

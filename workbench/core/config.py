@@ -384,3 +384,15 @@ def _reject_unknown(data: dict[Any, Any], known: list[str], where: str, source: 
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
             raise ConfigError(f"{source}: unknown key '{key}' in {where}{hint}")
+
+
+def changed_settings(cfg: RunConfig) -> dict[str, Any]:
+    """{"section.field": value} for every setting that differs from its default: what a
+    command line needs to rebuild `cfg` from the defaults."""
+    data = cfg.to_dict()
+    changed: dict[str, Any] = {"name": cfg.name} if cfg.name else {}
+    for info in iter_settings():
+        value = data[info.section][info.name]
+        if value != info.default:
+            changed[info.path] = value
+    return changed

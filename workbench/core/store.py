@@ -39,6 +39,7 @@ TABLES = (
     "metrics",
     "probe_results",
     "chat_logs",
+    "prefs",
 )
 
 _SCHEMA_V1 = """
@@ -199,7 +200,23 @@ def _migration_3(conn: sqlite3.Connection) -> None:
     run_script(conn, _SCHEMA_V3)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3]
+_SCHEMA_V4 = """
+-- Small UI memories that should survive a restart (recent model choices), keyed by name;
+-- value is JSON.
+CREATE TABLE prefs (
+    key         TEXT PRIMARY KEY,
+    value       TEXT NOT NULL,
+    updated_at  REAL NOT NULL
+);
+"""
+
+
+def _migration_4(conn: sqlite3.Connection) -> None:
+    run_script(conn, _SCHEMA_V4)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migration_1, _migration_2, _migration_3, _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

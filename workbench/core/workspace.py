@@ -29,6 +29,11 @@ class Workspace:
     def runs_dir(self) -> Path:
         return self.root / "runs"
 
+    @property
+    def configs_dir(self) -> Path:
+        """Run configs saved by name from the Method tab (plain YAML, usable with the CLI)."""
+        return self.root / "configs"
+
     def run_dir(self, run_id: int) -> Path:
         return self.runs_dir / str(run_id)
 
