@@ -1,4 +1,5 @@
-"""A real headless Chromium opens the app: four tabs, the device header, a screenshot."""
+"""A real headless Chromium opens the app: the tabs, the device header, the demo set, a
+run started, followed live across a reload and stopped; screenshots."""
 
 from __future__ import annotations
 
@@ -34,22 +35,23 @@ def page():
         browser.close()
 
 
-def test_page_shows_four_tabs_and_the_device_header(page, served_app: ServedApp) -> None:
+def test_page_shows_five_tabs_and_the_device_header(page, served_app: ServedApp) -> None:
     from playwright.sync_api import expect
 
-    page.goto(served_app.url, wait_until="networkidle")
+    page.goto(served_app.url, wait_until="load")
     tabs = page.get_by_role("tab")
-    expect(tabs).to_have_count(4, timeout=30_000)
-    assert [t.strip() for t in tabs.all_inner_texts()] == ["Knowledge", "Method", "Train", "Compare"]
+    expect(tabs).to_have_count(5, timeout=30_000)
+    assert [t.strip() for t in tabs.all_inner_texts()] == ["Knowledge", "Method", "Train", "Runs",
+                                                           "Compare"]
     header = page.locator(".wb-header")
     expect(header).to_contain_text("Knowledge Workbench")
     expect(header.locator(".wb-device")).to_contain_text("CPU" if "CPU" in header.inner_text() else "GPU")
     expect(header).to_contain_text(str(served_app.workspace.resolve()))
     # A tab that is not built yet says so instead of showing dead controls.
-    page.get_by_role("tab", name="Train").click()
+    page.get_by_role("tab", name="Compare").click()
     panel = page.get_by_role("tabpanel")
     expect(panel).to_contain_text("Not built yet.")
-    expect(panel).to_contain_text("Run training in a background process")
+    expect(panel).to_contain_text("Chat with the base and tuned models")
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "app.png"
     page.get_by_role("tab", name="Knowledge").click()
@@ -61,7 +63,7 @@ def test_fresh_launch_opens_on_the_demo_set_and_the_demo_model(page, served_app:
     """No hub, no GPU: a fresh workspace holds the demo set, and the demo model answers."""
     from playwright.sync_api import expect
 
-    page.goto(served_app.url, wait_until="networkidle")
+    page.goto(served_app.url, wait_until="load")
     page.get_by_role("tab", name="Knowledge").click()
     expect(page.locator("#kn-set input")).to_have_value("Demo: new people", timeout=20_000)
     expect(page.locator("#kn-counts")).to_contain_text("Facts 100")
@@ -82,7 +84,7 @@ def test_fresh_launch_opens_on_the_demo_set_and_the_demo_model(page, served_app:
 def test_knowledge_tab_add_a_fact_and_upload_a_csv(page, served_app: ServedApp, tmp_path) -> None:
     from playwright.sync_api import expect
 
-    page.goto(served_app.url, wait_until="networkidle")
+    page.goto(served_app.url, wait_until="load")
     page.get_by_role("tab", name="Knowledge").click()
     # A set of its own: the workspace already holds the demo set.
     page.locator("#kn-new-name textarea").fill("browser test")
@@ -109,3 +111,71 @@ def test_knowledge_tab_add_a_fact_and_upload_a_csv(page, served_app: ServedApp, 
     expect(page.locator(".wb-header")).to_contain_text("103 facts", timeout=15_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "knowledge.png"), full_page=True)
+
+
+def _points(page, chart: str) -> int:
+    """Points drawn in the first trace of a Train-tab chart (0 until plotly has drawn it)."""
+    return page.evaluate(
+        "(id) => { const p = document.querySelector(`#${id} .js-plotly-plot`);"
+        " return p && p.data && p.data.length ? p.data[0].x.length : 0; }", chart)
+
+
+def _wait_for_more_points(page, chart: str, than: int, timeout: float = 90) -> int:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = _points(page, chart)
+        if n > than:
+            return n
+        page.wait_for_timeout(500)
+    raise AssertionError(f"{chart} stayed at {_points(page, chart)} points")
+
+
+def test_start_follow_reload_and_stop_a_run(page, served_app: ServedApp) -> None:
+    """Method tab → Start → live charts gain points → reload → still live → Stop → stopped."""
+    from playwright.sync_api import expect
+
+    page.goto(served_app.url, wait_until="load")
+    page.get_by_role("tab", name="Method").click()
+    expect(page.locator("#method-model input")).to_have_value("workbench-demo")
+    expect(page.locator("#method-set input")).to_have_value("Demo: new people")
+    page.locator("#method-name").get_by_label("lora", exact=True).check()
+    expect(page.locator("#method-memory")).to_contain_text("Estimated peak", timeout=30_000)
+    page.locator("#method-advanced input").check()
+    page.locator("#cfg-training-epochs input").fill("60")  # long enough to watch and stop
+    page.locator("#cfg-training-stop-at-efficacy input").fill("0")
+    page.locator("#method-run-name textarea").fill("browser run")
+    page.locator("#method-start").click()
+
+    expect(page.get_by_role("tab", name="Train")).to_have_attribute("aria-selected", "true",
+                                                                    timeout=30_000)
+    expect(page.locator("#train-headline")).to_contain_text("browser run", timeout=30_000)
+    loss = _wait_for_more_points(page, "train-loss", 2, timeout=120)
+    memory = _points(page, "train-memory")
+    assert _wait_for_more_points(page, "train-loss", loss) > loss
+    assert _wait_for_more_points(page, "train-memory", memory) > memory
+    expect(page.locator("#train-progress")).to_contain_text("step")
+
+    page.reload(wait_until="load")  # re-attach: the same run, still moving
+    page.get_by_role("tab", name="Train").click()
+    expect(page.locator("#train-headline")).to_contain_text("browser run", timeout=30_000)
+    after = _wait_for_more_points(page, "train-loss", 0)
+    assert _wait_for_more_points(page, "train-loss", after) > after
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
+
+    page.locator("#train-stop").click()
+    expect(page.locator("#train-message")).to_contain_text("was stopped", timeout=90_000)
+    page.get_by_role("tab", name="Runs").click()
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator("#runs-table")).to_contain_text("stopped", timeout=20_000)
+    # Selecting the run shows its config; its config goes back into the Method tab.
+    page.locator("#runs-table [role=gridcell]").filter(has_text="browser run").first.click()
+    expect(page.locator("#runs-config")).to_contain_text("epochs: 60", timeout=20_000)
+    expect(page.locator("#runs-message")).to_contain_text("was stopped")
+    page.locator("#runs-load").click()
+    expect(page.get_by_role("tab", name="Method")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#method-run-name textarea")).to_have_value("browser run")
+    expect(page.locator("#cfg-training-epochs input")).to_have_value("60")
+    page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)

@@ -25,6 +25,19 @@ from workbench.core.models import load_model
 from workbench.core.train.loop import causal_lm_loss
 from workbench.core.train.outputs import load_outputs
 
+def _shown(store: Store, run_id: int, *expected: str) -> str:
+    """What the Train tab says about the run: plain words with advice, never a traceback."""
+    from workbench.ui import run_view
+
+    feed, _ = run_view.poll(store, None, run_id)
+    message = run_view.message_markdown(feed)
+    for text in expected:
+        assert text in message, message
+    assert "Traceback" not in message and "File \"" not in message
+    assert run_view.progress_html(feed) and len(run_view.figures(feed)) == 5
+    return message
+
+
 def _metrics(store: Store, run_id: int) -> list[dict]:
     return list(store.db.query("SELECT * FROM metrics WHERE run_id = ? ORDER BY step", [run_id]))
 
@@ -93,6 +106,7 @@ def test_kill_9_then_resume_continues_from_the_last_complete_checkpoint(bench) -
     killed_at = time.time()
     assert jobs.reap(store) == [run_id]
     assert jobs.get_run(store, run_id)["status"] == "interrupted"
+    _shown(store, run_id, "was interrupted", "Resume continues from the last complete checkpoint")
     last = store.db.execute("SELECT max(step) FROM metrics WHERE run_id = ?", [run_id]).fetchone()[0]
     checkpoint = latest_complete(ws.run_dir(run_id))
     saved = int(checkpoint.name.split("-")[1])
@@ -106,6 +120,7 @@ def test_kill_9_then_resume_continues_from_the_last_complete_checkpoint(bench) -
     assert control.wait(run_id, timeout=120) == 0
     run = jobs.get_run(store, run_id)
     assert run["status"] == "stopped" and run["resumes"] == 1
+    _shown(store, run_id, "was stopped at step")
     log = (ws.run_dir(run_id) / jobs.LOG_FILE).read_text()
     assert f"resumed from {checkpoint.name} (step {saved})" in log
     rows = _metrics(store, run_id)
@@ -162,6 +177,7 @@ def test_nan_loss_marks_the_run_diverged(bench, monkeypatch) -> None:
     run = jobs.get_run(store, run_id)
     assert run["status"] == "diverged" and "loss became nan" in run["error"]
     assert "learning_rate" in run["error"]
+    _shown(store, run_id, "diverged", "loss became nan", "Lower training.learning_rate")
 
 
 def test_out_of_memory_halves_the_micro_batch_with_the_same_effective_batch(bench, monkeypatch) -> None:
@@ -198,6 +214,7 @@ def test_out_of_memory_at_micro_batch_one_says_what_to_change(bench, monkeypatch
         run_module.execute_run(store, ws, run_id)
     run = jobs.get_run(store, run_id)
     assert run["status"] == "failed" and "gradient_checkpointing" in run["error"]
+    _shown(store, run_id, "ran out of memory", "memory estimate shows which of these fits")
 
 
 def test_a_crash_fails_the_run_and_keeps_the_last_log_lines(bench, monkeypatch) -> None:
@@ -213,6 +230,7 @@ def test_a_crash_fails_the_run_and_keeps_the_last_log_lines(bench, monkeypatch) 
     run = jobs.get_run(store, run_id)
     assert run["status"] == "failed" and "kernel exploded" in run["error"]
     assert "kernel exploded" in run["log_tail"] and "Traceback" in run["log_tail"]
+    _shown(store, run_id, "failed", "RuntimeError: kernel exploded", "last log lines")
 
 
 def test_prompt_distillation_and_replay_runs_complete(bench, monkeypatch) -> None:

@@ -230,6 +230,15 @@ def _ensure_chat_template(tokenizer: Any) -> bool:
     return True
 
 
+def load_tokenizer(cfg: ModelConfig) -> Any:
+    """The model's tokenizer alone (with the chat template the run would use): cheap, for
+    counting tokens before a model is loaded."""
+    source = resolve_source(cfg.name_or_path, cfg.revision)
+    tokenizer = _load_tokenizer(source, cfg)
+    _ensure_chat_template(tokenizer)
+    return tokenizer
+
+
 def load_model(cfg: ModelConfig, *, quantization: str | None = None) -> LoadedModel:
     """Load model + tokenizer as `cfg` says (`quantization` overrides cfg.quantization, e.g.
     the run's effective quantization for QLoRA)."""

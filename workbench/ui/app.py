@@ -1,4 +1,4 @@
-"""Assemble the Gradio app: header, then the Knowledge, Method, Train and Compare tabs.
+"""Assemble the Gradio app: header, then the Knowledge, Method, Train, Runs and Compare tabs.
 
 The app holds no state of its own beyond the `AppContext` (workspace + store); every callback
 calls a core function, so the same behaviour is reachable from the CLI and from tests.
@@ -7,11 +7,15 @@ calls a core function, so the same behaviour is reachable from the CLI and from 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
-from workbench.ui import knowledge_tab
+from workbench.core.config import RunConfig
+from workbench.core.errors import WorkbenchError
+from workbench.ui import knowledge_tab, method_actions, method_tab, runs_tab, train_tab
 from workbench.ui.context import AppContext
+from workbench.ui.errors import shows_errors
 from workbench.ui.status import header_html, read_status
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -21,11 +25,6 @@ HEADER_REFRESH_S = 5.0
 # Tabs whose features are not built yet say so plainly (and what they will do) instead of
 # showing controls that do nothing.
 PENDING_TABS: tuple[tuple[str, str], ...] = (
-    ("Method", "Pick a model (hub id, local folder or the embedded demo model) and an "
-     "injection method, set hyper-parameters, see a memory estimate against your GPU, and "
-     "export the run as YAML or a CLI command."),
-    ("Train", "Run training in a background process with live charts of loss, learning rate, "
-     "gradient norm, memory, tokens/s, MFU and per-fact recall; stop, resume and re-attach."),
     ("Compare", "Chat with the base and tuned models side by side and score every fact: "
      "efficacy, paraphrase generalization, locality and abstention."),
 )
@@ -40,15 +39,22 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
     with gr.Blocks(title="Knowledge Workbench") as app:
         header = gr.HTML(refresh_header(), elem_id="wb-header")
-        with gr.Tabs(elem_id="wb-tabs"):
+        with gr.Tabs(elem_id="wb-tabs") as tabs:
             with gr.Tab("Knowledge", id="knowledge"):
                 knowledge_tab.build(ctx)
+            with gr.Tab("Method", id="method"):
+                method = method_tab.build(ctx)
+            with gr.Tab("Train", id="train"):
+                train = train_tab.build(ctx)
+            with gr.Tab("Runs", id="runs"):
+                runs = runs_tab.build(ctx)
             for label, purpose in PENDING_TABS:
                 with gr.Tab(label, id=label.lower()):
                     gr.Markdown(
                         f"**Not built yet.** This tab will: {purpose}",
                         elem_classes=["wb-pending"],
                     )
+        wire_runs(ctx, tabs, method, train, runs)
         # Fresh counts on every page load and every few seconds (the CLI or a training run
         # may change the store); also the app's machine-readable health endpoint.
         app.load(refresh_header, outputs=header, api_name="header", show_progress="hidden")
@@ -59,3 +65,42 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         for fn, outputs in ctx.on_load:
             app.load(fn, outputs=outputs, show_progress="hidden", api_visibility="private")
     return app
+
+
+def wire_runs(ctx: AppContext, tabs: gr.Tabs, method: method_tab.MethodView,
+              train: train_tab.TrainView, runs: runs_tab.RunsView) -> None:
+    """Events that cross tabs: Start shows the new run in the Train tab; a past run can be
+    followed there or its config loaded into the Method tab. Plus the API entry point that
+    starts a run from its YAML, for scripts (`gradio_client`)."""
+
+    @shows_errors
+    def start(*values: Any) -> tuple[Any, ...]:
+        run_id, note = method_actions.start(ctx, method.config(values))
+        gr.Info(f"Run {run_id} started." + (f" {note}" if note else ""))
+        choices = train_tab.run_choices(ctx)
+        return gr.update(choices=choices, value=run_id), gr.Tabs(selected="train"), note
+
+    @shows_errors
+    def follow(run_id: int | None) -> tuple[Any, ...]:
+        if run_id is None:
+            raise WorkbenchError("select a run in the table first")
+        return gr.update(choices=train_tab.run_choices(ctx), value=run_id), gr.Tabs(selected="train")
+
+    @shows_errors
+    def load_config(run_id: int | None) -> list[Any]:
+        if run_id is None:
+            raise WorkbenchError("select a run in the table first")
+        cfg = runs_tab.config_of(ctx, run_id)
+        return [*method.fill(ctx, cfg), f"Loaded the config of run {run_id}.",
+                gr.Tabs(selected="method")]
+
+    @shows_errors
+    def start_run(config_yaml: str) -> int:
+        """Start a run from its YAML (as `workbench config` prints it); returns the run id."""
+        cfg = RunConfig.from_yaml(config_yaml, source="the request")
+        return method_actions.start(ctx, cfg)[0]
+
+    method.start_btn.click(start, method.inputs, [train.run_pick, tabs, method.status])
+    runs.follow_btn.click(follow, [runs.selected], [train.run_pick, tabs])
+    runs.load_btn.click(load_config, [runs.selected], [*method.inputs, method.status, tabs])
+    gr.api(start_run, api_name="start_run")

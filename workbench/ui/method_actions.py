@@ -1,0 +1,196 @@
+"""What the Method tab's controls do, as plain functions of the app context and the form's
+values: build and check the run config, show it as YAML and a command line, estimate its
+memory, save and load it, and start it."""
+
+from __future__ import annotations
+
+import html
+import shlex
+from typing import Any
+
+from workbench.core import presets
+from workbench.core.config import METHODS, RunConfig, changed_settings
+from workbench.core.errors import WorkbenchError
+from workbench.core.knowledge import sets
+from workbench.core.methods.registry import REGISTRY
+from workbench.core.models import resolve_source
+from workbench.core.paths import DEMO_MODEL
+from workbench.ui.context import AppContext
+
+# The share of the device the UI's chat model may keep while a run starts beside it; above
+# this the chat model is released first (it reloads on demand afterwards).
+FIT_SHARE = 0.9
+
+
+def set_names(ctx: AppContext) -> list[str]:
+    return [s.name for s in sets.list_sets(ctx.store)]
+
+
+def model_choices(ctx: AppContext) -> list[str]:
+    """The demo model first, then the recent choices (most recent first)."""
+    return list(dict.fromkeys([DEMO_MODEL, *presets.recent_models(ctx.store)]))
+
+
+def default_config(ctx: AppContext) -> RunConfig:
+    """What the tab shows on a first visit: the demo injection when the demo set is in the
+    workspace (press Start and it works), else the defaults on the first knowledge set."""
+    from workbench.demo.bench import demo_run_config
+    from workbench.demo.knowledge import DEMO_SET_NAME
+
+    names = set_names(ctx)
+    if DEMO_SET_NAME in names and ctx.default_model == DEMO_MODEL:
+        return demo_run_config()
+    cfg = RunConfig()
+    return cfg.with_values({"model.name_or_path": ctx.default_model,
+                            "data.knowledge_set": names[0] if names else ""})
+
+
+def method_advice(name: str) -> str:
+    method = REGISTRY.get(name)
+    return f"**{name}** — {method.advice}" if method else ""
+
+
+def method_choices() -> list[tuple[str, str]]:
+    return [(name.replace("_", " "), name) for name in METHODS]
+
+
+def make_config(model: str, knowledge_set: str | None, method: str, values: dict[str, Any],
+                name: str = "") -> RunConfig:
+    """The form's values as a checked RunConfig (ConfigError names any bad field)."""
+    return RunConfig().with_values({
+        "name": (name or "").strip(), "model.name_or_path": (model or "").strip(),
+        "data.knowledge_set": knowledge_set or "", "method.name": method, **values})
+
+
+def cli_command(cfg: RunConfig) -> str:
+    """A shell command that rebuilds `cfg` from the defaults and trains it."""
+    flags = []
+    for path, value in changed_settings(cfg).items():
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        flags.append(f"--{path} {shlex.quote(str(value))}" if path != "name"
+                     else f"--set name={shlex.quote(str(value))}")
+    setup = " \\\n    ".join(["workbench config -q -o run.yaml", *flags])
+    return f"{setup}\nworkbench train run.yaml"
+
+
+def save(ctx: AppContext, name: str, cfg: RunConfig) -> str:
+    path = presets.save_config(ctx.workspace, name, cfg)
+    return f"Saved as **{path.stem}** (`configs/{path.name}` in the workspace)."
+
+
+def load(ctx: AppContext, name: str | None, upload: str | None) -> RunConfig:
+    """A saved config by name, or an uploaded YAML file."""
+    if upload:
+        return RunConfig.load(upload)
+    if not name:
+        raise WorkbenchError("choose a saved config or upload a run YAML file")
+    return presets.load_config(ctx.workspace, name)
+
+
+def status_html(message: str, level: str = "info") -> str:
+    return f'<div class="wb-msg wb-msg-{level}">{html.escape(message)}</div>'
+
+
+def start(ctx: AppContext, cfg: RunConfig) -> tuple[int, str]:
+    """Start `cfg` in a background worker; returns (run id, a note for the user)."""
+    from workbench.core.train import control
+
+    if not cfg.data.knowledge_set:
+        raise WorkbenchError("choose a knowledge set to inject",
+                             hint="create one in the Knowledge tab")
+    note = make_room(ctx, cfg)
+    run_id = control.start_run(ctx.store, ctx.workspace, cfg)
+    presets.remember_model(ctx.store, cfg.model.name_or_path)
+    return run_id, note
+
+
+def make_room(ctx: AppContext, cfg: RunConfig) -> str:
+    """Release the UI's chat model when the run would not fit beside it (it reloads on demand
+    afterwards). A run that fits anyway keeps it: reloading costs the user seconds to minutes."""
+    from workbench.core.device import memory_in_use, pick_device
+
+    loaded = ctx.models.current
+    if loaded is None or loaded.device != pick_device(cfg.model.device):
+        return ""
+    needed = run_estimate(ctx, cfg)
+    held = memory_in_use(loaded.device)
+    if held + needed.total <= FIT_SHARE * needed.capacity:
+        return ""
+    ctx.models.release()
+    return (f"Released the chat model ({loaded.source.describe()}) to make room for the run; it "
+            f"loads again when next needed.")
+
+
+_SEGMENTS = (("weights", "weights", "#1f77b4"), ("trainable", "trained weights + gradients", "#2ca02c"),
+             ("optimizer", "optimizer state", "#9467bd"), ("activations", "activations", "#ff7f0e"),
+             ("runtime", "runtime", "#9aa5b1"))
+
+
+def run_estimate(ctx: AppContext, cfg: RunConfig) -> Any:
+    """The pre-flight estimate of `cfg` on the device it would run on."""
+    from workbench.core.device import describe_device, pick_device
+    from workbench.core.estimate import estimate_memory
+
+    kind = pick_device(cfg.model.device)
+    device = ctx.device if ctx.device.kind == kind else describe_device(kind)
+    return estimate_memory(cfg, device=device, seq_len=seq_len_for(ctx, cfg))
+
+
+_seq_lens: dict[tuple[Any, ...], int] = {}
+
+
+def seq_len_for(ctx: AppContext, cfg: RunConfig) -> int | None:
+    """The knowledge set's longest training example in the model's tokens, so activations are
+    estimated for the real batches rather than data.max_seq_len (often 10x longer). Cached
+    until the set, the model or the data settings change; None (max_seq_len) when the
+    tokenizer or the set cannot be read yet."""
+    from workbench.core.estimate import batch_seq_len
+    from workbench.core.models import load_tokenizer
+
+    if not cfg.data.knowledge_set:
+        return None
+    try:
+        sid = sets.set_id(ctx.store, cfg.data.knowledge_set)
+        stamp = ctx.store.db.execute("SELECT updated_at FROM knowledge_sets WHERE id = ?",
+                                     [sid]).fetchone()[0]
+        key = (cfg.model.name_or_path, cfg.model.revision, sid, stamp, cfg.data.mode,
+               cfg.data.include_statements, cfg.data.max_seq_len)
+        if key not in _seq_lens:
+            loaded = ctx.models.current
+            tokenizer = loaded.tokenizer if loaded and loaded.source == \
+                resolve_source(cfg.model.name_or_path, cfg.model.revision) else load_tokenizer(cfg.model)
+            _seq_lens[key] = batch_seq_len(ctx.store, cfg, tokenizer)
+        return _seq_lens[key]
+    except WorkbenchError:
+        return None
+
+
+def estimate_html(ctx: AppContext, cfg: RunConfig) -> str:
+    """The estimate as a stacked bar against the device's capacity, the breakdown in words,
+    and a warning with a suggestion when it will not fit."""
+    from workbench.core.models import format_bytes
+
+    est = run_estimate(ctx, cfg)
+    scale = max(est.capacity, est.total) or 1
+    bar = "".join(
+        f'<span style="width:{100 * getattr(est, key) / scale:.2f}%;background:{color}" '
+        f'title="{html.escape(label)}: {format_bytes(getattr(est, key))}"></span>'
+        for key, label, color in _SEGMENTS if getattr(est, key) > 0)
+    cap = f'<div class="wb-mem-cap" style="left:{100 * est.capacity / scale:.2f}%"></div>'
+    legend = "".join(f'<span><i style="background:{color}"></i>{html.escape(label)} '
+                     f'{format_bytes(getattr(est, key))}</span>'
+                     for key, label, color in _SEGMENTS if getattr(est, key) > 0)
+    verdict = (f"Estimated peak {format_bytes(est.total)} of {format_bytes(est.capacity)} "
+               f"on {est.device}")
+    level = "ok" if est.fits else "warning"
+    if not est.fits:
+        verdict += " — it will probably not fit."
+        if est.suggestion:
+            verdict += f" Suggestion: {est.suggestion}."
+    detail = html.escape("; ".join(est.lines()[1:]))  # the first line is the verdict above
+    return (f'<div class="wb-mem" id="wb-mem-estimate"><div class="wb-mem-bar">{bar}{cap}</div>'
+            f'<div class="wb-mem-legend">{legend}</div>{status_html(verdict, level)}'
+            f'<div class="wb-mem-detail" style="font-size:0.85rem;opacity:0.8">{detail}</div></div>')
