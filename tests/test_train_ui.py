@@ -17,6 +17,7 @@ from workbench.core import presets
 from workbench.core.config import RunConfig
 from workbench.core.device import DeviceInfo
 from workbench.core.errors import ConfigError, WorkbenchError
+from workbench.core.estimate import set_seq_len
 from workbench.core.train import control
 from workbench.demo.bench import demo_run_config
 from workbench.ui import method_actions, run_view
@@ -183,3 +184,22 @@ def test_starting_a_run_through_the_api_creates_a_run_and_metrics_rows(served_ap
         db.close()
     with pytest.raises(Exception, match="unknown key"):
         client.predict("model: {nme: x}", api_name="/start_run")
+
+
+def test_the_cli_prints_the_same_memory_estimate(bench, tiny_llama: Path) -> None:
+    ws, store, config = bench
+    out = run_cli("--workspace", str(ws.root), "config", "-q", "--memory",
+                  "--model.name_or_path", str(tiny_llama), "--data.knowledge_set", "demo",
+                  "--model.device", "cpu")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("# estimated peak") and "fits" in lines[0]
+    length = set_seq_len(store, config())  # the set's longest example, not max_seq_len 512
+    assert 10 < length < 100
+    assert any(f"micro batch 8 x {length} tokens" in line for line in lines), lines
+    ctx = AppContext(ws, store, DeviceInfo("cpu", "test", 1 << 40))
+    html = method_actions.estimate_html(ctx, config())
+    assert "Estimated peak" in html and "it will probably not fit" not in html
+    tight = AppContext(ws, store, DeviceInfo("cpu", "test", 200 << 20))
+    html = method_actions.estimate_html(tight, config())
+    assert "it will probably not fit" in html and "Suggestion:" in html

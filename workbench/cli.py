@@ -77,7 +77,20 @@ def cmd_config(args: argparse.Namespace) -> int:
         print(f"saved {path}", file=sys.stderr)
     if not args.quiet:
         sys.stdout.write(cfg.to_yaml())
+    if args.memory:
+        print_estimate(args, cfg)
     return 0
+
+
+def print_estimate(args: argparse.Namespace, cfg: RunConfig) -> None:
+    """The Method tab's memory estimate, for the device this machine would train on."""
+    from workbench.core.estimate import estimate_memory, set_seq_len
+    from workbench.core.store import Store
+    from workbench.core.workspace import resolve_workspace
+
+    store = Store(resolve_workspace(args.workspace).db_path)
+    estimate = estimate_memory(cfg, seq_len=set_seq_len(store, cfg))
+    print("\n".join(f"# {line}" for line in estimate.lines()))
 
 
 def cmd_models_check(args: argparse.Namespace) -> int:
@@ -159,13 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "config", help="validate and print a run config, or the default one",
         usage="workbench config [FILE] [--set SECTION.FIELD=VALUE] [--SECTION.FIELD VALUE] "
-        "[-o OUTPUT] [-q]",
+        "[-o OUTPUT] [-q] [--memory]",
     )
     p.add_argument("file", nargs="?", help="run YAML to validate (omit for the defaults)")
     p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                    help="override one setting (repeatable)")
     p.add_argument("-o", "--output", help="also save the resulting config to this YAML file")
     p.add_argument("-q", "--quiet", action="store_true", help="validate only, print nothing")
+    p.add_argument("--memory", action="store_true",
+                   help="also print the memory estimate on this machine's device (as YAML "
+                   "comments), with a suggestion when it will not fit")
     add_setting_flags(p)
     p.set_defaults(func=cmd_config)
 

@@ -598,3 +598,18 @@ def batch_seq_len(store: Store, cfg: RunConfig, tokenizer: Any) -> int:
 
     report = render_knowledge(store, cfg, tokenizer)
     return min(max(len(r.input_ids) for r in report.rendered), cfg.data.max_seq_len)
+
+
+def set_seq_len(store: Store, cfg: RunConfig, tokenizer: Any = None) -> int | None:
+    """`batch_seq_len` of the run's knowledge set with the model's own tokenizer (loaded here
+    unless given), or None when the set or the tokenizer cannot be read: the estimate then
+    falls back to data.max_seq_len, an upper bound."""
+    from workbench.core.errors import WorkbenchError
+    from workbench.core.models import load_tokenizer
+
+    if not cfg.data.knowledge_set:
+        return None
+    try:
+        return batch_seq_len(store, cfg, tokenizer or load_tokenizer(cfg.model))
+    except WorkbenchError:
+        return None

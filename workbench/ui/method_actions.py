@@ -145,27 +145,28 @@ _seq_lens: dict[tuple[Any, ...], int] = {}
 def seq_len_for(ctx: AppContext, cfg: RunConfig) -> int | None:
     """The knowledge set's longest training example in the model's tokens, so activations are
     estimated for the real batches rather than data.max_seq_len (often 10x longer). Cached
-    until the set, the model or the data settings change; None (max_seq_len) when the
-    tokenizer or the set cannot be read yet."""
-    from workbench.core.estimate import batch_seq_len
-    from workbench.core.models import load_tokenizer
+    until the set, the model or the data settings change (a form change re-estimates)."""
+    from workbench.core.estimate import set_seq_len
 
     if not cfg.data.knowledge_set:
         return None
     try:
         sid = sets.set_id(ctx.store, cfg.data.knowledge_set)
-        stamp = ctx.store.db.execute("SELECT updated_at FROM knowledge_sets WHERE id = ?",
-                                     [sid]).fetchone()[0]
-        key = (cfg.model.name_or_path, cfg.model.revision, sid, stamp, cfg.data.mode,
-               cfg.data.include_statements, cfg.data.max_seq_len)
-        if key not in _seq_lens:
-            loaded = ctx.models.current
-            tokenizer = loaded.tokenizer if loaded and loaded.source == \
-                resolve_source(cfg.model.name_or_path, cfg.model.revision) else load_tokenizer(cfg.model)
-            _seq_lens[key] = batch_seq_len(ctx.store, cfg, tokenizer)
-        return _seq_lens[key]
     except WorkbenchError:
         return None
+    stamp = ctx.store.db.execute("SELECT updated_at FROM knowledge_sets WHERE id = ?",
+                                 [sid]).fetchone()[0]
+    key = (cfg.model.name_or_path, cfg.model.revision, sid, stamp, cfg.data.mode,
+           cfg.data.include_statements, cfg.data.max_seq_len)
+    if key not in _seq_lens:
+        loaded = ctx.models.current
+        same = loaded is not None and loaded.source == resolve_source(cfg.model.name_or_path,
+                                                                      cfg.model.revision)
+        length = set_seq_len(ctx.store, cfg, loaded.tokenizer if same else None)
+        if length is None:
+            return None  # not cached: the tokenizer may be reachable next time
+        _seq_lens[key] = length
+    return _seq_lens[key]
 
 
 def estimate_html(ctx: AppContext, cfg: RunConfig) -> str:
