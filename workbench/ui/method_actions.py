@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench.core import presets
 from workbench.core.config import METHODS, RunConfig, changed_settings
@@ -16,6 +16,9 @@ from workbench.core.methods.registry import REGISTRY
 from workbench.core.models import resolve_source
 from workbench.core.paths import DEMO_MODEL
 from workbench.ui.context import AppContext
+
+if TYPE_CHECKING:
+    from workbench.core.estimate import MemoryEstimate
 
 # The share of the device the UI's chat model may keep while a run starts beside it; above
 # this the chat model is released first (it reloads on demand afterwards).
@@ -129,7 +132,7 @@ _SEGMENTS = (("weights", "weights", "#1f77b4"), ("trainable", "trained weights +
              ("runtime", "runtime", "#9aa5b1"))
 
 
-def run_estimate(ctx: AppContext, cfg: RunConfig) -> Any:
+def run_estimate(ctx: AppContext, cfg: RunConfig) -> MemoryEstimate:
     """The pre-flight estimate of `cfg` on the device it would run on."""
     from workbench.core.device import describe_device, pick_device
     from workbench.core.estimate import estimate_memory
@@ -165,6 +168,8 @@ def seq_len_for(ctx: AppContext, cfg: RunConfig) -> int | None:
         length = set_seq_len(ctx.store, cfg, loaded.tokenizer if same else None)
         if length is None:
             return None  # not cached: the tokenizer may be reachable next time
+        if len(_seq_lens) > 64:  # every set edit makes a new key: forget the old ones
+            _seq_lens.clear()
         _seq_lens[key] = length
     return _seq_lens[key]
 
