@@ -203,3 +203,13 @@ def test_the_cli_prints_the_same_memory_estimate(bench, tiny_llama: Path) -> Non
     tight = AppContext(ws, store, DeviceInfo("cpu", "test", 200 << 20))
     html = method_actions.estimate_html(tight, config())
     assert "it will probably not fit" in html and "Suggestion:" in html
+
+
+@pytest.mark.parametrize("method", ["lora", "full", "qlora"])
+def test_the_memory_bar_adds_up_to_the_estimated_peak(bench, method: str) -> None:
+    ws, store, config = bench
+    ctx = AppContext(ws, store, DeviceInfo("cpu", "test", 1 << 40))
+    est = method_actions.run_estimate(ctx, config(**{"method.name": method}))
+    parts = method_actions.memory_parts(est)
+    assert sum(size for _, size in parts) == est.total
+    assert all(size > 0 for _, size in parts)

@@ -127,9 +127,22 @@ def make_room(ctx: AppContext, cfg: RunConfig) -> str:
             f"loads again when next needed.")
 
 
-_SEGMENTS = (("weights", "weights", "#1f77b4"), ("trainable", "trained weights + gradients", "#2ca02c"),
-             ("optimizer", "optimizer state", "#9467bd"), ("activations", "activations", "#ff7f0e"),
-             ("runtime", "runtime", "#9aa5b1"))
+_COLORS = {"weights": "#1f77b4", "trained weights + gradients": "#2ca02c",
+           "optimizer state": "#9467bd", "activations": "#ff7f0e",
+           "loading the checkpoint": "#bcbd22", "runtime": "#9aa5b1"}
+
+
+def memory_parts(est: MemoryEstimate) -> list[tuple[str, int]]:
+    """The estimate's parts as they add up to its total: activations net of what the backward
+    pass frees while gradients arrive, and whatever loading adds on top (a mapped or converted
+    checkpoint) as its own part."""
+    parts = [("weights", est.weights), ("trained weights + gradients", est.trainable),
+             ("optimizer state", est.optimizer),
+             ("activations", max(0, est.activations - est.overlap)), ("runtime", est.runtime)]
+    rest = est.total - sum(size for _, size in parts)
+    if rest > 0:
+        parts.insert(4, ("loading the checkpoint", rest))
+    return [(label, size) for label, size in parts if size > 0]
 
 
 def run_estimate(ctx: AppContext, cfg: RunConfig) -> MemoryEstimate:
@@ -180,15 +193,14 @@ def estimate_html(ctx: AppContext, cfg: RunConfig) -> str:
     from workbench.core.models import format_bytes
 
     est = run_estimate(ctx, cfg)
+    parts = memory_parts(est)
     scale = max(est.capacity, est.total) or 1
     bar = "".join(
-        f'<span style="width:{100 * getattr(est, key) / scale:.2f}%;background:{color}" '
-        f'title="{html.escape(label)}: {format_bytes(getattr(est, key))}"></span>'
-        for key, label, color in _SEGMENTS if getattr(est, key) > 0)
+        f'<span style="width:{100 * size / scale:.2f}%;background:{_COLORS[label]}" '
+        f'title="{html.escape(label)}: {format_bytes(size)}"></span>' for label, size in parts)
     cap = f'<div class="wb-mem-cap" style="left:{100 * est.capacity / scale:.2f}%"></div>'
-    legend = "".join(f'<span><i style="background:{color}"></i>{html.escape(label)} '
-                     f'{format_bytes(getattr(est, key))}</span>'
-                     for key, label, color in _SEGMENTS if getattr(est, key) > 0)
+    legend = "".join(f'<span><i style="background:{_COLORS[label]}"></i>{html.escape(label)} '
+                     f'{format_bytes(size)}</span>' for label, size in parts)
     verdict = (f"Estimated peak {format_bytes(est.total)} of {format_bytes(est.capacity)} "
                f"on {est.device}")
     level = "ok" if est.fits else "warning"
