@@ -213,3 +213,21 @@ def test_the_memory_bar_adds_up_to_the_estimated_peak(bench, method: str) -> Non
     parts = method_actions.memory_parts(est)
     assert sum(size for _, size in parts) == est.total
     assert all(size > 0 for _, size in parts)
+
+
+def test_the_runs_list_shows_each_runs_last_probed_scores(bench) -> None:
+    from workbench.core.train import history
+
+    ws, store, config = bench
+    first, second = (control.create_run(store, ws, config()) for _ in range(2))
+    probe_id = store.db.execute("SELECT id FROM probes LIMIT 1").fetchone()[0]
+    rows = [(first, 10, "efficacy", 0), (first, 20, "efficacy", 1), (first, 20, "efficacy", 0),
+            (first, 20, "locality", 1), (second, 5, "efficacy", 1)]
+    store.db["probe_results"].insert_all(
+        {"run_id": r, "probe_id": probe_id, "step": step, "metric": metric, "answer": "",
+         "correct": ok, "exact": ok, "created_at": time.time()} for r, step, metric, ok in rows)
+    listed = {r.id: r for r in history.list_runs(store)}
+    assert [r.id for r in history.list_runs(store)] == [second, first]  # newest first
+    assert listed[first].scores == {"efficacy": 0.5, "locality": 1.0}
+    assert listed[second].scores == {"efficacy": 1.0}
+    assert len(history.list_runs(store, limit=1)) == 1 and len(history.list_runs(store, limit=None)) == 2

@@ -97,19 +97,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from workbench.core.train import control, jobs
+    from workbench.core.train import control, history
     from workbench.core.train.explain import explain_run
 
     store, workspace = _store_and_workspace(args)
     action = args.runs_command or "list"
     if action == "list":
-        jobs.reap(store)
-        rows = store.db.execute_returning_dicts(
-            "SELECT r.id, r.name, r.status, r.method, r.model, r.total_steps, "
-            "(SELECT max(step) FROM metrics m WHERE m.run_id = r.id) AS step FROM runs r ORDER BY r.id")
+        rows = history.list_runs(store, limit=None)[::-1]  # oldest first, as ids grow
         for r in rows:
-            print(f"{r['id']:>4}  {r['status']:<11} {r['step'] or 0:>6}/{r['total_steps'] or '?':<6} "
-                  f"{r['method']:<10} {r['name']}")
+            print(f"{r.id:>4}  {r.status:<11} {r.step:>6}/{r.total_steps or '?':<6} "
+                  f"{r.method:<10} {r.name}")
         if not rows:
             print("no runs yet: `workbench train RUN.yaml` starts one")
     elif action == "show":

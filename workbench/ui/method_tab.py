@@ -116,7 +116,9 @@ def build(ctx: AppContext) -> MethodView:
 
     method.change(on_method, [method, advanced], [advice, *form.widgets])
     advanced.change(on_method, [method, advanced], [advice, *form.widgets])
-    gr.on([w.change for w in view.inputs], estimate, view.inputs, memory,
+    # The run name is the one input that cannot change the estimate: typing it re-estimates
+    # nothing.
+    gr.on([w.change for w in view.inputs if w is not name], estimate, view.inputs, memory,
           trigger_mode="always_last", show_progress="hidden", api_visibility="private")
     yaml_btn.click(show_yaml, view.inputs, [yaml_code, cli_code, yaml_box])
     save_btn.click(save, [save_name, *view.inputs], [status, saved])

@@ -58,10 +58,8 @@ def poll(store: Store, feed: RunFeed | None, run_id: int | None) -> tuple[RunFee
 
 
 def figures(feed: RunFeed) -> list[Any]:
-    capacity = next((m["mem_capacity"] for m in reversed(feed.metrics) if m.get("mem_capacity")),
-                    None)
     return [charts.loss_figure(feed.metrics), charts.lr_figure(feed.metrics),
-            charts.memory_figure(feed.metrics, capacity), charts.throughput_figure(feed.metrics),
+            charts.memory_figure(feed.metrics), charts.throughput_figure(feed.metrics),
             charts.recall_figure(feed.recall)]
 
 

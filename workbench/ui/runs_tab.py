@@ -12,7 +12,7 @@ import pandas as pd
 
 from workbench.core.config import RunConfig
 from workbench.core.train import history, jobs
-from workbench.ui import run_view
+from workbench.ui import charts, run_view
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
 
@@ -27,19 +27,12 @@ class RunsView:
     load_btn: Any
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
 def runs_table(ctx: AppContext) -> pd.DataFrame:
     rows = []
     for r in history.list_runs(ctx.store):
         steps = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
         rows.append([r.id, r.name, r.status, r.method, r.model, r.knowledge_set, steps,
-                     _duration(r.seconds),
+                     "" if r.seconds is None else charts.format_duration(r.seconds),
                      *(f"{r.scores[m]:.0%}" if m in r.scores else "" for m in history.SCORE_METRICS)])
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from workbench.core.errors import WorkbenchError
-from workbench.core.train import control, history, jobs
+from workbench.core.train import control, history
 from workbench.ui import run_view
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
@@ -100,7 +100,6 @@ def build(ctx: AppContext) -> TrainView:
         return gr.update(choices=run_choices(ctx), value=run_id)
 
     def on_load() -> Any:
-        jobs.reap(ctx.store)
         return gr.update(choices=run_choices(ctx), value=default_run(ctx))
 
     run_pick.change(show, [run_pick, feed], outputs, show_progress="hidden")

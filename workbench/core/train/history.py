@@ -27,14 +27,20 @@ class RunListing:
     created_at: float
 
 
-def last_scores(store: Store, run_id: int) -> dict[str, float]:
-    """Share correct per metric at the run's last probed step (the final scoring when the run
-    finished; the latest live probe while it trains)."""
+def last_scores(store: Store) -> dict[int, dict[str, float]]:
+    """Per run, the share correct per metric at its last probed step (the final scoring when
+    the run finished; the latest live probe while it trains). One query for every run, so a
+    list of runs costs the same however many it shows."""
     rows = store.db.execute(
-        "SELECT metric, avg(correct) FROM probe_results WHERE run_id = ? AND step = "
-        "(SELECT max(step) FROM probe_results WHERE run_id = ?) GROUP BY metric",
-        [run_id, run_id]).fetchall()
-    return {metric: float(score) for metric, score in rows if metric}
+        "SELECT p.run_id, p.metric, avg(p.correct) FROM probe_results p JOIN "
+        "(SELECT run_id, max(step) AS step FROM probe_results WHERE run_id IS NOT NULL "
+        "GROUP BY run_id) last ON last.run_id = p.run_id AND last.step = p.step "
+        "GROUP BY p.run_id, p.metric").fetchall()
+    scores: dict[int, dict[str, float]] = {}
+    for run_id, metric, score in rows:
+        if metric:
+            scores.setdefault(run_id, {})[metric] = float(score)
+    return scores
 
 
 def duration(run: dict[str, Any]) -> float | None:
@@ -46,15 +52,16 @@ def duration(run: dict[str, Any]) -> float | None:
     return max(0.0, float(end) - float(run["started_at"])) if end else None
 
 
-def list_runs(store: Store, limit: int = 200) -> list[RunListing]:
-    """Newest first."""
+def list_runs(store: Store, limit: int | None = 200) -> list[RunListing]:
+    """Newest first; every run when `limit` is None."""
     jobs.reap(store)
     rows = store.db.execute_returning_dicts(
         "SELECT r.*, k.name AS set_name, (SELECT max(step) FROM metrics m WHERE m.run_id = r.id) "
         "AS step FROM runs r LEFT JOIN knowledge_sets k ON k.id = r.set_id "
-        "ORDER BY r.id DESC LIMIT ?", [limit])
+        "ORDER BY r.id DESC LIMIT ?", [-1 if limit is None else limit])  # -1: no limit
+    scores = last_scores(store)
     return [RunListing(id=r["id"], name=r["name"], status=r["status"], method=r["method"],
                        model=r["model"], knowledge_set=r["set_name"] or "",
                        step=r["step"] or 0, total_steps=r["total_steps"], seconds=duration(r),
-                       scores=last_scores(store, r["id"]), created_at=r["created_at"])
+                       scores=scores.get(r["id"], {}), created_at=r["created_at"])
             for r in rows]

@@ -47,11 +47,14 @@ def log_tail(run_dir: str | Path, lines: int = TAIL_LINES) -> str:
 
 def reap(store: Store) -> list[int]:
     """Mark active runs whose process is gone as interrupted; returns their ids."""
+    active = f"SELECT id, pid, run_dir FROM runs WHERE status IN ({','.join('?' * len(ACTIVE))})"
+    # A plain read first: the UI polls through here every second, and a write transaction
+    # each time would contend with the worker's per-step writes for nothing.
+    if all(pid_alive(row["pid"]) for row in store.db.execute_returning_dicts(active, list(ACTIVE))):
+        return []
     gone = []
-    with store.write() as db:
-        for row in db.execute_returning_dicts(
-                f"SELECT id, pid, run_dir FROM runs WHERE status IN ({','.join('?' * len(ACTIVE))})",
-                list(ACTIVE)):
+    with store.write() as db:  # re-read under the lock: a run may have ended meanwhile
+        for row in db.execute_returning_dicts(active, list(ACTIVE)):
             if pid_alive(row["pid"]):
                 continue
             db["runs"].update(row["id"], {
