@@ -1,11 +1,19 @@
-"""Keep one loaded model in memory for the app (chat, screening, paraphrasing) and hand it
-back on request. One model at a time: on an 8 GB GPU two would not fit, and the training
-worker needs the memory back (`release`)."""
+"""Keep one loaded model in memory for the app (chat, screening, paraphrasing, Compare) and
+hand it back on request. One model at a time: on an 8 GB GPU two would not fit, and the
+training worker needs the memory back (`release`).
+
+Compare asks for the base with some runs' LoRA adapters on it (`adapters`): they are loaded
+into the same model (a few MB each), so base and tuned answers come from one copy of the
+weights. A later plain request takes the adapters off again (peft `unload`, no reload), so
+screening and paraphrasing never see a tuned model.
+"""
 
 from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Mapping
+from pathlib import Path
 
 from workbench.core.config import ModelConfig
 from workbench.core.models import LoadedModel, load_model
@@ -21,14 +29,19 @@ class ModelCache:
     def _key_of(cfg: ModelConfig) -> tuple[str, str, str, str]:
         return (cfg.name_or_path.strip(), cfg.quantization, cfg.device, cfg.dtype)
 
-    def get(self, cfg: ModelConfig) -> LoadedModel:
-        """The model for `cfg`, loading it (and dropping any other) if needed."""
+    def get(self, cfg: ModelConfig, adapters: Mapping[str, Path] | None = None) -> LoadedModel:
+        """The model for `cfg`, loading it (and dropping any other) if needed; with
+        `adapters` (name → peft adapter folder) loaded onto it, or bare without."""
         with self._lock:
             key = self._key_of(cfg)
             if self._loaded is None or self._key != key:
                 self._drop()
                 self._loaded = load_model(cfg)
                 self._key = key
+            if adapters:
+                attach_adapters(self._loaded, adapters)
+            else:
+                detach_adapters(self._loaded)
             return self._loaded
 
     @property
@@ -49,3 +62,30 @@ class ModelCache:
             import torch
 
             torch.cuda.empty_cache()
+
+
+def loaded_adapters(loaded: LoadedModel) -> set[str]:
+    return set(getattr(loaded.model, "peft_config", {}) or {})
+
+
+def attach_adapters(loaded: LoadedModel, adapters: Mapping[str, Path]) -> None:
+    """Load each missing adapter onto `loaded.model`, wrapping it in a PeftModel first."""
+    from peft import PeftModel
+
+    for name, folder in adapters.items():
+        if name in loaded_adapters(loaded):
+            continue
+        if isinstance(loaded.model, PeftModel):
+            loaded.model.load_adapter(str(folder), adapter_name=name)
+        else:
+            loaded.model = PeftModel.from_pretrained(loaded.model, str(folder), adapter_name=name)
+    loaded.model.eval()
+
+
+def detach_adapters(loaded: LoadedModel) -> None:
+    """Take every adapter off, leaving the base weights exactly as loaded (nothing merged)."""
+    from peft import PeftModel
+
+    if isinstance(loaded.model, PeftModel):
+        loaded.model = loaded.model.unload()
+        loaded.model.eval()

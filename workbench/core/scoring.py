@@ -36,3 +36,14 @@ def is_correct(prediction: str, answer: str, aliases: Iterable[str] = ()) -> boo
 def is_exact(prediction: str, answer: str, aliases: Iterable[str] = ()) -> bool:
     pred = normalize(prediction)
     return bool(pred) and pred in _golds(answer, aliases)
+
+
+# Ways a short answer says "I don't know" (normalised: lower case, no punctuation/articles).
+_ABSTAIN = re.compile(
+    r"\b(unknown|i do not know|i don t know|dont know|not known|no idea|not sure|"
+    r"no information|cannot answer|can t answer|cannot say|can t say|no record|not available)\b")
+
+
+def abstains(prediction: str) -> bool:
+    """The answer declines ("unknown", "I don't know", …) instead of stating something."""
+    return bool(_ABSTAIN.search(normalize(prediction)))

@@ -40,6 +40,7 @@ TABLES = (
     "probe_results",
     "chat_logs",
     "prefs",
+    "scorecard_answers",
 )
 
 _SCHEMA_V1 = """
@@ -215,8 +216,30 @@ def _migration_4(conn: sqlite3.Connection) -> None:
     run_script(conn, _SCHEMA_V4)
 
 
+_SCHEMA_V5 = """
+-- Scorecard answers (Compare tab, `workbench probe`): one row per (subject, probe). A subject
+-- is 'base', 'run:<id>', 'in_context' or 'retrieval'; `fingerprint` says what was asked of
+-- what (set version, model, run outputs, generation settings), so stored answers are reused
+-- until the run or the set changes and recomputed after.
+CREATE TABLE scorecard_answers (
+    id          INTEGER PRIMARY KEY,
+    set_id      INTEGER NOT NULL REFERENCES knowledge_sets(id) ON DELETE CASCADE,
+    subject     TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    probe_id    INTEGER NOT NULL REFERENCES probes(id) ON DELETE CASCADE,
+    answer      TEXT NOT NULL,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX scorecard_answers_subject ON scorecard_answers(set_id, subject, fingerprint);
+"""
+
+
+def _migration_5(conn: sqlite3.Connection) -> None:
+    run_script(conn, _SCHEMA_V5)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
-    _migration_1, _migration_2, _migration_3, _migration_4]
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
