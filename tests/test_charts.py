@@ -9,9 +9,10 @@ from typing import Any
 import plotly.graph_objects as go
 import pytest
 
-from workbench.ui.charts import (EMPTY_TEXT, GIB, HEIGHT, UIREVISION, Progress, format_duration,
-                                 is_empty, loss_figure, lr_figure, memory_figure, progress,
-                                 progress_html, progress_text, recall_figure, throughput_figure)
+from workbench.core.charts import (EMPTY_TEXT, GIB, HEIGHT, UIREVISION, Progress,
+                                   format_duration, is_empty, loss_figure, lr_figure,
+                                   memory_figure, progress, progress_html, progress_text,
+                                   recall_figure, throughput_figure)
 
 KEYS = ("epoch", "loss", "lr", "grad_norm", "tokens", "step_seconds", "tokens_per_s",
         "mem_allocated", "mem_reserved", "mem_peak", "mem_capacity", "gpu_util", "power_w",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench import __version__
+from workbench.cli_compare import add_compare_parsers
 from workbench.cli_demo import add_demo_parser
 from workbench.cli_knowledge import add_knowledge_parser
 from workbench.cli_runs import add_runs_parsers
@@ -189,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_runs_parsers(sub, add_setting_flags,
                      lambda args: {**_parse_set(args.set or []), **setting_values(args)})
+
+    add_compare_parsers(sub)
 
     add_demo_parser(sub)
 

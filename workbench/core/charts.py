@@ -1,8 +1,10 @@
-"""The Train tab's live charts, as pure functions from stored rows to plotly figures.
+"""A run's charts (the Train and Runs tabs, the HTML report), as pure functions from stored
+rows to plotly figures.
 
 Why pure functions: the tab re-draws every chart on each poll from the rows `run_status()`
 returns, so keeping "rows → figure" free of gradio, the store and any state makes each chart
-testable by building rows by hand and lets the CLI or a notebook draw the same pictures.
+testable by building rows by hand and lets the CLI, the report or a notebook draw the same
+pictures.
 
 Inputs are the `metrics` table's rows (one per optimizer step; any value may be None where
 the device cannot report it), the recall curve of `probing.recall_curve()` and a `runs` row.

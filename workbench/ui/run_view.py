@@ -13,10 +13,10 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.core import charts
 from workbench.core.store import Store
 from workbench.core.train import control, jobs
 from workbench.core.train.explain import explain_run
-from workbench.ui import charts
 
 FIGURES = ("loss", "lr", "memory", "throughput", "recall")
 

@@ -10,9 +10,10 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from workbench.core import charts
 from workbench.core.config import RunConfig
 from workbench.core.train import history, jobs
-from workbench.ui import charts, run_view
+from workbench.ui import run_view
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
 

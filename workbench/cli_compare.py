@@ -1,0 +1,197 @@
+"""`workbench probe` and `workbench export`: score a run against the base, other runs and the
+no-training baselines, and take its model or an HTML report out of the workspace (thin over
+core.compare)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the core's compare modules import torch: loaded only when a command runs
+    from workbench.core.compare.pool import ComparePool, Subject
+    from workbench.core.compare.scorecard import Scorecard
+    from workbench.core.store import Store
+    from workbench.core.workspace import Workspace
+
+BASELINE_CHOICES = ("in-context", "retrieval")
+
+
+def _store_and_workspace(args: argparse.Namespace) -> tuple[Store, Workspace]:
+    from workbench.core.store import Store
+    from workbench.core.workspace import resolve_workspace
+
+    workspace = resolve_workspace(args.workspace)
+    return Store(workspace.db_path), workspace
+
+
+def _progress(fraction: float, message: str) -> None:
+    print(f"\r{fraction:5.0%}  {message:<50}", end="", file=sys.stderr, flush=True)
+    if fraction >= 1:
+        print(file=sys.stderr)
+
+
+def _run_dir(store: Store, workspace: Workspace, run_id: int) -> Path:
+    from workbench.core.train.jobs import get_run
+
+    row = get_run(store, run_id)
+    return Path(row["run_dir"]) if row["run_dir"] else workspace.run_dir(run_id)
+
+
+def _knowledge_set(store: Store, run_id: int) -> tuple[int, str]:
+    """(id, name) of the knowledge set the run was trained on."""
+    from workbench.core.config import RunConfig
+    from workbench.core.errors import WorkbenchError
+    from workbench.core.knowledge.sets import set_id
+    from workbench.core.train.jobs import get_run
+
+    cfg = RunConfig.from_yaml(get_run(store, run_id)["config_yaml"], source=f"run {run_id}")
+    name = cfg.data.knowledge_set
+    if not name:
+        raise WorkbenchError(f"run {run_id} was trained without a knowledge set: there are no "
+                             "probes to score it with")
+    return set_id(store, name), name
+
+
+def _scorecard(store: Store, workspace: Workspace, run_id: int, subjects: list[Subject], *,
+               fresh: bool) -> tuple[Scorecard, ComparePool]:
+    """Load what `subjects` need (the run's base first) and score them on the run's set."""
+    from workbench.core.compare.pool import ComparePool, run_output
+    from workbench.core.compare.scorecard import build_scorecard
+
+    run_output(store, workspace, run_id)  # says why before anything loads, if it cannot
+    sid, set_name = _knowledge_set(store, run_id)
+    pool = ComparePool(store, workspace)
+    print("loading models …", file=sys.stderr)
+    pool.prepare(subjects)
+    card = build_scorecard(store, pool, sid, subjects, set_name=set_name, reuse=not fresh,
+                           progress=_progress)
+    return card, pool
+
+
+# ---- the table `workbench probe` prints ---------------------------------------------------
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def _cell(card: Scorecard, key: str, metric: str) -> str:
+    score, exact = card.score(key, metric), card.score(key, metric, exact=True)
+    return "—" if exact is None else f"{_percent(score)} ({_percent(exact)})"
+
+
+def scorecard_lines(card: Scorecard, unavailable: dict[str, str]) -> list[str]:
+    """Subjects as rows, one column per metric with its probe count in the header."""
+    from workbench.core.compare.scorecard import METRICS
+
+    counts = card.counts()
+    header = ["subject", *[f"{m} ({counts[m]})" for m in METRICS]]
+    rows = [[card.labels[s.key], *[_cell(card, s.key, m) for m in METRICS]]
+            for s in card.subjects]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [f"scorecard on knowledge set {card.set_name!r}", ""]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines += ["", "share of probes answered correctly, exact match in brackets;",
+              "locality: answers unchanged from the base's, gold accuracy in brackets"]
+    lines += [f"{card.labels[k]}: {note}" for k, note in card.notes.items()]
+    if card.reused:
+        lines.append(f"reused stored answers of {', '.join(card.reused)} (--fresh asks again)")
+    lines += [f"not compared: {key}: {why}" for key, why in unavailable.items()]
+    return lines
+
+
+# ---- subcommands ---------------------------------------------------------------------------
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from workbench.core.compare.pool import Subject
+
+    store, workspace = _store_and_workspace(args)
+    subjects = [Subject("run", args.run_id), *[Subject("run", r) for r in args.vs or []],
+                *[Subject.parse(b) for b in args.baseline or []]]
+    card, pool = _scorecard(store, workspace, args.run_id, list(dict.fromkeys(subjects)),
+                            fresh=args.fresh)
+    print("\n".join(scorecard_lines(card, pool.unavailable)))
+    out = Path(args.json) if args.json else _run_dir(store, workspace, args.run_id) / "scorecard.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(card.as_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+def _report(store: Store, workspace: Workspace, run_id: int, out: Path) -> Path:
+    """The run's report with base vs the run scored, or without a scorecard when the run left
+    no model to score (a failed run's report still shows its settings and charts)."""
+    from workbench.core.compare.pool import BASE, Subject, run_output
+    from workbench.core.compare.report import write_report
+    from workbench.core.errors import WorkbenchError
+
+    card = None
+    try:
+        run_output(store, workspace, run_id)
+    except WorkbenchError as err:
+        print(f"note: {err}; the report has no scorecard", file=sys.stderr)
+    else:
+        card, _ = _scorecard(store, workspace, run_id, [BASE, Subject("run", run_id)],
+                             fresh=False)
+    return write_report(store, workspace, run_id, card, out)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from workbench.core.compare.export import export_adapter, export_merged
+
+    store, workspace = _store_and_workspace(args)
+    run_dir = _run_dir(store, workspace, args.run_id)  # an unknown run fails here
+    if args.report:
+        out = _report(store, workspace, args.run_id, Path(args.out or run_dir / "report.html"))
+    elif args.adapter:
+        out = export_adapter(store, workspace, args.run_id,
+                             Path(args.out or run_dir / "adapter-export"))
+    else:
+        out = export_merged(store, workspace, args.run_id, Path(args.out or run_dir / "merged"),
+                            progress=_progress)
+    print(f"wrote {out}")
+    return 0
+
+
+# ---- parsers -------------------------------------------------------------------------------
+
+
+def add_compare_parsers(sub: Any) -> None:
+    p = sub.add_parser("probe", help="score a run's fact recall against the base, other runs "
+                       "and no-training baselines",
+                       usage="workbench probe RUN [--vs RUN ...] [--baseline in-context|retrieval] "
+                       "[--json FILE] [--fresh]")
+    p.add_argument("run_id", type=int, metavar="RUN", help="id of a finished run")
+    p.add_argument("--vs", type=int, action="append", metavar="RUN",
+                   help="another run to score beside it (repeatable)")
+    p.add_argument("--baseline", action="append", choices=BASELINE_CHOICES,
+                   help="also score the base with the facts in its prompt: all of them "
+                   "(in-context) or the few most similar to each question (retrieval); "
+                   "repeatable")
+    p.add_argument("--json", metavar="FILE",
+                   help="where to write the scorecard as JSON [default: RUN's folder/"
+                   "scorecard.json]")
+    p.add_argument("--fresh", action="store_true",
+                   help="ask every question again instead of reusing stored answers")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("export", help="export a run's adapter, merged model or HTML report",
+                       usage="workbench export RUN (--merged | --adapter | --report) [--out PATH]")
+    p.add_argument("run_id", type=int, metavar="RUN", help="id of a finished run")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--merged", action="store_true",
+                      help="a standalone model: the adapter merged into the full-precision "
+                      "base (or the run's own weights) [default --out: RUN's folder/merged]")
+    what.add_argument("--adapter", action="store_true",
+                      help="the peft adapter folder, for the same base [default --out: RUN's "
+                      "folder/adapter-export]")
+    what.add_argument("--report", action="store_true",
+                      help="one offline HTML file: settings, charts, scorecard of base vs the "
+                      "run and sample answers [default --out: RUN's folder/report.html]")
+    p.add_argument("--out", metavar="PATH", help="target folder (or file, for --report); a "
+                   "folder must not exist or be empty")
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,193 @@
+"""One run as a single HTML file, to keep beside an exported model or send to someone who
+has no workbench: what was trained (settings, model, knowledge set), how training went
+(loss, learning rate, memory, throughput and recall charts) and what the model now knows
+(the scorecard, with sample answers of every subject side by side).
+
+The file opens offline in any browser: plotly.js is inlined once, with the first chart, and
+nothing is fetched from the network. Every text that comes from the user or a model (names,
+the config, questions, answers) is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+
+from workbench.core import charts
+from workbench.core.compare.pool import BASE
+from workbench.core.compare.scorecard import METRICS, Mark, Scorecard, ScoreRow
+from workbench.core.store import Store
+from workbench.core.train.history import duration
+from workbench.core.train.jobs import get_run
+from workbench.core.train.probing import recall_curve
+from workbench.core.workspace import Workspace
+
+SAMPLE_ROWS = 20  # sample answers shown per metric
+RIGHT, WRONG = "#dcfce7", "#fee2e2"  # cell backgrounds of ✓ and ✗
+PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1100px; color: #222; }
+h1 { margin-bottom: 4px; } h2 { margin-top: 32px; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
+table.answers { table-layout: fixed; width: 100%; }
+th { background: #f5f5f5; } td.num { text-align: right; white-space: nowrap; }
+pre { background: #f7f7f7; padding: 12px; overflow-x: auto; font-size: 13px; }
+.muted { color: #666; font-size: 13px; }
+.charts { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 8px; }
+"""
+METRIC_HELP = {
+    "efficacy": "the trained questions",
+    "generalization": "held-out paraphrases, never trained on",
+    "locality": "unrelated questions; ✓ = the same answer as the base's",
+    "abstention": "questions whose right answer is 'I don't know'",
+}
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _when(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp else "—"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def _score_cell(score: float | None, exact: float | None) -> str:
+    if exact is None:  # no probes of this metric
+        return "—"
+    return f"{_percent(score)} <span class='muted'>({_percent(exact)})</span>"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], css: str = "") -> str:
+    """A table of cells that are already HTML (user text escaped before); a cell that is a
+    whole `<td …>` or `<th …>` element is used as it is."""
+    head = "<thead><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr></thead>"
+    body = "".join("<tr>" + "".join(c if c.startswith(("<td", "<th")) else f"<td>{c}</td>"
+                                    for c in row) + "</tr>" for row in rows)
+    return f"<table class='{css}'>{head if header else ''}<tbody>{body}</tbody></table>"
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+def _set_name(store: Store, run: dict[str, Any]) -> str:
+    row = store.db.execute("SELECT name FROM knowledge_sets WHERE id = ?",
+                           [run["set_id"]]).fetchone()
+    return row[0] if row else "—"
+
+
+def _title(store: Store, run: dict[str, Any], metrics: list[dict[str, Any]]) -> str:
+    seconds = duration(run)
+    step = metrics[-1]["step"] if metrics else 0
+    facts = [("run", f"{run['id']}"), ("status", run["status"]), ("method", run["method"]),
+             ("model", run["model"]), ("knowledge set", _set_name(store, run)),
+             ("created", _when(run["created_at"])), ("started", _when(run["started_at"])),
+             ("ended", _when(run["ended_at"])),
+             ("duration", charts.format_duration(seconds) if seconds is not None else "—"),
+             ("steps", f"{step} / {run['total_steps'] or '?'}")]
+    rows = [[f"<th>{_esc(k)}</th>", _esc(v)] for k, v in facts]
+    error = f"<p>error: {_esc(run['error'])}</p>" if run.get("error") else ""
+    return (f"<h1>{_esc(run['name'])}</h1><p class='muted'>Knowledge Workbench run report, "
+            f"written {_when(time.time())}</p>{_table([], rows)}{error}")
+
+
+def _config(run: dict[str, Any]) -> str:
+    return f"<h2>Settings</h2><pre>{_esc(run['config_yaml'])}</pre>"
+
+
+def _figures(store: Store, run_id: int, metrics: list[dict[str, Any]]) -> list[go.Figure]:
+    return [charts.loss_figure(metrics), charts.lr_figure(metrics),
+            charts.memory_figure(metrics), charts.throughput_figure(metrics),
+            charts.recall_figure(recall_curve(store, run_id))]
+
+
+def _charts(figures: Sequence[go.Figure]) -> str:
+    """Each figure as a div; plotly.js goes inline with the first one only."""
+    divs = [fig.to_html(full_html=False, include_plotlyjs=i == 0, config=PLOT_CONFIG)
+            for i, fig in enumerate(figures)]
+    return "<h2>Training</h2><div class='charts'>" + "".join(divs) + "</div>"
+
+
+def _summary(card: Scorecard) -> str:
+    counts = card.counts()
+    header = ["subject", *[f"{m} ({counts[m]})" for m in METRICS]]
+    summary = card.summary()
+    rows = []
+    for s in card.subjects:
+        score = summary[s.key]
+        cells = [f"<td class='num'>{_score_cell(score[m], score[m + '_exact'])}</td>"
+                 for m in METRICS]
+        rows.append([_esc(card.labels[s.key]), *cells])
+    notes = "".join(f"<li>{_esc(card.labels.get(k, k))}: {_esc(v)}</li>"
+                    for k, v in card.notes.items())
+    return (f"<h2>Scorecard</h2><p class='muted'>Knowledge set {_esc(card.set_name)}. Share "
+            "of probes answered correctly, exact match in brackets; locality counts answers "
+            "unchanged from the base's (the base is its reference), gold accuracy in brackets."
+            f"</p>{_table(header, rows)}" + (f"<ul class='muted'>{notes}</ul>" if notes else ""))
+
+
+def _answer_cell(mark: Mark | None, reference: bool) -> str:
+    if mark is None:
+        return "<td>—</td>"
+    if reference:  # the base's locality answers are what the others are compared with
+        return f"<td>{_esc(mark.answer)}</td>"
+    sign, color = ("✓", RIGHT) if mark.correct else ("✗", WRONG)
+    return f"<td style='background:{color}'>{sign} {_esc(mark.answer)}</td>"
+
+
+def _samples(card: Scorecard, metric: str) -> str:
+    rows: list[ScoreRow] = [r for r in card.rows if r.item.metric == metric]
+    if not rows:
+        return ""
+    header = ["question", "gold", *[_esc(card.labels[s.key]) for s in card.subjects]]
+    cells = [[_esc(r.item.question), _esc(r.item.answer or "—"),
+              *[_answer_cell(r.marks.get(s.key), metric == "locality" and s == BASE)
+                for s in card.subjects]]
+             for r in rows[:SAMPLE_ROWS]]
+    shown = f"first {SAMPLE_ROWS} of {len(rows)}" if len(rows) > SAMPLE_ROWS else f"{len(rows)}"
+    return (f"<h3>{_esc(metric)}</h3><p class='muted'>{_esc(METRIC_HELP[metric])} "
+            f"({shown} probes)</p>{_table(header, cells, 'answers')}")
+
+
+def _answers(card: Scorecard) -> str:
+    return "<h2>Sample answers side by side</h2>" + "".join(_samples(card, m) for m in METRICS)
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def report_html(store: Store, workspace: Workspace, run_id: int,
+                scorecard: Scorecard | None) -> str:
+    """The whole report as one HTML document. `scorecard` is base vs the run (and whatever
+    else was compared); without one the report says how to get it."""
+    run = get_run(store, run_id)
+    metrics = store.db.execute_returning_dicts(
+        "SELECT * FROM metrics WHERE run_id = ? ORDER BY step", [run_id])
+    if scorecard is not None:
+        scores = _summary(scorecard) + _answers(scorecard)
+    else:
+        scores = ("<h2>Scorecard</h2><p>This run has no trained model to score (it did not "
+                  "finish or was stopped before saving).</p>")
+    body = (_title(store, run, metrics) + _config(run) + _charts(_figures(store, run_id, metrics))
+            + scores)
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{_esc(run['name'])} · run {run_id}</title><style>{STYLE}</style></head>"
+            f"<body>{body}</body></html>")
+
+
+def write_report(store: Store, workspace: Workspace, run_id: int, scorecard: Scorecard | None,
+                 out: Path) -> Path:
+    """Write `report_html(...)` to `out` (a file; its folder is created) and return it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report_html(store, workspace, run_id, scorecard), encoding="utf-8")
+    return out
