@@ -145,3 +145,31 @@ def bench(tmp_path: Path, tiny_llama: Path) -> Any:
         return RunConfig().with_values({**base, **values})
 
     return ws, store, config
+
+
+def teach_unknown_facts(store: Store, workspace: Any, name: str = "five", n: int = 5) -> tuple[int, int]:
+    """A set `name` of `n` demo facts the demo model gets wrong, and a finished demo-recipe
+    LoRA run on it (about 10 s on CPU): (run id, set id)."""
+    from workbench.core.config import ModelConfig
+    from workbench.core.generate import ask_questions
+    from workbench.core.models import load_model
+    from workbench.core.paths import DEMO_MODEL
+    from workbench.core.scoring import is_correct
+    from workbench.core.train.run import create_run, execute_run
+    from workbench.demo.bench import demo_run_config
+    from workbench.demo.knowledge import install_demo_set, load_payload, write_demo_set
+
+    payload = load_payload()
+    base = load_model(ModelConfig(name_or_path=DEMO_MODEL, device="cpu"))
+    answers = ask_questions(base, [f["question"] for f in payload["facts"]], batch_size=64)
+    unknown = [f for f, a in zip(payload["facts"], answers)
+               if not is_correct(a, f["answer"], f["aliases"])][:n]
+    path = Path(workspace.root) / f"{name}.json"
+    write_demo_set({**payload, "facts": unknown, "locality": payload["locality"][:12]}, path)
+    install_demo_set(store, path, name=name)
+    cfg = demo_run_config("cpu").with_values({"data.knowledge_set": name, "name": f"taught {name}",
+                                              "training.probe_every": 0,
+                                              "training.micro_batch_size": 8})
+    run_id = create_run(store, workspace, cfg)
+    execute_run(store, workspace, run_id)
+    return run_id, sets.set_id(store, name)

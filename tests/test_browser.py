@@ -47,11 +47,8 @@ def test_page_shows_five_tabs_and_the_device_header(page, served_app: ServedApp)
     expect(header).to_contain_text("Knowledge Workbench")
     expect(header.locator(".wb-device")).to_contain_text("CPU" if "CPU" in header.inner_text() else "GPU")
     expect(header).to_contain_text(str(served_app.workspace.resolve()))
-    # A tab that is not built yet says so instead of showing dead controls.
     page.get_by_role("tab", name="Compare").click()
-    panel = page.get_by_role("tabpanel")
-    expect(panel).to_contain_text("Not built yet.")
-    expect(panel).to_contain_text("Chat with the base and tuned models")
+    expect(page.get_by_role("tabpanel")).to_contain_text("Fact scorecard")
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "app.png"
     page.get_by_role("tab", name="Knowledge").click()
@@ -179,3 +176,50 @@ def test_start_follow_reload_and_stop_a_run(page, served_app: ServedApp) -> None
     expect(page.locator("#method-run-name textarea")).to_have_value("browser run")
     expect(page.locator("#cfg-training-epochs input")).to_have_value("60")
     page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
+
+
+def test_compare_tab_base_vs_tuned_scorecard_and_presentation(page, served_app: ServedApp) -> None:
+    """A run taught five facts: the Compare tab shows base and tuned answering a taught
+    question differently, scores every fact, and switches to presentation mode."""
+    from playwright.sync_api import expect
+
+    from conftest import teach_unknown_facts
+    from workbench.core.knowledge import sets
+    from workbench.core.store import Store
+    from workbench.core.workspace import resolve_workspace
+
+    workspace = resolve_workspace(served_app.workspace)
+    store = Store(workspace.db_path)
+    run_id, sid = teach_unknown_facts(store, workspace, name="taught five")
+    fact = sets.list_facts(store, sid)[0]
+
+    page.goto(served_app.url, wait_until="load")
+    page.get_by_role("tab", name="Compare").click()
+    panes = page.locator("#compare-panes")
+    expect(panes).to_contain_text(f"Run {run_id}", timeout=30_000)
+    expect(page.locator("#compare-set input")).to_have_value("taught five")
+    page.locator("#compare-input textarea").fill(fact.question)
+    page.locator("#compare-send").click()
+    base, tuned = page.locator("#compare-pane-0"), page.locator("#compare-pane-1")
+    expect(tuned).to_contain_text(fact.aliases[0], timeout=60_000)
+    expect(base).to_contain_text(fact.question)
+    expect(page.locator("#compare-input textarea")).to_have_value("", timeout=30_000)
+    base_answer = base.inner_text().split(fact.question)[-1]
+    assert fact.aliases[0] not in base_answer and base_answer.strip()
+
+    page.locator("#compare-score").click()
+    summary = page.locator("#compare-summary-text")
+    expect(summary).to_contain_text("efficacy 100%", timeout=120_000)
+    expect(summary).to_contain_text("efficacy 0%")
+    expect(page.locator("#compare-table")).to_contain_text("✓", timeout=10_000)
+    expect(page.locator("#compare-summary .js-plotly-plot")).to_have_count(1)
+
+    page.locator("#compare-present").click()
+    expect(page.locator("body")).to_have_class("wb-present", timeout=10_000)
+    card = page.locator("#compare-fact")
+    expect(card).to_contain_text("What we taught it", timeout=10_000)
+    expect(page.locator("#compare-table")).to_be_hidden()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "compare-presentation.png"), full_page=True)
+    page.locator("#compare-present").click()
+    expect(page.locator("body")).not_to_have_class("wb-present")

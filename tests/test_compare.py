@@ -20,34 +20,23 @@ from workbench.core.knowledge.types import Fact
 from workbench.core.model_cache import ModelCache
 from workbench.core.models import load_model
 from workbench.core.paths import DEMO_MODEL
-from workbench.core.scoring import abstains, is_correct
+from workbench.core.scoring import abstains
 from workbench.core.store import Store, now
 from workbench.core.train.run import create_run, execute_run
 from workbench.core.workspace import resolve_workspace
 from workbench.demo.bench import demo_run_config
-from workbench.demo.knowledge import install_demo_set, load_payload, write_demo_set
+
+from conftest import teach_unknown_facts
 
 
 @pytest.fixture(scope="module")
 def taught(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """The demo model taught 5 facts it did not know (LoRA, the demo recipe): ~10 s on CPU."""
-    tmp = tmp_path_factory.mktemp("compare")
-    payload = load_payload()
-    base = load_model(ModelConfig(name_or_path=DEMO_MODEL, device="cpu"))
-    answers = ask_questions(base, [f["question"] for f in payload["facts"]], batch_size=64)
-    unknown = [f for f, a in zip(payload["facts"], answers)
-               if not is_correct(a, f["answer"], f["aliases"])][:5]
-    write_demo_set({**payload, "facts": unknown, "locality": payload["locality"][:12]},
-                   tmp / "five.json")
-    ws = resolve_workspace(tmp / "ws")
+    ws = resolve_workspace(tmp_path_factory.mktemp("compare") / "ws")
     store = Store(ws.db_path)
-    install_demo_set(store, tmp / "five.json", name="five")
-    cfg = demo_run_config("cpu").with_values({"data.knowledge_set": "five", "training.probe_every": 0,
-                                              "training.micro_batch_size": 8})
-    run_id = create_run(store, ws, cfg)
-    execute_run(store, ws, run_id)
-    return SimpleNamespace(ws=ws, store=store, run_id=run_id, sid=sets.set_id(store, "five"),
-                           facts=sets.list_facts(store, sets.set_id(store, "five")))
+    run_id, sid = teach_unknown_facts(store, ws)
+    return SimpleNamespace(ws=ws, store=store, run_id=run_id, sid=sid,
+                           facts=sets.list_facts(store, sid))
 
 
 def _ask(question: str) -> list[dict[str, str]]:
@@ -303,3 +292,39 @@ def test_in_context_keeps_the_facts_that_fit_and_says_how_many(taught) -> None:
     assert context.describe("in_context") == f"{len(fit)} of 200 facts in the prompt"
     assert "Town 7" in context.system("retrieval", "Where was person 7 born?", "Be brief.")
     assert context.system("retrieval", "x", "Be brief.").startswith("Be brief.\n")
+
+
+# ---- side-by-side chat -------------------------------------------------------------------
+
+def test_each_pane_keeps_its_own_history_and_turns_are_saved(taught) -> None:
+    from workbench.core.compare.chat import ask_panes, chat_log, clean_question, save_turn
+
+    pool = ComparePool(taught.store, taught.ws)
+    tuned = Subject("run", taught.run_id)
+    subjects = [BASE, tuned, Subject("run", 999_999)]
+    pool.prepare(subjects)
+    history = {BASE.key: [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+    calls: list[list] = []
+    real = pool.generate
+
+    def spy(requests, sampling, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        calls.append(requests)
+        return real(requests, sampling, **kwargs)
+
+    pool.generate = spy  # type: ignore[method-assign]
+    question = taught.facts[0].question
+    replies = ask_panes(pool, subjects, history, question, Sampling(), system="Be brief.")
+    assert len(calls) == 1 and len(calls[0]) == 2  # one call; the unavailable pane is skipped
+    base_messages, tuned_messages = calls[0][0][1], calls[0][1][1]
+    assert [m["role"] for m in base_messages] == ["system", "user", "assistant", "user"]
+    assert [m["role"] for m in tuned_messages] == ["system", "user"]
+    assert replies[2] == "" and replies[1] and replies[0] != replies[1]
+    save_turn(taught.store, "s1", subjects[:2], question, replies[:2], Sampling(), "Be brief.")
+    log = chat_log(taught.store, "s1")
+    assert [(r["pane"], r["role"]) for r in log] == [
+        ("base", "user"), ("base", "assistant"), (tuned.key, "user"), (tuned.key, "assistant")]
+    assert json.loads(log[1]["settings"])["system"] == "Be brief."
+    with pytest.raises(WorkbenchError, match="type a question"):
+        clean_question("   ")
+    with pytest.raises(WorkbenchError, match="limit is 4000"):
+        clean_question("x" * 5000)

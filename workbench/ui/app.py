@@ -13,7 +13,8 @@ import gradio as gr
 
 from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
-from workbench.ui import knowledge_tab, method_actions, method_tab, runs_tab, train_tab
+from workbench.ui import (compare_tab, knowledge_tab, method_actions, method_tab, runs_tab,
+                          train_tab)
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
 from workbench.ui.status import header_html, read_status
@@ -22,12 +23,6 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CSS_PATH = ASSETS / "style.css"
 HEADER_REFRESH_S = 5.0
 
-# Tabs whose features are not built yet say so plainly (and what they will do) instead of
-# showing controls that do nothing.
-PENDING_TABS: tuple[tuple[str, str], ...] = (
-    ("Compare", "Chat with the base and tuned models side by side and score every fact: "
-     "efficacy, paraphrase generalization, locality and abstention."),
-)
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -48,12 +43,10 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 train = train_tab.build(ctx)
             with gr.Tab("Runs", id="runs"):
                 runs = runs_tab.build(ctx)
-            for label, purpose in PENDING_TABS:
-                with gr.Tab(label, id=label.lower()):
-                    gr.Markdown(
-                        f"**Not built yet.** This tab will: {purpose}",
-                        elem_classes=["wb-pending"],
-                    )
+            with gr.Tab("Compare", id="compare") as compare_tab_item:
+                compare = compare_tab.build(ctx)
+        # Runs finished since the page loaded become pane choices when the tab is opened.
+        compare_tab_item.select(compare.refresh, None, compare.refreshed, show_progress="hidden")
         wire_runs(ctx, tabs, method, train, runs)
         # Fresh counts on every page load and every few seconds (the CLI or a training run
         # may change the store); also the app's machine-readable health endpoint.

@@ -19,6 +19,7 @@ class AppContext:
     store: Store
     device: DeviceInfo
     models: ModelCache = field(default_factory=ModelCache)
+    compare: Any = None  # the Compare tab's ComparePool, made on first use
     default_model: str = DEFAULT_MODEL
     # (function, outputs) pairs the app runs on every page load, so a reload shows the
     # store's current state.

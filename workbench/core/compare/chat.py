@@ -1,0 +1,83 @@
+"""Side-by-side chat: one question to every pane, each pane with its own history.
+
+Each pane keeps its own conversation (its own earlier answers), so a follow-up question is
+asked of each model in the context it created. Baseline panes get their facts in the system
+prompt for the current question. Every turn is saved to the store's `chat_logs` (session,
+pane, role, text and the settings used), so a demo can be looked back at.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+
+from workbench.core.compare.baselines import Baselines
+from workbench.core.compare.pool import ComparePool, Sampling, Subject
+from workbench.core.errors import WorkbenchError
+from workbench.core.generate import Messages
+from workbench.core.store import Store, now
+
+MAX_QUESTION_CHARS = 4000
+
+
+def clean_question(text: str) -> str:
+    question = (text or "").strip()
+    if not question:
+        raise WorkbenchError("type a question first")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise WorkbenchError(f"the question is {len(question)} characters; the limit is "
+                             f"{MAX_QUESTION_CHARS}", hint="shorten it; nothing was sent")
+    return question
+
+
+def pane_messages(subject: Subject, history: Sequence[Mapping[str, str]], question: str,
+                  system: str, baselines: Baselines | None) -> Messages:
+    system = system or ""
+    if subject.kind in ("in_context", "retrieval") and baselines is not None:
+        system = baselines.system(subject.kind, question, system)
+    prefix: Messages = [{"role": "system", "content": system}] if system.strip() else []
+    past = [{"role": m["role"], "content": m["content"]} for m in history
+            if m.get("role") in ("user", "assistant")]
+    return [*prefix, *past, {"role": "user", "content": question}]
+
+
+def ask_panes(pool: ComparePool, subjects: Sequence[Subject],
+              histories: Mapping[str, Sequence[Mapping[str, str]]], question: str,
+              sampling: Sampling, *, system: str = "", baselines: Baselines | None = None,
+              on_text: Callable[[int, str], None] | None = None) -> list[str]:
+    """Every available pane answers `question` after its own history, in one batched call
+    per model group. Unavailable panes are skipped (their reply is '')."""
+    live = [i for i, s in enumerate(subjects) if s.key not in pool.unavailable]
+    requests = [(subjects[i], pane_messages(subjects[i], histories.get(subjects[i].key, ()),
+                                            question, system, baselines)) for i in live]
+
+    def relay(row: int, text: str) -> None:
+        if on_text is not None:
+            on_text(live[row], text)
+
+    replies = pool.generate(requests, sampling, on_text=relay) if requests else []
+    out = [""] * len(subjects)
+    for i, reply in zip(live, replies):
+        out[i] = reply
+    return out
+
+
+def save_turn(store: Store, session: str, subjects: Sequence[Subject], question: str,
+              replies: Sequence[str], sampling: Sampling, system: str = "") -> None:
+    settings = json.dumps({**asdict(sampling), "system": system})
+    rows = []
+    for subject, reply in zip(subjects, replies):
+        extra = json.dumps({**json.loads(settings), "subject": subject.key})
+        rows.append({"session": session, "pane": subject.key, "role": "user", "content": question,
+                     "settings": extra, "created_at": now()})
+        rows.append({"session": session, "pane": subject.key, "role": "assistant",
+                     "content": reply, "settings": extra, "created_at": now()})
+    with store.write() as db:
+        db["chat_logs"].insert_all(rows)
+
+
+def chat_log(store: Store, session: str) -> list[dict[str, str]]:
+    return store.db.execute_returning_dicts(
+        "SELECT pane, role, content, settings FROM chat_logs WHERE session = ? ORDER BY id",
+        [session])

@@ -1,0 +1,220 @@
+"""What the Compare tab does, as plain functions of the app context (no widgets here).
+
+The tab's panes are subjects (`base`, `run:<id>`, `in_context`, `retrieval`). One
+`ComparePool` per app holds them, built on the app's model cache so the Compare models are
+the one model in memory; it is re-prepared before every question (cheap when nothing
+changed), because another tab may have taken the adapters off the cached base meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from workbench.core.compare.baselines import Baselines
+from workbench.core.compare.pool import ComparePool, Subject, run_output
+from workbench.core.compare.report import write_report
+from workbench.core.compare.scorecard import METRICS, Scorecard, build_scorecard
+from workbench.core.config import ModelConfig
+from workbench.core.errors import WorkbenchError
+from workbench.core.knowledge import sets
+from workbench.core.train import history
+from workbench.ui.context import AppContext
+
+MAX_PANES = 4
+BASELINE_LABELS = {"in_context": "In context (facts in the prompt)",
+                   "retrieval": "Retrieval (top 3 facts in the prompt)"}
+METRIC_LABELS = {"efficacy": "efficacy", "generalization": "held-out generalization",
+                 "locality": "locality", "abstention": "abstention"}
+COLORS = ["#7f7f7f", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+_LOCK = threading.Lock()  # one Compare generation at a time: they share the loaded model
+
+
+def comparable_runs(ctx: AppContext) -> list[history.RunListing]:
+    """Runs that left a trained model (finished, or stopped after saving)."""
+    out = []
+    for r in history.list_runs(ctx.store):
+        try:
+            run_output(ctx.store, ctx.workspace, r.id)
+        except WorkbenchError:
+            continue
+        out.append(r)
+    return out
+
+
+def pane_choices(ctx: AppContext) -> list[tuple[str, str]]:
+    runs = [(f"Run {r.id} · {r.name} ({r.method})", f"run:{r.id}") for r in comparable_runs(ctx)]
+    return [("Base model", "base"), *runs, *((v, k) for k, v in BASELINE_LABELS.items())]
+
+
+def default_panes(ctx: AppContext) -> list[str]:
+    runs = comparable_runs(ctx)
+    return ["base", f"run:{runs[0].id}"] if runs else ["base"]
+
+
+def subjects_of(keys: Sequence[str] | None) -> list[Subject]:
+    subjects = [Subject.parse(k) for k in (keys or [])]
+    if not subjects:
+        raise WorkbenchError("choose at least one pane (the base model, a run or a baseline)")
+    if len(subjects) > MAX_PANES:
+        raise WorkbenchError(f"at most {MAX_PANES} panes side by side; remove one")
+    return subjects
+
+
+def set_of_run(ctx: AppContext, run_id: int) -> str:
+    from workbench.core.config import RunConfig
+    from workbench.core.train.jobs import get_run
+
+    return RunConfig.from_yaml(get_run(ctx.store, run_id)["config_yaml"]).data.knowledge_set
+
+
+def set_choices(ctx: AppContext) -> list[str]:
+    return [s.name for s in sets.list_sets(ctx.store)]
+
+
+def default_set(ctx: AppContext, keys: Sequence[str]) -> str | None:
+    """The first chosen run's set, else the first set."""
+    for key in keys or []:
+        s = Subject.parse(key)
+        if s.kind == "run" and s.run_id is not None:
+            return set_of_run(ctx, s.run_id)
+    names = set_choices(ctx)
+    return names[0] if names else None
+
+
+def prepared(ctx: AppContext, subjects: Sequence[Subject],
+             set_name: str | None) -> tuple[ComparePool, Baselines | None, int | None]:
+    """The pool with `subjects` loaded, the baselines' context and the set id."""
+    if ctx.compare is None:
+        ctx.compare = ComparePool(ctx.store, ctx.workspace, get_base=ctx.models.get)
+    pool: ComparePool = ctx.compare
+    has_run = any(s.kind == "run" for s in subjects)
+    pool.prepare(subjects, None if has_run else ModelConfig(name_or_path=ctx.default_model))
+    sid = sets.set_id(ctx.store, set_name) if set_name else None
+    baselines = None
+    if any(s.kind in BASELINE_LABELS for s in subjects):
+        if sid is None:
+            raise WorkbenchError("choose a knowledge set for the baseline panes")
+        assert pool.base is not None
+        baselines = Baselines.build(sets.list_facts(ctx.store, sid), pool.base.model,
+                                    pool.base.tokenizer)
+    return pool, baselines, sid
+
+
+def locked(fn: Callable[[], Any]) -> Any:
+    with _LOCK:
+        return fn()
+
+
+# ---- scorecard views ---------------------------------------------------------------------
+
+def summary_figure(card: Scorecard) -> go.Figure:
+    """Grouped bars: per metric, one bar per subject (share correct)."""
+    fig = go.Figure()
+    metrics = [m for m in METRICS if card.counts()[m]]
+    for i, s in enumerate(card.subjects):
+        values = [card.score(s.key, m) for m in metrics]
+        fig.add_bar(name=card.labels[s.key], x=[METRIC_LABELS[m] for m in metrics],
+                    y=[None if v is None else 100 * v for v in values],
+                    text=["ref." if v is None else f"{100 * v:.0f}%" for v in values],
+                    textposition="outside", marker_color=COLORS[i % len(COLORS)])
+    fig.update_layout(barmode="group", height=300, margin=dict(l=40, r=10, t=40, b=40),
+                      title="Share answered correctly (free generation, greedy)",
+                      yaxis=dict(range=[0, 112], title="%"), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def _mark(correct: bool, answer: str) -> str:
+    return f"{'✓' if correct else '✗'} {answer}"
+
+
+def fact_table(card: Scorecard) -> pd.DataFrame:
+    rows = []
+    for r in card.rows:
+        rows.append([METRIC_LABELS[r.item.metric], r.item.question, r.item.answer,
+                     *(_mark(r.marks[s.key].correct, r.marks[s.key].answer) for s in card.subjects)])
+    return pd.DataFrame(rows, columns=["metric", "question", "gold answer",
+                                       *(card.labels[s.key] for s in card.subjects)])
+
+
+def styled_table(card: Scorecard) -> Any:
+    """The fact table with each answer cell green (counts) or red (does not)."""
+    frame = fact_table(card)
+    answer_columns = frame.columns[3:]
+
+    def colour(value: Any) -> str:
+        text = str(value)
+        if text.startswith("✓"):
+            return "background-color: #d9f2d9"
+        return "background-color: #f8d7d7" if text.startswith("✗") else ""
+
+    return frame.style.map(colour, subset=list(answer_columns))
+
+
+def summary_markdown(card: Scorecard) -> str:
+    counts = card.counts()
+    parts = [f"{counts[m]} {METRIC_LABELS[m]} probes" for m in METRICS if counts[m]]
+    lines = [f"**{card.set_name or 'Knowledge set'}**: " + ", ".join(parts) + "."]
+    for s in card.subjects:
+        scores = []
+        for m in METRICS:
+            if not counts[m]:
+                continue
+            v, exact = card.score(s.key, m), card.score(s.key, m, exact=True)
+            # Beside the headline: strict exact match; for locality, the gold accuracy.
+            extra = "" if exact is None or m == "abstention" else \
+                f" ({'right' if m == 'locality' else 'exact'} {exact:.0%})"
+            scores.append(f"{METRIC_LABELS[m]} {'reference' if v is None else f'{v:.0%}'}{extra}")
+        note = f" — {card.notes[s.key]}" if s.key in card.notes else ""
+        lines.append(f"- **{card.labels[s.key]}**{note}: " + "; ".join(scores))
+    if card.reused:
+        lines.append(f"\nStored answers reused for: {', '.join(card.labels[k] for k in card.reused)} "
+                     "(unchanged since they were scored).")
+    return "\n".join(lines)
+
+
+def scorecard(ctx: AppContext, keys: Sequence[str], set_name: str | None, *,
+              fresh: bool = False) -> tuple[Scorecard, dict[str, str]]:
+    if not set_name:
+        raise WorkbenchError("choose a knowledge set to score")
+    subjects = subjects_of(keys)
+
+    def work() -> tuple[Scorecard, dict[str, str]]:
+        pool, baselines, sid = prepared(ctx, subjects, set_name)
+        assert sid is not None
+        card = build_scorecard(ctx.store, pool, sid, subjects, set_name=set_name,
+                               baselines=baselines, reuse=not fresh)
+        return card, dict(pool.unavailable)
+
+    return locked(work)
+
+
+def fact_card(card: Scorecard | None, question: str | None = None) -> str:
+    """Presentation mode's "what we taught it" card: the chosen (or first) taught fact."""
+    if card is None:
+        return "Score the set first: the fact card shows what the model was taught."
+    taught = [r for r in card.rows if r.item.metric == "efficacy"]
+    row = next((r for r in taught if r.item.question == question), taught[0] if taught else None)
+    if row is None:
+        return "This set has no taught facts."
+    marks = " · ".join(f"{card.labels[k]}: {'✓' if m.correct else '✗'}" for k, m in row.marks.items())
+    return (f"### What we taught it\n**{row.item.question}**\n\n→ {row.item.answer}\n\n{marks}")
+
+
+def write_run_report(ctx: AppContext, run_id: int, card: Scorecard | None) -> Path:
+    """The run's HTML report, with the scorecard on screen when it covers the run, else base
+    vs the run (stored answers are reused, so this is quick after scoring)."""
+    key = f"run:{run_id}"
+    if card is None or key not in card.labels:
+        card, _ = scorecard(ctx, ["base", key], set_of_run(ctx, run_id))
+    return write_report(ctx.store, ctx.workspace, run_id, card,
+                        ctx.workspace.run_dir(run_id) / "report.html")
+
+
+def first_run(subjects: Sequence[Subject]) -> int | None:
+    return next((s.run_id for s in subjects if s.kind == "run"), None)

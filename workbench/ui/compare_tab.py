@@ -1,0 +1,239 @@
+"""The Compare tab: one question to 2–4 panes (base, tuned runs, no-training baselines),
+streamed side by side; the fact scorecard; presentation mode; the HTML report.
+
+Pane answers stream from one batched generation (see core/compare/pool.py); the generation
+runs in a worker thread and this generator re-draws the panes every 0.15 s from the texts it
+has produced so far."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from workbench.core.compare.chat import ask_panes, clean_question, save_turn
+from workbench.core.compare.pool import Sampling
+from workbench.core.errors import WorkbenchError
+from workbench.ui import compare_actions as act
+from workbench.ui.context import AppContext
+from workbench.ui.errors import shows_errors
+
+REDRAW_S = 0.15
+History = dict[str, list[dict[str, str]]]
+
+# Presentation mode: large type for a projector; toggled on the page so no re-render is needed.
+# (State values do not reach the browser, so the class flips on its own, in step with the
+# server-side flag: both start off.)
+PRESENT_JS = "(on, keys) => { document.body.classList.toggle('wb-present'); return [on, keys]; }"
+
+
+@dataclass
+class CompareView:
+    refresh: Any  # a function returning updates for `refreshed` (after a run finishes)
+    refreshed: list[Any]
+
+
+def _pane_updates(keys: list[str], labels: list[str], hist: History, pending: str | None = None,
+                  texts: list[str] | None = None, notes: dict[str, str] | None = None) -> list[Any]:
+    out = []
+    for i in range(act.MAX_PANES):
+        if i >= len(keys):
+            out.append(gr.update(visible=False))
+            continue
+        key = keys[i]
+        messages = list(hist.get(key, []))
+        if pending is not None:
+            reply = (notes or {}).get(key) or (texts[i] if texts else "") or "…"
+            messages += [{"role": "user", "content": pending}, {"role": "assistant", "content": reply}]
+        elif key in (notes or {}):
+            messages += [{"role": "assistant", "content": f"⚠ {(notes or {})[key]}"}]
+        out.append(gr.update(value=messages, label=labels[i], visible=True))
+    return out
+
+
+def _labels(ctx: AppContext, keys: list[str]) -> list[str]:
+    names = dict((v, k) for k, v in act.pane_choices(ctx))
+    return [names.get(k, k) for k in keys]
+
+
+def build(ctx: AppContext) -> CompareView:
+    gr.Markdown("Ask the base model and tuned runs the same question, side by side. "
+                "Runs trained on the same base answer in one batched generation.")
+    with gr.Row():
+        panes = gr.Dropdown(act.pane_choices(ctx), value=act.default_panes(ctx), multiselect=True,
+                            max_choices=act.MAX_PANES, label="Panes (up to 4)", scale=3,
+                            elem_id="compare-panes")
+        set_pick = gr.Dropdown(act.set_choices(ctx), value=act.default_set(ctx, act.default_panes(ctx)),
+                               label="Knowledge set (scorecard, baselines)", scale=1,
+                               elem_id="compare-set")
+        present_btn = gr.Button("Presentation mode", scale=0, elem_id="compare-present")
+    fact_md = gr.Markdown(visible=False, elem_id="compare-fact", elem_classes=["wb-fact-card"])
+    with gr.Accordion("Generation settings (the same for every pane)", open=False) as settings:
+        system = gr.Textbox(label="System prompt (optional)", lines=2, elem_id="compare-system")
+        with gr.Row():
+            max_tokens = gr.Slider(8, 512, value=64, step=8, label="Max new tokens",
+                                   elem_id="compare-max-tokens")
+            temperature = gr.Slider(0, 1.5, value=0, step=0.05,
+                                    label="Temperature (0 = greedy, as the scorecard asks)",
+                                    elem_id="compare-temperature")
+            top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Top-p", elem_id="compare-top-p")
+    with gr.Row(elem_id="compare-chat"):
+        bots = [gr.Chatbot(label=f"Pane {i + 1}", height=360, visible=i < 2,
+                           elem_id=f"compare-pane-{i}", elem_classes=["wb-pane"])
+                for i in range(act.MAX_PANES)]
+    with gr.Row():
+        question = gr.Textbox(placeholder="Ask every pane the same question…", show_label=False,
+                              scale=4, elem_id="compare-input", max_length=4000)
+        send = gr.Button("Ask", variant="primary", scale=0, elem_id="compare-send")
+        regen = gr.Button("Regenerate", scale=0, elem_id="compare-regenerate")
+        clear = gr.Button("Clear", scale=0, elem_id="compare-clear")
+    gr.Markdown("### Fact scorecard")
+    with gr.Row():
+        score_btn = gr.Button("Score every fact", variant="primary", scale=0, elem_id="compare-score")
+        fresh = gr.Checkbox(False, label="Ask again (ignore stored answers)", scale=0)
+        report_btn = gr.Button("HTML report of the first run", scale=0, elem_id="compare-report")
+    summary_md = gr.Markdown(elem_id="compare-summary-text")
+    summary_plot = gr.Plot(show_label=False, elem_id="compare-summary")
+    report_file = gr.File(label="Report", visible=False, elem_id="compare-report-file")
+    table = gr.Dataframe(interactive=False, wrap=True, elem_id="compare-table",
+                         label="Per fact: ✓ counts, ✗ does not (click a row to ask it above)")
+    hist = gr.State({})
+    card_state = gr.State(None)
+    session = gr.State(lambda: uuid.uuid4().hex)
+    presenting = gr.State(False)
+    last_question = gr.State("")
+
+    def stream(keys: list[str], set_name: str | None, h: History, text: str, sys_prompt: str,
+               n_tokens: float, temp: float, p: float, sid: str, seed: int = 0,
+               ) -> Iterator[list[Any]]:
+        try:
+            subjects = act.subjects_of(keys)
+            q = clean_question(text)
+        except WorkbenchError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        keys = [s.key for s in subjects]
+        labels = _labels(ctx, keys)
+        sampling = Sampling(int(n_tokens), float(temp), float(p), seed)
+        texts, box, done = [""] * len(subjects), {}, threading.Event()
+
+        def work() -> None:
+            try:
+                with act._LOCK:
+                    pool, baselines, _ = act.prepared(ctx, subjects, set_name)
+                    box["notes"] = dict(pool.unavailable)
+                    box["replies"] = ask_panes(pool, subjects, h, q, sampling, system=sys_prompt,
+                                               baselines=baselines,
+                                               on_text=lambda i, t: texts.__setitem__(i, t))
+            except BaseException as err:  # noqa: BLE001 - re-raised in the generator below
+                box["error"] = err
+            finally:
+                done.set()
+
+        threading.Thread(target=work, daemon=True).start()
+        while not done.wait(REDRAW_S):
+            yield [*_pane_updates(keys, labels, h, q, texts, box.get("notes")), h, gr.skip(), q]
+        if "error" in box:
+            err = box["error"]
+            if isinstance(err, WorkbenchError):
+                raise gr.Error(str(err), print_exception=False)
+            raise err
+        replies, notes = box["replies"], box["notes"]
+        new = {k: list(v) for k, v in h.items()}
+        for s, reply in zip(subjects, replies):
+            if s.key not in notes:
+                new.setdefault(s.key, []).extend([{"role": "user", "content": q},
+                                                  {"role": "assistant", "content": reply}])
+        answered = [(s, r) for s, r in zip(subjects, replies) if s.key not in notes]
+        save_turn(ctx.store, sid, [s for s, _ in answered], q, [r for _, r in answered],
+                  sampling, sys_prompt)
+        yield [*_pane_updates(keys, labels, new, notes=notes), new, "", q]
+
+    inputs = [panes, set_pick, hist, question, system, max_tokens, temperature, top_p, session]
+    outputs = [*bots, hist, question, last_question]
+    send.click(stream, inputs, outputs, concurrency_id="compare")
+    question.submit(stream, inputs, outputs, concurrency_id="compare")
+
+    def regenerate(keys: list[str], set_name: str | None, h: History, last: str, sys_prompt: str,
+                   n_tokens: float, temp: float, p: float, sid: str) -> Iterator[list[Any]]:
+        if not last:
+            raise gr.Error("nothing to regenerate yet: ask a question first", print_exception=False)
+        trimmed = {k: (v[:-2] if len(v) >= 2 and v[-2]["content"] == last else v) for k, v in h.items()}
+        seed = sum(len(v) for v in h.values()) + 1  # a new draw when sampling; same when greedy
+        yield from stream(keys, set_name, trimmed, last, sys_prompt, n_tokens, temp, p, sid, seed)
+
+    regen.click(regenerate, [panes, set_pick, hist, last_question, *inputs[4:]], outputs,
+                concurrency_id="compare")
+
+    def clear_all(keys: list[str]) -> list[Any]:
+        return [*_pane_updates(keys or [], _labels(ctx, keys or []), {}), {}, "", ""]
+
+    clear.click(clear_all, [panes], outputs)
+
+    @shows_errors
+    def change_panes(keys: list[str], h: History, current_set: str | None) -> list[Any]:
+        keys = keys or []
+        if len(keys) > act.MAX_PANES:
+            raise WorkbenchError(f"at most {act.MAX_PANES} panes side by side")
+        set_name = act.default_set(ctx, keys) if any(k.startswith("run:") for k in keys) else current_set
+        return [*_pane_updates(keys, _labels(ctx, keys), h), gr.update(value=set_name)]
+
+    panes.change(change_panes, [panes, hist, set_pick], [*bots, set_pick])
+
+    @shows_errors
+    def score(keys: list[str], set_name: str | None, again: bool, presenting_now: bool) -> list[Any]:
+        card, notes = act.scorecard(ctx, keys, set_name, fresh=again)
+        text = act.summary_markdown(card)
+        if notes:
+            text += "\n\n" + "\n".join(f"- ⚠ {v}" for v in notes.values())
+        return [text, act.summary_figure(card), act.styled_table(card), card,
+                act.fact_card(card)]
+
+    score_btn.click(score, [panes, set_pick, fresh, presenting],
+                    [summary_md, summary_plot, table, card_state, fact_md], concurrency_id="compare")
+
+    def pick_fact(card: Any, evt: gr.SelectData) -> list[Any]:
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        q = card.rows[row].item.question if card is not None and row < len(card.rows) else ""
+        return [q, act.fact_card(card, q)]
+
+    table.select(pick_fact, [card_state], [question, fact_md]).then(
+        stream, inputs, outputs, concurrency_id="compare")
+
+    def toggle(on: bool, keys: list[str]) -> list[Any]:
+        on = not on
+        n = len(keys or [])
+        return [on, gr.update(visible=not on), gr.update(visible=on),
+                gr.update(value="Leave presentation mode" if on else "Presentation mode"),
+                *[gr.update(visible=(i < n and (not on or i < 2))) for i in range(2, act.MAX_PANES)],
+                gr.update(visible=not on)]
+
+    present_btn.click(toggle, [presenting, panes],
+                      [presenting, settings, fact_md, present_btn, *bots[2:], table],
+                      js=PRESENT_JS)
+
+    @shows_errors
+    def report(keys: list[str], card: Any) -> Any:
+        subjects = act.subjects_of(keys)
+        run_id = act.first_run(subjects)
+        if run_id is None:
+            raise WorkbenchError("add a run to the panes: the report is about a run")
+        path = act.write_run_report(ctx, run_id, card)
+        return gr.update(value=str(path), visible=True)
+
+    report_btn.click(report, [panes, card_state], [report_file], concurrency_id="compare")
+
+    def refresh() -> list[Any]:
+        return [gr.update(choices=act.pane_choices(ctx)), gr.update(choices=act.set_choices(ctx))]
+
+    def initial() -> list[Any]:
+        """A fresh page: base vs the newest trained run, on that run's set."""
+        keys = act.default_panes(ctx)
+        return [gr.update(choices=act.pane_choices(ctx), value=keys),
+                gr.update(choices=act.set_choices(ctx), value=act.default_set(ctx, keys))]
+
+    ctx.on_load.append((initial, [panes, set_pick]))
+    return CompareView(refresh, [panes, set_pick])
