@@ -328,3 +328,20 @@ def test_each_pane_keeps_its_own_history_and_turns_are_saved(taught) -> None:
         clean_question("   ")
     with pytest.raises(WorkbenchError, match="limit is 4000"):
         clean_question("x" * 5000)
+
+
+def test_small_batch_linear_matches_torch_and_is_off_outside_generation() -> None:
+    import torch
+
+    from workbench.core import generate
+
+    layer = torch.nn.Linear(64, 96)
+    x = torch.randn(2, 1, 64)
+    expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    generate._install_small_batch_linear()
+    with torch.no_grad():
+        with generate._small_batch_decode("cpu"):
+            fast = layer(x)
+        assert not getattr(generate._SMALL_BATCH, "on", False)
+        assert torch.equal(layer(x), expected)  # outside generation: torch's own path
+    assert fast.shape == expected.shape and torch.allclose(fast, expected, atol=1e-5)
