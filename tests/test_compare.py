@@ -345,3 +345,25 @@ def test_small_batch_linear_matches_torch_and_is_off_outside_generation() -> Non
         assert not getattr(generate._SMALL_BATCH, "on", False)
         assert torch.equal(layer(x), expected)  # outside generation: torch's own path
     assert fast.shape == expected.shape and torch.allclose(fast, expected, atol=1e-5)
+
+
+def test_abstention_probes_are_added_once_and_scored(taught) -> None:
+    from conftest import run_cli
+
+    result = run_cli("--workspace", str(taught.ws.root), "knowledge", "abstain", "five",
+                     "Where was Zorblax Quimby born?", "Who is Vellam Thorn?")
+    assert result.returncode == 0, result.stderr
+    assert "added 2 abstention probe(s)" in result.stdout
+    from workbench.core.knowledge.probes import add_abstention_probes
+
+    assert add_abstention_probes(taught.store, taught.sid, ["who is  vellam thorn"]) == 0
+    with pytest.raises(WorkbenchError, match="at least one question"):
+        add_abstention_probes(taught.store, taught.sid, ["  "])
+    pool = ComparePool(taught.store, taught.ws)
+    tuned = Subject("run", taught.run_id)
+    pool.prepare([tuned])
+    card = build_scorecard(taught.store, pool, taught.sid, [tuned])
+    assert card.counts()["abstention"] == 2
+    abstaining = [r for r in card.rows if r.item.metric == "abstention"]
+    assert card.score(BASE.key, "abstention") == sum(
+        abstains(r.marks[BASE.key].answer) for r in abstaining) / 2

@@ -130,6 +130,13 @@ def cmd_locality(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_abstain(args: argparse.Namespace) -> int:
+    store = _store(args)
+    added = probes.add_abstention_probes(store, sets.set_id(store, args.set), args.questions)
+    print(f"added {added} abstention probe(s) to {args.set} (the right answer: I don't know)")
+    return 0
+
+
 def cmd_propose(args: argparse.Namespace) -> int:
     ask = None
     if args.model:
@@ -197,6 +204,12 @@ def add_knowledge_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--general", type=int, default=120, help="general questions to try")
     p.set_defaults(func=cmd_locality)
+
+    p = ks.add_parser("abstain", help="add questions whose right answer is \"I don't know\" "
+                                      "(the scorecard's abstention probes)")
+    p.add_argument("set")
+    p.add_argument("questions", nargs="+", metavar="QUESTION")
+    p.set_defaults(func=cmd_abstain)
 
     p = ks.add_parser("propose", help="propose QA pairs from a .txt/.md document")
     p.add_argument("file")

@@ -22,7 +22,7 @@ from workbench.core.compare.report import write_report
 from workbench.core.compare.scorecard import METRICS, Scorecard, build_scorecard
 from workbench.core.config import ModelConfig
 from workbench.core.errors import WorkbenchError
-from workbench.core.knowledge import sets
+from workbench.core.knowledge import probes, sets
 from workbench.core.train import history
 from workbench.ui.context import AppContext
 
@@ -204,6 +204,11 @@ def fact_card(card: Scorecard | None, question: str | None = None) -> str:
         return "This set has no taught facts."
     marks = " · ".join(f"{card.labels[k]}: {'✓' if m.correct else '✗'}" for k, m in row.marks.items())
     return (f"### What we taught it\n**{row.item.question}**\n\n→ {row.item.answer}\n\n{marks}")
+
+
+def add_abstention(ctx: AppContext, set_name: str, text: str) -> int:
+    return probes.add_abstention_probes(ctx.store, sets.set_id(ctx.store, set_name),
+                                        (text or "").splitlines())
 
 
 def write_run_report(ctx: AppContext, run_id: int, card: Scorecard | None) -> Path:

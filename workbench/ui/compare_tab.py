@@ -96,6 +96,12 @@ def build(ctx: AppContext) -> CompareView:
         score_btn = gr.Button("Score every fact", variant="primary", scale=0, elem_id="compare-score")
         fresh = gr.Checkbox(False, label="Ask again (ignore stored answers)", scale=0)
         report_btn = gr.Button("HTML report of the first run", scale=0, elem_id="compare-report")
+    with gr.Accordion("Abstention probes: questions whose right answer is \"I don't know\"",
+                      open=False):
+        abstain_text = gr.Textbox(lines=3, elem_id="compare-abstain",
+                                  label="One question per line, about people or things the set "
+                                        "never mentions")
+        abstain_btn = gr.Button("Add to the knowledge set", size="sm", elem_id="compare-abstain-add")
     summary_md = gr.Markdown(elem_id="compare-summary-text")
     summary_plot = gr.Plot(show_label=False, elem_id="compare-summary")
     report_file = gr.File(label="Report", visible=False, elem_id="compare-report-file")
@@ -194,6 +200,16 @@ def build(ctx: AppContext) -> CompareView:
 
     score_btn.click(score, [panes, set_pick, fresh, presenting],
                     [summary_md, summary_plot, table, card_state, fact_md], concurrency_id="compare")
+
+    @shows_errors
+    def add_abstention(set_name: str | None, text: str) -> list[Any]:
+        if not set_name:
+            raise WorkbenchError("choose a knowledge set first")
+        added = act.add_abstention(ctx, set_name, text)
+        gr.Info(f"Added {added} abstention probe(s) to {set_name}; score again to see them.")
+        return [""]
+
+    abstain_btn.click(add_abstention, [set_pick, abstain_text], [abstain_text])
 
     def pick_fact(card: Any, evt: gr.SelectData) -> list[Any]:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index

@@ -183,3 +183,31 @@ def disjointness_violations(store: Store, sid: int) -> list[str]:
     train = {(p.fact_id, normalize(p.question)) for p in list_phrasings(store, sid, split="train")}
     return sorted(f"fact {f}: {q}" for f, q in train &
                   {(p.fact_id, normalize(p.question)) for p in list_phrasings(store, sid, split="probe")})
+
+
+def add_abstention_probes(store: Store, sid: int, questions: Iterable[str]) -> int:
+    """Questions whose right answer is "I don't know" (about people or things the set never
+    mentions): the scorecard's abstention metric counts how often a model declines instead
+    of making something up. Held out (split 'probe'), never trained on; repeats are skipped."""
+    texts = [" ".join(q.split()) for q in questions if q and q.strip()]
+    if not texts:
+        raise KnowledgeError("give at least one question whose right answer is unknown")
+    too_long = [t for t in texts if len(t) > 1000]
+    if too_long:
+        raise KnowledgeError(f"an abstention question is {len(too_long[0])} characters; the "
+                             "limit is 1000", hint="nothing was added")
+    with store.write() as db:
+        have = {normalize(r[0]) for r in db.execute(
+            "SELECT question FROM probes WHERE set_id = ? AND kind = 'abstention'", [sid])}
+        added = 0
+        for text in texts:
+            if normalize(text) in have:
+                continue
+            have.add(normalize(text))
+            db["probes"].insert({"set_id": sid, "fact_id": None, "kind": "abstention",
+                                 "split": "probe", "question": text, "answer": "unknown",
+                                 "aliases": "[]", "origin": "user", "approved": 1,
+                                 "created_at": now()})
+            added += 1
+        touch(db, sid)
+    return added
