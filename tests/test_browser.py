@@ -213,6 +213,8 @@ def test_compare_tab_base_vs_tuned_scorecard_and_presentation(page, served_app: 
     expect(summary).to_contain_text("efficacy 0%")
     expect(page.locator("#compare-table")).to_contain_text("✓", timeout=10_000)
     expect(page.locator("#compare-summary .js-plotly-plot")).to_have_count(1)
+    page.locator("#compare-report").click()
+    expect(page.locator("#compare-report-file")).to_contain_text(f"run-{run_id}-report", timeout=60_000)
 
     page.locator("#compare-present").click()
     expect(page.locator("body")).to_have_class("wb-present", timeout=10_000)

@@ -120,8 +120,12 @@ def test_the_chat_model_is_released_only_when_the_run_would_not_fit(bench, monke
     estimate = type("E", (), {"total": 1 << 30, "capacity": 8 << 30})()
     monkeypatch.setattr(method_actions, "run_estimate", lambda ctx, cfg: estimate)
     monkeypatch.setattr("workbench.core.device.memory_in_use", lambda device: held)
+    from workbench.core.compare.pool import ComparePool
+
+    ctx.compare = ComparePool(store, ws, own={7: object()})  # a full run's copy in Compare
     note = method_actions.make_room(ctx, config())
     assert cache.released is released
+    assert (ctx.compare.own == {}) is released
     assert ("Released the chat model" in note) is released
 
 

@@ -40,29 +40,14 @@ def _run_dir(store: Store, workspace: Workspace, run_id: int) -> Path:
     return Path(row["run_dir"]) if row["run_dir"] else workspace.run_dir(run_id)
 
 
-def _knowledge_set(store: Store, run_id: int) -> tuple[int, str]:
-    """(id, name) of the knowledge set the run was trained on."""
-    from workbench.core.config import RunConfig
-    from workbench.core.errors import WorkbenchError
-    from workbench.core.knowledge.sets import set_id
-    from workbench.core.train.jobs import get_run
-
-    cfg = RunConfig.from_yaml(get_run(store, run_id)["config_yaml"], source=f"run {run_id}")
-    name = cfg.data.knowledge_set
-    if not name:
-        raise WorkbenchError(f"run {run_id} was trained without a knowledge set: there are no "
-                             "probes to score it with")
-    return set_id(store, name), name
-
-
 def _scorecard(store: Store, workspace: Workspace, run_id: int, subjects: list[Subject], *,
                fresh: bool) -> tuple[Scorecard, ComparePool]:
     """Load what `subjects` need (the run's base first) and score them on the run's set."""
-    from workbench.core.compare.pool import ComparePool, run_output
+    from workbench.core.compare.pool import ComparePool, run_knowledge_set, run_output
     from workbench.core.compare.scorecard import build_scorecard
 
     run_output(store, workspace, run_id)  # says why before anything loads, if it cannot
-    sid, set_name = _knowledge_set(store, run_id)
+    sid, set_name = run_knowledge_set(store, run_id)
     pool = ComparePool(store, workspace)
     print("loading models …", file=sys.stderr)
     pool.prepare(subjects)

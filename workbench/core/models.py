@@ -230,6 +230,18 @@ def _ensure_chat_template(tokenizer: Any) -> bool:
     return True
 
 
+def preload_libraries() -> None:
+    """Resolve transformers' and peft's lazy imports once, in one thread. The app's handlers
+    run in several threads, and two of them importing from transformers for the first time
+    at once can fail ("cannot import name 'AutoTokenizer'"). Costs a few seconds at start."""
+    import importlib
+
+    importlib.import_module("peft")
+    transformers = importlib.import_module("transformers")
+    for name in ("AutoModelForCausalLM", "AutoTokenizer", "PreTrainedModel"):
+        getattr(transformers, name)
+
+
 def load_tokenizer(cfg: ModelConfig) -> Any:
     """The model's tokenizer alone (with the chat template the run would use): cheap, for
     counting tokens before a model is loaded."""

@@ -8,8 +8,11 @@ changed), because another tab may have taken the adapters off the cached base me
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.core.compare.baselines import Baselines
-from workbench.core.compare.pool import ComparePool, Subject, run_output
+from workbench.core.compare.pool import ComparePool, Subject, run_knowledge_set, run_output
 from workbench.core.compare.report import write_report
 from workbench.core.compare.scorecard import METRICS, Scorecard, build_scorecard
 from workbench.core.config import ModelConfig
@@ -67,10 +70,7 @@ def subjects_of(keys: Sequence[str] | None) -> list[Subject]:
 
 
 def set_of_run(ctx: AppContext, run_id: int) -> str:
-    from workbench.core.config import RunConfig
-    from workbench.core.train.jobs import get_run
-
-    return RunConfig.from_yaml(get_run(ctx.store, run_id)["config_yaml"]).data.knowledge_set
+    return run_knowledge_set(ctx.store, run_id)[1]
 
 
 def set_choices(ctx: AppContext) -> list[str]:
@@ -87,28 +87,37 @@ def default_set(ctx: AppContext, keys: Sequence[str]) -> str | None:
     return names[0] if names else None
 
 
-def prepared(ctx: AppContext, subjects: Sequence[Subject],
-             set_name: str | None) -> tuple[ComparePool, Baselines | None, int | None]:
-    """The pool with `subjects` loaded, the baselines' context and the set id."""
-    if ctx.compare is None:
-        ctx.compare = ComparePool(ctx.store, ctx.workspace, get_base=ctx.models.get)
-    pool: ComparePool = ctx.compare
-    has_run = any(s.kind == "run" for s in subjects)
-    pool.prepare(subjects, None if has_run else ModelConfig(name_or_path=ctx.default_model))
-    sid = sets.set_id(ctx.store, set_name) if set_name else None
-    baselines = None
-    if any(s.kind in BASELINE_LABELS for s in subjects):
-        if sid is None:
-            raise WorkbenchError("choose a knowledge set for the baseline panes")
-        assert pool.base is not None
-        baselines = Baselines.build(sets.list_facts(ctx.store, sid), pool.base.model,
-                                    pool.base.tokenizer)
-    return pool, baselines, sid
-
-
-def locked(fn: Callable[[], Any]) -> Any:
+@contextlib.contextmanager
+def prepared(ctx: AppContext, subjects: Sequence[Subject], set_name: str | None,
+             ) -> Iterator[tuple[ComparePool, Baselines | None, int | None]]:
+    """The pool with `subjects` loaded, the baselines' context and the set id, for one
+    generation at a time. Afterwards the pool lets go of the base: the model cache keeps it,
+    and when another tab swaps the cached model the old one can really be freed."""
     with _LOCK:
-        return fn()
+        if ctx.compare is None:
+            ctx.compare = ComparePool(ctx.store, ctx.workspace, get_base=ctx.models.get)
+        pool: ComparePool = ctx.compare
+        has_run = any(s.kind == "run" for s in subjects)
+        try:
+            pool.prepare(subjects, None if has_run else ModelConfig(name_or_path=ctx.default_model))
+            sid = sets.set_id(ctx.store, set_name) if set_name else None
+            baselines = None
+            if any(s.kind in BASELINE_LABELS for s in subjects):
+                if sid is None:
+                    raise WorkbenchError("choose a knowledge set for the baseline panes")
+                assert pool.base is not None
+                baselines = Baselines.build(sets.list_facts(ctx.store, sid), pool.base.model,
+                                            pool.base.tokenizer)
+            yield pool, baselines, sid
+        finally:
+            pool.base = None
+
+
+def release(ctx: AppContext) -> None:
+    """Before a training run: the Compare models go (full runs' own copies included)."""
+    with _LOCK:
+        if ctx.compare is not None:
+            ctx.compare.release()
 
 
 # ---- scorecard views ---------------------------------------------------------------------
@@ -184,14 +193,11 @@ def scorecard(ctx: AppContext, keys: Sequence[str], set_name: str | None, *,
         raise WorkbenchError("choose a knowledge set to score")
     subjects = subjects_of(keys)
 
-    def work() -> tuple[Scorecard, dict[str, str]]:
-        pool, baselines, sid = prepared(ctx, subjects, set_name)
+    with prepared(ctx, subjects, set_name) as (pool, baselines, sid):
         assert sid is not None
         card = build_scorecard(ctx.store, pool, sid, subjects, set_name=set_name,
                                baselines=baselines, reuse=not fresh)
         return card, dict(pool.unavailable)
-
-    return locked(work)
 
 
 def fact_card(card: Scorecard | None, question: str | None = None) -> str:
@@ -212,13 +218,18 @@ def add_abstention(ctx: AppContext, set_name: str, text: str) -> int:
 
 
 def write_run_report(ctx: AppContext, run_id: int, card: Scorecard | None) -> Path:
-    """The run's HTML report, with the scorecard on screen when it covers the run, else base
-    vs the run (stored answers are reused, so this is quick after scoring)."""
+    """The run's HTML report (kept in the run's folder; returns a copy to download), with the
+    scorecard on screen when it covers the run, else base vs the run (stored answers are
+    reused, so this is quick after scoring)."""
     key = f"run:{run_id}"
     if card is None or key not in card.labels:
         card, _ = scorecard(ctx, ["base", key], set_of_run(ctx, run_id))
-    return write_report(ctx.store, ctx.workspace, run_id, card,
+    kept = write_report(ctx.store, ctx.workspace, run_id, card,
                         ctx.workspace.run_dir(run_id) / "report.html")
+    # The workspace is never served as files: the download is a copy in a temp folder.
+    download = Path(tempfile.mkdtemp(prefix="workbench-report-")) / f"run-{run_id}-report.html"
+    shutil.copyfile(kept, download)
+    return download
 
 
 def first_run(subjects: Sequence[Subject]) -> int | None:

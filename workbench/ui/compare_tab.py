@@ -128,8 +128,7 @@ def build(ctx: AppContext) -> CompareView:
 
         def work() -> None:
             try:
-                with act._LOCK:
-                    pool, baselines, _ = act.prepared(ctx, subjects, set_name)
+                with act.prepared(ctx, subjects, set_name) as (pool, baselines, _):
                     box["notes"] = dict(pool.unavailable)
                     box["replies"] = ask_panes(pool, subjects, h, q, sampling, system=sys_prompt,
                                                baselines=baselines,
@@ -190,7 +189,7 @@ def build(ctx: AppContext) -> CompareView:
     panes.change(change_panes, [panes, hist, set_pick], [*bots, set_pick])
 
     @shows_errors
-    def score(keys: list[str], set_name: str | None, again: bool, presenting_now: bool) -> list[Any]:
+    def score(keys: list[str], set_name: str | None, again: bool) -> list[Any]:
         card, notes = act.scorecard(ctx, keys, set_name, fresh=again)
         text = act.summary_markdown(card)
         if notes:
@@ -198,7 +197,7 @@ def build(ctx: AppContext) -> CompareView:
         return [text, act.summary_figure(card), act.styled_table(card), card,
                 act.fact_card(card)]
 
-    score_btn.click(score, [panes, set_pick, fresh, presenting],
+    score_btn.click(score, [panes, set_pick, fresh],
                     [summary_md, summary_plot, table, card_state, fact_md], concurrency_id="compare")
 
     @shows_errors

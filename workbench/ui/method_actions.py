@@ -15,6 +15,7 @@ from workbench.core.knowledge import sets
 from workbench.core.methods.registry import REGISTRY
 from workbench.core.models import resolve_source
 from workbench.core.paths import DEMO_MODEL
+from workbench.ui import compare_actions
 from workbench.ui.context import AppContext
 
 if TYPE_CHECKING:
@@ -123,6 +124,7 @@ def make_room(ctx: AppContext, cfg: RunConfig) -> str:
     if held + needed.total <= FIT_SHARE * needed.capacity:
         return ""
     ctx.models.release()
+    compare_actions.release(ctx)
     return (f"Released the chat model ({loaded.source.describe()}) to make room for the run; it "
             f"loads again when next needed.")
 

@@ -58,11 +58,13 @@ def serve(opts: ServeOptions) -> None:
         raise WorkbenchError(f"port must be from 1 to 65535, got {opts.port}")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # local app: no phoning home
 
+    from workbench.core.models import preload_libraries
     from workbench.demo.knowledge import seed_workspace
     from workbench.ui.app import ASSETS, CSS_PATH, build_app
     from workbench.ui.context import make_context
 
     workspace = resolve_workspace(opts.workspace)
+    preload_libraries()
     ctx = make_context(workspace)
     seeded = seed_workspace(ctx.store)
     app = build_app(ctx)

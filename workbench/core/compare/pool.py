@@ -113,6 +113,18 @@ def run_output(store: Store, workspace: Workspace, run_id: int) -> RunOutput:
                      run_dir / outputs["path"], base, cfg.method.name == "dora")
 
 
+def run_knowledge_set(store: Store, run_id: int) -> tuple[int, str]:
+    """(id, name) of the knowledge set a run was trained on: what its scorecard asks."""
+    from workbench.core.knowledge.sets import set_id
+
+    cfg = RunConfig.from_yaml(get_run(store, run_id)["config_yaml"], source=f"run {run_id}")
+    name = cfg.data.knowledge_set
+    if not name:
+        raise WorkbenchError(f"run {run_id} was trained without a knowledge set: there are no "
+                             "probes to score it with")
+    return set_id(store, name), name
+
+
 def _same_base(a: ModelConfig, b: ModelConfig) -> bool:
     return (a.name_or_path.strip(), a.quantization, a.revision) == \
         (b.name_or_path.strip(), b.quantization, b.revision)
@@ -181,6 +193,10 @@ class ComparePool:
         for o in outputs:
             if o.adapter_name not in shared and o.run_id not in self.own:
                 self._load_own(o)
+
+    def release(self) -> None:
+        """Drop every model this pool holds (the base stays in the app's cache, if any)."""
+        self.base, self.own = None, {}
 
     def _load_own(self, o: RunOutput) -> None:
         assert self.base is not None
