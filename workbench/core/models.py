@@ -236,6 +236,7 @@ def preload_libraries() -> None:
     at once can fail ("cannot import name 'AutoTokenizer'"). Costs a few seconds at start."""
     import importlib
 
+    _quiet_optional_kernel_notice()  # peft imports bitsandbytes
     importlib.import_module("peft")
     transformers = importlib.import_module("transformers")
     for name in ("AutoModelForCausalLM", "AutoTokenizer", "PreTrainedModel"):
