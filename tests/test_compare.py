@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -126,6 +127,14 @@ def test_model_cache_puts_adapters_on_and_takes_them_off(taught) -> None:
     pool = ComparePool(taught.store, taught.ws, get_base=cache.get)
     pool.prepare([Subject("run", taught.run_id)])
     assert hasattr(cache.current.model, "peft_config")
+    first = pool.runs[taught.run_id].adapter_name
+    # The run wrote new outputs (resumed and finished again): its new adapter is loaded.
+    outputs = taught.ws.run_dir(taught.run_id) / "outputs.json"
+    later = outputs.stat().st_mtime + 10
+    os.utime(outputs, (later, later))
+    pool.prepare([Subject("run", taught.run_id)])
+    assert pool.runs[taught.run_id].adapter_name != first
+    assert pool.runs[taught.run_id].adapter_name in cache.current.model.peft_config
     plain = cache.get(pool.base_cfg)
     assert not hasattr(plain.model, "peft_config")
     question = [taught.facts[0].question]

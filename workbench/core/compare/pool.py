@@ -88,10 +88,11 @@ class RunOutput:
     folder: Path
     base: ModelConfig  # the base the adapter belongs to (at the precision it was trained on)
     dora: bool
+    stamp: int = 0  # when the outputs were written: a resumed run's new adapter is reloaded
 
     @property
     def adapter_name(self) -> str:
-        return f"run{self.run_id}"
+        return f"run{self.run_id}_{self.stamp}"
 
     @property
     def label(self) -> str:
@@ -109,8 +110,9 @@ def run_output(store: Store, workspace: Workspace, run_id: int) -> RunOutput:
                                   "be compared; resume it to let it finish") from None
     cfg = RunConfig.from_yaml(row["config_yaml"], source=f"run {run_id}")
     base = dataclasses.replace(cfg.model, quantization=cfg.effective_quantization)
+    stamp = int((run_dir / OUTPUTS_FILE).stat().st_mtime)
     return RunOutput(run_id, row["name"], row["method"], outputs["kind"],
-                     run_dir / outputs["path"], base, cfg.method.name == "dora")
+                     run_dir / outputs["path"], base, cfg.method.name == "dora", stamp)
 
 
 def run_knowledge_set(store: Store, run_id: int) -> tuple[int, str]:
@@ -169,6 +171,7 @@ class ComparePool:
     runs: dict[int, RunOutput] = field(default_factory=dict)
     own: dict[int, LoadedModel] = field(default_factory=dict)  # runs with their own weights
     unavailable: dict[str, str] = field(default_factory=dict)  # subject key → why not
+    _own_stamps: dict[int, int] = field(default_factory=dict)
 
     def prepare(self, subjects: Sequence[Subject], base_cfg: ModelConfig | None = None) -> None:
         """Load what `subjects` need. The base is `base_cfg`, else the first run's base."""
@@ -188,7 +191,9 @@ class ComparePool:
         self.base = self.get_base(base_cfg, shared)
         self.base_cfg = base_cfg
         self.runs = {o.run_id: o for o in outputs}
-        for run_id in [r for r in self.own if r not in self.runs]:
+        # Drop own copies no longer asked for, or whose run has written new outputs since.
+        for run_id in [r for r in self.own
+                       if r not in self.runs or self._own_stamps.get(r) != self.runs[r].stamp]:
             del self.own[run_id]
         for o in outputs:
             if o.adapter_name not in shared and o.run_id not in self.own:
@@ -210,6 +215,7 @@ class ComparePool:
                 "base, or close other programs")
             return
         self.own[o.run_id] = load_outputs(o.folder.parent, device=self.base.device)
+        self._own_stamps[o.run_id] = o.stamp
 
     def label(self, subject: Subject) -> str:
         if subject.kind == "run":
