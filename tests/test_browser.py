@@ -213,6 +213,13 @@ def test_compare_tab_base_vs_tuned_scorecard_and_presentation(page, served_app: 
     expect(summary).to_contain_text("efficacy 0%")
     expect(page.locator("#compare-table")).to_contain_text("✓", timeout=10_000)
     expect(page.locator("#compare-summary .js-plotly-plot")).to_have_count(1)
+    # A row of the scorecard is asked in the panes.
+    second = page.locator("#compare-table [role=gridcell]").filter(has_text="?").nth(1)
+    asked = second.inner_text().strip()
+    assert asked != fact.question
+    second.click()
+    expect(page.locator("#compare-pane-1")).to_contain_text(asked, timeout=60_000)
+    expect(page.locator("#compare-input textarea")).to_have_value("", timeout=60_000)
     page.locator("#compare-report").click()
     expect(page.locator("#compare-report-file")).to_contain_text(f"run-{run_id}-report", timeout=60_000)
 

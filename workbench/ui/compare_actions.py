@@ -26,6 +26,7 @@ from workbench.core.compare.scorecard import METRICS, Scorecard, build_scorecard
 from workbench.core.config import ModelConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge import probes, sets
+from workbench.core.progress import Progress, no_progress
 from workbench.core.train import history
 from workbench.ui.context import AppContext
 
@@ -188,7 +189,8 @@ def summary_markdown(card: Scorecard) -> str:
 
 
 def scorecard(ctx: AppContext, keys: Sequence[str], set_name: str | None, *,
-              fresh: bool = False) -> tuple[Scorecard, dict[str, str]]:
+              fresh: bool = False, progress: Progress = no_progress,
+              ) -> tuple[Scorecard, dict[str, str]]:
     if not set_name:
         raise WorkbenchError("choose a knowledge set to score")
     subjects = subjects_of(keys)
@@ -196,7 +198,7 @@ def scorecard(ctx: AppContext, keys: Sequence[str], set_name: str | None, *,
     with prepared(ctx, subjects, set_name) as (pool, baselines, sid):
         assert sid is not None
         card = build_scorecard(ctx.store, pool, sid, subjects, set_name=set_name,
-                               baselines=baselines, reuse=not fresh)
+                               baselines=baselines, reuse=not fresh, progress=progress)
         return card, dict(pool.unavailable)
 
 

@@ -189,8 +189,10 @@ def build(ctx: AppContext) -> CompareView:
     panes.change(change_panes, [panes, hist, set_pick], [*bots, set_pick])
 
     @shows_errors
-    def score(keys: list[str], set_name: str | None, again: bool) -> list[Any]:
-        card, notes = act.scorecard(ctx, keys, set_name, fresh=again)
+    def score(keys: list[str], set_name: str | None, again: bool,
+              progress: gr.Progress = gr.Progress()) -> list[Any]:
+        card, notes = act.scorecard(ctx, keys, set_name, fresh=again,
+                                    progress=lambda f, message: progress(f, desc=message))
         text = act.summary_markdown(card)
         if notes:
             text += "\n\n" + "\n".join(f"- ⚠ {v}" for v in notes.values())
