@@ -34,10 +34,10 @@ def _progress(fraction: float, message: str) -> None:
 
 
 def _run_dir(store: Store, workspace: Workspace, run_id: int) -> Path:
+    from workbench.core.compare.pool import run_folder
     from workbench.core.train.jobs import get_run
 
-    row = get_run(store, run_id)
-    return Path(row["run_dir"]) if row["run_dir"] else workspace.run_dir(run_id)
+    return run_folder(get_run(store, run_id), workspace)
 
 
 def _scorecard(store: Store, workspace: Workspace, run_id: int, subjects: list[Subject], *,

@@ -20,7 +20,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.core.compare.baselines import Baselines
-from workbench.core.compare.pool import ComparePool, Subject, run_knowledge_set, run_output
+from workbench.core.compare.pool import (ComparePool, RunOutput, Subject, run_folder,
+                                         run_knowledge_set, run_output)
 from workbench.core.compare.report import write_report
 from workbench.core.compare.scorecard import METRICS, Scorecard, build_scorecard
 from workbench.core.config import ModelConfig
@@ -28,6 +29,7 @@ from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge import probes, sets
 from workbench.core.progress import Progress, no_progress
 from workbench.core.train import history
+from workbench.core.train.jobs import get_run
 from workbench.ui.context import AppContext
 
 MAX_PANES = 4
@@ -39,26 +41,40 @@ COLORS = ["#7f7f7f", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 _LOCK = threading.Lock()  # one Compare generation at a time: they share the loaded model
 
 
-def comparable_runs(ctx: AppContext) -> list[history.RunListing]:
-    """Runs that left a trained model (finished, or stopped after saving)."""
+def comparable_runs(ctx: AppContext) -> list[RunOutput]:
+    """What runs left to compare (finished, or stopped after saving), newest first."""
     out = []
     for r in history.list_runs(ctx.store):
         try:
-            run_output(ctx.store, ctx.workspace, r.id)
+            out.append(run_output(ctx.store, ctx.workspace, r.id))
         except WorkbenchError:
             continue
-        out.append(r)
     return out
 
 
 def pane_choices(ctx: AppContext) -> list[tuple[str, str]]:
-    runs = [(f"Run {r.id} · {r.name} ({r.method})", f"run:{r.id}") for r in comparable_runs(ctx)]
+    runs = [(o.label, f"run:{o.run_id}") for o in comparable_runs(ctx)]
     return [("Base model", "base"), *runs, *((v, k) for k, v in BASELINE_LABELS.items())]
+
+
+def pane_labels(ctx: AppContext, keys: Sequence[str]) -> list[str]:
+    """Labels of the chosen panes only (asked on every question: no listing of all runs)."""
+    labels = []
+    for key in keys:
+        s = Subject.parse(key)
+        if s.kind == "run" and s.run_id is not None:
+            try:
+                labels.append(run_output(ctx.store, ctx.workspace, s.run_id).label)
+            except WorkbenchError:
+                labels.append(f"Run {s.run_id}")
+        else:
+            labels.append("Base model" if s.kind == "base" else BASELINE_LABELS[s.kind])
+    return labels
 
 
 def default_panes(ctx: AppContext) -> list[str]:
     runs = comparable_runs(ctx)
-    return ["base", f"run:{runs[0].id}"] if runs else ["base"]
+    return ["base", f"run:{runs[0].run_id}"] if runs else ["base"]
 
 
 def subjects_of(keys: Sequence[str] | None) -> list[Subject]:
@@ -226,8 +242,8 @@ def write_run_report(ctx: AppContext, run_id: int, card: Scorecard | None) -> Pa
     key = f"run:{run_id}"
     if card is None or key not in card.labels:
         card, _ = scorecard(ctx, ["base", key], set_of_run(ctx, run_id))
-    kept = write_report(ctx.store, ctx.workspace, run_id, card,
-                        ctx.workspace.run_dir(run_id) / "report.html")
+    folder = run_folder(get_run(ctx.store, run_id), ctx.workspace)
+    kept = write_report(ctx.store, ctx.workspace, run_id, card, folder / "report.html")
     # The workspace is never served as files: the download is a copy in a temp folder.
     download = Path(tempfile.mkdtemp(prefix="workbench-report-")) / f"run-{run_id}-report.html"
     shutil.copyfile(kept, download)

@@ -55,11 +55,6 @@ def _pane_updates(keys: list[str], labels: list[str], hist: History, pending: st
     return out
 
 
-def _labels(ctx: AppContext, keys: list[str]) -> list[str]:
-    names = dict((v, k) for k, v in act.pane_choices(ctx))
-    return [names.get(k, k) for k in keys]
-
-
 def build(ctx: AppContext) -> CompareView:
     gr.Markdown("Ask the base model and tuned runs the same question, side by side. "
                 "Runs trained on the same base answer in one batched generation.")
@@ -122,7 +117,7 @@ def build(ctx: AppContext) -> CompareView:
         except WorkbenchError as err:
             raise gr.Error(str(err), print_exception=False) from None
         keys = [s.key for s in subjects]
-        labels = _labels(ctx, keys)
+        labels = act.pane_labels(ctx, keys)
         sampling = Sampling(int(n_tokens), float(temp), float(p), seed)
         texts, box, done = [""] * len(subjects), {}, threading.Event()
 
@@ -174,7 +169,7 @@ def build(ctx: AppContext) -> CompareView:
                 concurrency_id="compare")
 
     def clear_all(keys: list[str]) -> list[Any]:
-        return [*_pane_updates(keys or [], _labels(ctx, keys or []), {}), {}, "", ""]
+        return [*_pane_updates(keys or [], act.pane_labels(ctx, keys or []), {}), {}, "", ""]
 
     clear.click(clear_all, [panes], outputs)
 
@@ -184,7 +179,7 @@ def build(ctx: AppContext) -> CompareView:
         if len(keys) > act.MAX_PANES:
             raise WorkbenchError(f"at most {act.MAX_PANES} panes side by side")
         set_name = act.default_set(ctx, keys) if any(k.startswith("run:") for k in keys) else current_set
-        return [*_pane_updates(keys, _labels(ctx, keys), h), gr.update(value=set_name)]
+        return [*_pane_updates(keys, act.pane_labels(ctx, keys), h), gr.update(value=set_name)]
 
     panes.change(change_panes, [panes, hist, set_pick], [*bots, set_pick])
 

@@ -65,10 +65,10 @@ def ask_panes(pool: ComparePool, subjects: Sequence[Subject],
 
 def save_turn(store: Store, session: str, subjects: Sequence[Subject], question: str,
               replies: Sequence[str], sampling: Sampling, system: str = "") -> None:
-    settings = json.dumps({**asdict(sampling), "system": system})
+    settings = {**asdict(sampling), "system": system}
     rows = []
     for subject, reply in zip(subjects, replies):
-        extra = json.dumps({**json.loads(settings), "subject": subject.key})
+        extra = json.dumps({**settings, "subject": subject.key})
         rows.append({"session": session, "pane": subject.key, "role": "user", "content": question,
                      "settings": extra, "created_at": now()})
         rows.append({"session": session, "pane": subject.key, "role": "assistant",

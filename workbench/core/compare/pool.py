@@ -99,9 +99,14 @@ class RunOutput:
         return f"Run {self.run_id} · {self.name} ({self.method})"
 
 
+def run_folder(row: Mapping[str, Any], workspace: Workspace) -> Path:
+    """A run's folder: where its row says, else the workspace's default place for it."""
+    return Path(row["run_dir"]) if row["run_dir"] else workspace.run_dir(int(row["id"]))
+
+
 def run_output(store: Store, workspace: Workspace, run_id: int) -> RunOutput:
     row = get_run(store, run_id)
-    run_dir = Path(row["run_dir"]) if row["run_dir"] else workspace.run_dir(run_id)
+    run_dir = run_folder(row, workspace)
     try:
         outputs = json.loads((run_dir / OUTPUTS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -241,19 +246,19 @@ class ComparePool:
                  batch_size: int = 16) -> list[str]:
         """One reply per (subject, conversation). `batched=False` generates each subject on
         its own (adapter switched on or off): the reference the mixed batch must equal."""
+        routes = [self._route(subject) for subject, _messages in requests]
         groups: dict[tuple[int, str], list[int]] = {}
-        for i, (subject, _messages) in enumerate(requests):
-            loaded, adapter, mixes = self._route(subject)
+        for i, (loaded, adapter, mixes) in enumerate(routes):
             group = "mixed" if batched and mixes else f"alone:{adapter}"
             groups.setdefault((id(loaded), group), []).append(i)
         replies = [""] * len(requests)
         for (_model, group), indices in groups.items():
-            loaded, adapter, _ = self._route(requests[indices[0]][0])
+            loaded, adapter, _ = routes[indices[0]]
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start:start + batch_size]
                 names = None
                 if group == "mixed" and _is_peft(loaded.model):
-                    names = [self._route(requests[i][0])[1] or "__base__" for i in chunk]
+                    names = [routes[i][1] or "__base__" for i in chunk]
                 with _adapter_state(loaded.model, adapter, mixed=names is not None):
                     texts = self._generate_chunk(loaded, [requests[i][1] for i in chunk],
                                                  sampling, names, chunk, on_text)
