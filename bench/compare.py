@@ -17,7 +17,6 @@ and the median per question is reported with time to the first streamed token pe
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
@@ -34,9 +33,9 @@ from workbench.core.train.run import create_run, execute_run  # noqa: E402
 from workbench.core.workspace import resolve_workspace  # noqa: E402
 from workbench.demo.bench import demo_run_config  # noqa: E402
 from workbench.demo.build import machine_summary  # noqa: E402
+from results_io import write_results  # noqa: E402  (bench/, the script's own folder)
 from workbench.demo.knowledge import install_demo_set, load_payload, write_demo_set  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 QUESTIONS = 8
 REPEATS = 5
 SAMPLING = Sampling(max_new_tokens=48)
@@ -114,10 +113,7 @@ def main() -> None:
               "threads": torch.get_num_threads(), "model": "workbench-demo (4.7M, Llama)",
               "questions": QUESTIONS, "repeats": REPEATS,
               "max_new_tokens": SAMPLING.max_new_tokens, "cases": cases}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "compare.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    (RESULTS / "compare.md").write_text(report(result), encoding="utf-8")
-    print(report(result))
+    write_results("compare", result, report(result))
 
 
 def report(r: dict[str, Any]) -> str:

@@ -11,7 +11,6 @@ timed; the figure is the median step time. Target: at most 3 % overhead.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
@@ -31,9 +30,9 @@ from workbench.core.train.telemetry import Telemetry  # noqa: E402
 from workbench.core.workspace import resolve_workspace  # noqa: E402
 from workbench.demo.bench import demo_run_config  # noqa: E402
 from workbench.demo.build import machine_summary  # noqa: E402
+from results_io import write_results  # noqa: E402  (bench/, the script's own folder)
 from workbench.demo.knowledge import install_demo_set  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ROUNDS = 3
 EPOCHS = 3
 
@@ -84,11 +83,7 @@ def main() -> None:
               "steps_timed": {k: len(v) for k, v in steps.items()},
               "step_ms_off": 1000 * med["off"], "step_ms_on": 1000 * med["on"],
               "overhead_percent": 100 * (med["on"] - med["off"]) / med["off"]}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "telemetry_overhead.json").write_text(json.dumps(result, indent=1) + "\n",
-                                                      encoding="utf-8")
-    (RESULTS / "telemetry_overhead.md").write_text(report(result), encoding="utf-8")
-    print(report(result))
+    write_results("telemetry_overhead", result, report(result))
 
 
 def report(r: dict[str, Any]) -> str:

@@ -36,9 +36,9 @@ from workbench.core.train.run import render_knowledge  # noqa: E402
 from workbench.core.workspace import resolve_workspace  # noqa: E402
 from workbench.demo.bench import demo_run_config  # noqa: E402
 from workbench.demo.build import machine_summary  # noqa: E402
+from results_io import write_results  # noqa: E402  (bench/, the script's own folder)
 from workbench.demo.knowledge import install_demo_set  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 EPOCHS = 3  # the first is warm-up
 ROUNDS = 2
 
@@ -204,10 +204,7 @@ def main() -> None:
     result = {"date": date.today().isoformat(), "machine": machine_summary("cpu"),
               "threads": torch.get_num_threads(), "trl": trl_module.__version__,
               "epochs": EPOCHS, "rounds": ROUNDS, "cases": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "train_vs_trl.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    (RESULTS / "train_vs_trl.md").write_text(report(result), encoding="utf-8")
-    print(report(result))
+    write_results("train_vs_trl", result, report(result))
 
 
 def report(r: dict[str, Any]) -> str:
