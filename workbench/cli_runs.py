@@ -96,6 +96,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_standby(args: argparse.Namespace) -> int:
+    """A spare worker: imports now, then runs the `workbench worker …` line the app sends."""
+    from workbench.cli import main
+    from workbench.core.train import standby
+
+    return standby.serve(main)
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from workbench.core.train import control, history
     from workbench.core.train.explain import explain_run
@@ -152,11 +160,13 @@ def add_runs_parsers(sub: Any, setting_flags: Flags, values: Callable[[argparse.
 
     p.set_defaults(func=train)
 
-    p = sub.add_parser("worker")  # started by the app, not by users: hidden from the help
-    sub._choices_actions = [a for a in sub._choices_actions if a.dest != "worker"]
+    # Started by the app, not by users: hidden from the help.
+    p = sub.add_parser("worker")
     p.add_argument("run_id", type=int)
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=cmd_worker)
+    sub.add_parser("standby").set_defaults(func=cmd_standby)
+    sub._choices_actions = [a for a in sub._choices_actions if a.dest not in ("worker", "standby")]
 
     runs = sub.add_parser("runs", help="list, follow, stop and resume runs")
     rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION")

@@ -3,7 +3,8 @@
 The worker is a fresh Python process (`python -m workbench worker RUN_ID`), never a fork of
 the UI: a crash, an out-of-memory kill or a hung CUDA call cannot take the UI down, and the
 GPU memory is returned to the system when it exits. Its output goes to the run's log file (a
-pipe nobody drains would eventually block it), and it reports through the store only.
+pipe nobody drains would eventually block it), and it reports through the store only. The app
+keeps one such process ready with its imports done (`standby`), which saves seconds per start.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from workbench.core.config import RunConfig
 from workbench.core.device import pick_device
 from workbench.core.errors import WorkbenchError
 from workbench.core.store import Store, now
-from workbench.core.train import jobs
+from workbench.core.train import jobs, standby
 from workbench.core.train.run import create_run
 from workbench.core.workspace import Workspace
 
@@ -29,8 +30,12 @@ _children: dict[int, subprocess.Popen[bytes]] = {}  # run id → worker; poll() 
 def _spawn(workspace: Workspace, run_id: int, resume: bool) -> subprocess.Popen[bytes]:
     out = workspace.run_dir(run_id)
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "workbench", "--workspace", str(workspace.root), "worker",
-               str(run_id)] + (["--resume"] if resume else [])
+    argv = ["--workspace", str(workspace.root), "worker", str(run_id)] + (
+        ["--resume"] if resume else [])
+    spare = standby.take(argv, out / jobs.LOG_FILE)
+    if spare is not None:
+        return spare
+    command = [sys.executable, "-m", "workbench", *argv]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with (out / jobs.LOG_FILE).open("ab") as log:
         # A session of its own: Ctrl-C in the terminal running the UI does not kill the run.

@@ -42,7 +42,9 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
     pool = near + [item for item in pool if item["question"] not in near_q]
     # Ask more than needed: a small model answers only part of them correctly.
     candidates = pool[:min(len(pool), 3 * n)]
-    answers = ask_questions(loaded, [item["question"] for item in candidates])
+    # Batches of 64: on the demo model 400 questions take 1.6 s instead of 2.6 s at 16, and
+    # this wait sits between pressing Train and the first step.
+    answers = ask_questions(loaded, [item["question"] for item in candidates], batch_size=64)
     known = [Example("qa", item["question"], answer) for item, answer in zip(candidates, answers)
              if answer and is_correct(answer, item["answer"], item.get("aliases", []))]
     # Too few known questions: repeat them rather than train on wrong answers.
