@@ -12,7 +12,8 @@ import pytest
 from workbench.core.charts import (EMPTY_TEXT, GIB, HEIGHT, UIREVISION, Progress,
                                    format_duration, is_empty, loss_figure, lr_figure,
                                    memory_figure, progress, progress_html, progress_text,
-                                   recall_figure, throughput_figure)
+                                   recall_figure, throughput_figure,
+                                   ceiling_tokens_per_s)
 
 KEYS = ("epoch", "loss", "lr", "grad_norm", "tokens", "step_seconds", "tokens_per_s",
         "mem_allocated", "mem_reserved", "mem_peak", "mem_capacity", "gpu_util", "power_w",
@@ -172,6 +173,18 @@ def test_throughput_without_mfu_has_no_mfu_trace() -> None:
     fig = throughput_figure([row(1, tokens_per_s=10.0, mfu=None)])
     assert [t.name for t in fig.data] == ["tokens/s"]
     assert "yaxis2" not in fig.to_plotly_json()["layout"]
+    assert fig.layout.title.text == "Throughput · 10 tok/s"  # no peak: no ceiling claimed
+
+
+def test_throughput_title_gives_the_ceiling_at_full_mfu_from_the_latest_step() -> None:
+    # MFU = rate × FLOPs/token ÷ peak, so the 100 % MFU rate is rate ÷ MFU.
+    rows = [row(1, tokens_per_s=1000.0, mfu=0.25), row(2, tokens_per_s=4500.0, mfu=0.42),
+            row(3, tokens_per_s=None, mfu=None)]
+    assert throughput_figure(rows).layout.title.text == \
+        "Throughput · 4,500 tok/s · MFU 42 % of a 10,714 tok/s ceiling"
+    assert ceiling_tokens_per_s(rows[0]) == pytest.approx(4000.0)
+    assert ceiling_tokens_per_s({"tokens_per_s": 5.0, "mfu": 0.0}) is None
+    assert throughput_figure([]).layout.title.text == "Throughput"
 
 
 # --- recall ---------------------------------------------------------------------------------
