@@ -51,7 +51,18 @@ def planned_steps(n_examples: int, cfg: TrainingConfig, processes: int = 1) -> i
 
 
 def causal_lm_loss(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:
-    """Next-token cross-entropy summed over the label tokens (the caller normalises)."""
+    """Next-token cross-entropy summed over the label tokens (the caller normalises). The
+    output head runs on the label tokens only where the model allows (`head_loss`)."""
+    from workbench.core.train import head_loss
+
+    head = head_loss.output_head(model)
+    if head is not None:
+        return head_loss.loss_token_cross_entropy(model, head, batch, pad_id, device)
+    return full_logits_loss(model, batch, pad_id, device)
+
+
+def full_logits_loss(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:
+    """The plain way: logits at every position, cross-entropy where there is a label."""
     import torch.nn.functional as F
 
     inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}

@@ -1,0 +1,82 @@
+"""The output head run on the label tokens only, in checkpointed chunks: the same loss and the
+same gradients as the plain full-logits cross-entropy, for every kind of trainable weight."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from workbench.core.config import MethodConfig, ModelConfig
+from workbench.core.knowledge.render import IGNORE_INDEX, Rendered
+from workbench.core.methods.registry import get_method
+from workbench.core.models import load_model
+from workbench.core.train import head_loss
+from workbench.core.train.loop import causal_lm_loss, full_logits_loss
+
+
+def batch(seed: int = 0) -> list[Rendered]:
+    """Prompt tokens without labels, then an answer with labels; uneven lengths (padding)."""
+    rng = random.Random(seed)
+    rows = []
+    for n in (9, 17, 23, 12):
+        ids = [rng.randrange(10, 300) for _ in range(n)]
+        rows.append(Rendered(ids, [IGNORE_INDEX] * (n // 2) + ids[n // 2:], None, False))
+    return rows
+
+
+def loss_and_grads(model: torch.nn.Module, fn, rows: list[Rendered]) -> tuple[float, list]:
+    model.zero_grad(set_to_none=True)
+    loss = fn(model, rows, 0, "cpu")
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+
+def model_for(path, method: str, **settings) -> torch.nn.Module:
+    torch.manual_seed(0)
+    loaded = load_model(ModelConfig(name_or_path=str(path), device="cpu", dtype="float32"))
+    return get_method(method).apply(loaded.model, MethodConfig(name=method, **settings))
+
+
+@pytest.mark.parametrize("method,settings", [
+    ("lora", {"target_modules": ["all-linear"], "lora_r": 4}),
+    ("lora", {"target_modules": ["lm_head", "down_proj"], "lora_r": 4}),  # a LoRA head too
+    ("full", {}),  # the head's own weight trains (tied or not)
+])
+@pytest.mark.parametrize("arch", ["tiny_llama", "tiny_qwen2"])
+def test_same_loss_and_gradients_as_full_logits(arch, method, settings, request,
+                                                monkeypatch) -> None:
+    model = model_for(request.getfixturevalue(arch), method, **settings)
+    rows = batch()
+    want_loss, want = loss_and_grads(model, full_logits_loss, rows)
+    got_loss, got = loss_and_grads(model, causal_lm_loss, rows)
+    assert head_loss.output_head(model) is not None  # the fast path was taken
+    assert got_loss == pytest.approx(want_loss, rel=1e-5)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    # Chunks of 7 rows, each checkpointed (logits recomputed in backward): still the same.
+    vocab = head_loss.output_head(model).weight.shape[0]
+    monkeypatch.setattr(head_loss, "LOGITS_BUDGET", 7 * 4 * vocab)
+    chunk_loss, chunked = loss_and_grads(model, causal_lm_loss, rows)
+    assert chunk_loss == pytest.approx(want_loss, rel=1e-5)
+    for g, w in zip(chunked, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    # The model's own head is back in place after every call.
+    assert not isinstance(head_loss.causal_model(model).get_output_embeddings(),
+                          head_loss.LossHead)
+
+
+def test_a_micro_batch_without_labels_gives_zero_and_keeps_the_graph(tiny_llama) -> None:
+    model = model_for(tiny_llama, "lora", target_modules=["all-linear"], lora_r=4)
+    rows = [Rendered([5, 6, 7, 8], [IGNORE_INDEX] * 4, None, False)]
+    loss, grads = loss_and_grads(model, causal_lm_loss, rows)
+    assert loss == 0.0 and all(torch.count_nonzero(g) == 0 for g in grads)
+
+
+def test_models_that_transform_their_logits_keep_the_full_loss(tiny_llama) -> None:
+    model = model_for(tiny_llama, "lora", target_modules=["all-linear"], lora_r=4)
+    head_loss.causal_model(model).config.final_logit_softcapping = 30.0  # as Gemma 2 has
+    assert head_loss.output_head(model) is None
+    assert causal_lm_loss(model, batch(), 0, "cpu").item() == pytest.approx(
+        full_logits_loss(model, batch(), 0, "cpu").item())
