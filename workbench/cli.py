@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench import __version__
+from workbench.cli_bench import add_bench_parser
 from workbench.cli_compare import add_compare_parsers
 from workbench.cli_demo import add_demo_parser
 from workbench.cli_knowledge import add_knowledge_parser
@@ -194,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parsers(sub)
 
     add_demo_parser(sub)
+
+    add_bench_parser(sub)
 
     models = sub.add_parser("models", help="inspect models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
