@@ -1,5 +1,5 @@
 """Training options end to end on a tiny model: early stop at an efficacy target, gradient
-checkpointing, document mode, replay, and the status query a UI re-attaches with."""
+checkpointing, torch.compile, document mode, replay, and the status query a UI re-attaches with."""
 
 from __future__ import annotations
 
@@ -43,6 +43,19 @@ def test_gradient_checkpointing_gives_the_same_losses(bench) -> None:
                                                       "training.gradient_checkpointing": True}))
     run_module.execute_run(store, ws, ckpt)
     assert _losses(store, ckpt) == pytest.approx(_losses(store, plain), rel=1e-5)
+
+
+@pytest.mark.slow  # compiling on a CPU takes about a minute, even for a tiny model
+def test_compiled_training_gives_the_same_losses_and_a_usable_adapter(bench) -> None:
+    ws, store, config = bench
+    plain = run_module.create_run(store, ws, config(**{"training.epochs": 2}))
+    run_module.execute_run(store, ws, plain)
+    compiled = run_module.create_run(store, ws, config(**{"training.epochs": 2,
+                                                          "training.compile": True}))
+    summary = run_module.execute_run(store, ws, compiled)
+    assert summary.status == "completed" and "efficacy" in summary.scores  # probes generate
+    assert _losses(store, compiled) == pytest.approx(_losses(store, plain), rel=1e-3)
+    assert (ws.run_dir(compiled) / "adapter" / "adapter_model.safetensors").exists()
 
 
 def test_document_mode_trains_on_the_fact_text(bench) -> None:

@@ -175,6 +175,12 @@ class TrainingConfig(Section):
         False, "Recompute activations in the backward pass: less memory, ~30% slower.",
         advanced=True,
     )
+    compile: bool = setting(
+        False, "torch.compile the transformer body: compiling costs seconds to minutes before "
+        "the first step, then each step is faster (a fifth faster on the demo model on CPU, "
+        "bench/results/engine_options.md). Worth it for long runs.",
+        advanced=True,
+    )
     seed: int = setting(42, "Random seed for shuffling and initialisation.", minimum=0,
                         advanced=True)
     checkpoint_every: int = setting(

@@ -33,6 +33,9 @@ LossFn = Callable[[Any, Sequence[Rendered], int, Any], Any]
 OnStep = Callable[[dict[str, Any]], bool | None]  # return True to stop after this step
 
 
+FUSED_ADAMW = True  # one kernel for all parameters (CPU and CUDA); bench/engine_options.py
+
+
 class OutOfMemory(WorkbenchError):
     pass
 
@@ -97,7 +100,22 @@ def make_optimizer(params: list[Any], cfg: TrainingConfig, kind: str, device: st
         import bitsandbytes as bnb
 
         return bnb.optim.PagedAdamW8bit(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                             fused=FUSED_ADAMW)
+
+
+def compile_body(model: Any) -> None:
+    """torch.compile the decoder stack in place, leaving the head and the loss eager: the
+    head is swapped per micro-batch (`head_loss`), which would recompile a whole-model graph.
+    Dynamic shapes, since batches differ in length: one graph for every length."""
+    from workbench.core.train.head_loss import causal_model
+
+    causal = causal_model(model)
+    body = causal.get_decoder() if hasattr(causal, "get_decoder") else None
+    if body is None:
+        raise WorkbenchError("training.compile: this model has no decoder stack to compile",
+                             hint="turn training.compile off")
+    body.compile(dynamic=True)
 
 
 class TrainLoop:
@@ -129,6 +147,8 @@ class TrainLoop:
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
             model.config.use_cache = False
+        if cfg.compile:
+            compile_body(model)
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("the model has no trainable parameters")
