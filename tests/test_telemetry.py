@@ -247,7 +247,7 @@ def test_smoother_starts_at_the_raw_rate_then_averages() -> None:
 def test_cpu_row_has_every_key_and_a_fractional_mfu(llama: Any) -> None:
     telemetry = tm.Telemetry(llama, "cpu", "float32")
     try:
-        assert telemetry.peak_source == "measured by a 512² matmul"
+        assert telemetry.peak_source == "measured by a 1024² matmul"
         row = telemetry.row(tokens=512, seconds=1.0, seq_len=128)
         assert set(row) == set(tm.ROW_KEYS)
         assert row["gpu_util"] is None and row["power_w"] is None
