@@ -34,6 +34,8 @@ class Benchmark:
 BENCHMARKS = (
     Benchmark("train", "train_vs_trl.py", "our training engine vs TRL SFTTrainer + peft LoRA: "
               "real tokens/s, step time, MFU, peak memory", 30, needs="trl"),
+    Benchmark("engine", "engine_options.py", "each speed choice of the engine on and off "
+              "(head on label tokens, length-sorted steps, torch.compile)", 20),
     Benchmark("first-step", "first_step.py", "time from pressing Train to the first optimizer "
               "step on the demo model", 2),
     Benchmark("telemetry", "telemetry_overhead.py", "cost of per-step telemetry and its "
@@ -90,8 +92,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="run the benchmarks (training vs TRL, time to first step, "
-                       "telemetry cost, compare speed, demo injection)")
+    p = sub.add_parser("bench", help="run the benchmarks (training vs TRL, engine options, time "
+                       "to first step, telemetry cost, compare speed, demo injection)")
     p.add_argument("names", nargs="*", metavar="NAME",
                    help=f"{', '.join(b.name for b in BENCHMARKS)} or all; none lists them")
     p.set_defaults(func=cmd_bench)
