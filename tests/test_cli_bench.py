@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from workbench import cli, cli_bench
 from workbench.cli_bench import BENCHMARKS, Benchmark

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from workbench.core.config import ModelConfig
-from workbench.core.models import LoadedModel, load_model
+from workbench.core.models import LoadedModel, load_model, safe_adapter_dir
 
 
 class ModelCache:
@@ -75,10 +75,11 @@ def attach_adapters(loaded: LoadedModel, adapters: Mapping[str, Path]) -> None:
     for name, folder in adapters.items():
         if name in loaded_adapters(loaded):
             continue
+        path = safe_adapter_dir(folder)
         if isinstance(loaded.model, PeftModel):
-            loaded.model.load_adapter(str(folder), adapter_name=name)
+            loaded.model.load_adapter(path, adapter_name=name)
         else:
-            loaded.model = PeftModel.from_pretrained(loaded.model, str(folder), adapter_name=name)
+            loaded.model = PeftModel.from_pretrained(loaded.model, path, adapter_name=name)
     loaded.model.eval()
 
 

@@ -111,6 +111,26 @@ def resolve_source(name_or_path: str, revision: str | None = None) -> ModelSourc
     return ModelSource("hub", raw, revision)
 
 
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def safe_adapter_dir(folder: str | Path) -> str:
+    """`folder` when it holds a peft adapter in safetensors form; otherwise a clear refusal.
+    peft would fall back to `adapter_model.bin` through torch.load, i.e. unpickling."""
+    folder = Path(folder)
+    if (folder / ADAPTER_WEIGHTS).is_file():
+        return str(folder)
+    pickled = sorted(p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth"))
+    if pickled:
+        raise ModelLoadError(
+            f"adapter {folder} has only pickle weights ({', '.join(pickled[:3])}), which can run "
+            "code when loaded; Knowledge Workbench loads safetensors only",
+            hint="re-save it with peft's save_pretrained (safetensors by default) on a trusted "
+                 "machine")
+    raise ModelLoadError(f"{folder} holds no adapter ({ADAPTER_WEIGHTS} is missing)",
+                         hint="the run may not have finished saving; check its log")
+
+
 def _check_local_files(folder: Path) -> None:
     names = {p.name for p in folder.iterdir()}
     has_safetensors = any(n.endswith(".safetensors") for n in names)
@@ -312,7 +332,8 @@ def _load_weights(source: ModelSource, cfg: ModelConfig, device: str, dtype: Any
                 "because they can run code when loaded",
                 hint="use a repo that ships *.safetensors, or convert it on a trusted machine",
             ) from None
-        if "trust_remote_code" in text:
+        # transformers 4 named the flag; 5 says the repository "contains custom code".
+        if "trust_remote_code" in text or "custom code" in text:
             raise ModelLoadError(
                 f"{source.describe()} needs its own Python code to load",
                 hint="set model.trust_remote_code to true only if you trust its authors",

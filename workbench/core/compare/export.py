@@ -19,7 +19,7 @@ from pathlib import Path
 from workbench.core.compare.pool import RunOutput, run_output
 from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
-from workbench.core.models import load_model
+from workbench.core.models import load_model, safe_adapter_dir
 from workbench.core.progress import Progress, no_progress
 from workbench.core.store import Store
 from workbench.core.train.jobs import get_run
@@ -69,7 +69,7 @@ def export_merged(store: Store, workspace: Workspace, run_id: int, out: Path, *,
     progress(0.0, f"loading {cfg.model.name_or_path} at full precision")
     loaded = load_model(dataclasses.replace(cfg.model, quantization="none"))
     progress(0.5, "merging the adapter and saving")
-    merged = PeftModel.from_pretrained(loaded.model, output.folder).merge_and_unload()
+    merged = PeftModel.from_pretrained(loaded.model, safe_adapter_dir(output.folder)).merge_and_unload()
     merged.save_pretrained(out, safe_serialization=True)
     loaded.tokenizer.save_pretrained(out)
     progress(1.0, "merged")

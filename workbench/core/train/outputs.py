@@ -14,7 +14,7 @@ from typing import Any
 
 from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
-from workbench.core.models import LoadedModel, load_model
+from workbench.core.models import LoadedModel, load_model, safe_adapter_dir
 
 OUTPUTS_FILE = "outputs.json"
 
@@ -45,6 +45,6 @@ def load_outputs(run_dir: Path, *, device: str | None = None) -> LoadedModel:
     from peft import PeftModel
 
     loaded = load_model(model_cfg, quantization=cfg.effective_quantization)
-    loaded.model = PeftModel.from_pretrained(loaded.model, target)
+    loaded.model = PeftModel.from_pretrained(loaded.model, safe_adapter_dir(target))
     loaded.model.eval()
     return loaded
