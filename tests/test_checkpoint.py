@@ -289,6 +289,31 @@ def test_a_failed_save_leaves_nothing(tmp_path: Path) -> None:
     assert latest_complete(tmp_path) is None
 
 
+@pytest.mark.parametrize("step", [2, 1])  # a new step, and a rerun of the saved step
+def test_a_full_disk_mid_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch,
+                                                           step: int) -> None:
+    import errno
+
+    model, optimizer, scheduler = _linear()
+    first = save_checkpoint(tmp_path, 1, model, optimizer, scheduler, {"step": 1})
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+    real = ckpt._save_tensors
+
+    def fill_the_disk(tensors: dict, path: Path) -> None:
+        if path.name == ckpt.OPTIMIZER_TENSORS:  # half a file, then the disk is full
+            path.write_bytes(b"\0" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(tensors, path)
+
+    monkeypatch.setattr(ckpt, "_save_tensors", fill_the_disk)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(tmp_path, step, model, optimizer, scheduler, {"step": step})
+    assert latest_complete(tmp_path) == first
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before
+    assert [p.name for p in (tmp_path / CHECKPOINTS).iterdir()] == [first.name]  # no debris
+    assert load_checkpoint(first, model, optimizer, scheduler)["step"] == 1
+
+
 # --- pruning -----------------------------------------------------------------------------------
 
 def test_prune_keeps_the_newest(tmp_path: Path) -> None:

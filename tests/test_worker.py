@@ -161,6 +161,39 @@ def _with_loss(monkeypatch, loss) -> None:
                         lambda name: dataclasses.replace(real(name), loss_for=lambda cfg: loss))
 
 
+def test_a_full_disk_fails_the_run_clearly_and_resume_uses_the_intact_checkpoint(
+        bench, monkeypatch) -> None:
+    import errno
+
+    from workbench.core.train import checkpoint as ckpt
+
+    ws, store, config = bench
+    cfg = config(**{"training.epochs": 6, "training.checkpoint_every": 3})
+    run_id = run_module.create_run(store, ws, cfg)
+    real, saves = ckpt._save_tensors, []
+
+    def fill_the_disk(tensors: dict, path) -> None:
+        if path.name == ckpt.TRAINABLE:
+            saves.append(path)
+            if len(saves) == 2:  # the second checkpoint: half a file, then no space
+                path.write_bytes(b"\0" * 100)
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(tensors, path)
+
+    monkeypatch.setattr(ckpt, "_save_tensors", fill_the_disk)
+    with pytest.raises(OSError):
+        run_module.execute_run(store, ws, run_id)
+    run = jobs.get_run(store, run_id)
+    assert run["status"] == "failed" and "No space left on device" in run["error"]
+    _shown(store, run_id, "the disk is full", "press Resume")
+    assert latest_complete(ws.run_dir(run_id)).name == "step-00000003"
+    monkeypatch.setattr(ckpt, "_save_tensors", real)  # space freed
+    summary = run_module.execute_run(store, ws, run_id, resume=True)
+    assert summary.status == "completed"
+    log = (ws.run_dir(run_id) / jobs.LOG_FILE).read_text()
+    assert "resumed from step-00000003 (step 3)" in log
+
+
 def test_nan_loss_marks_the_run_diverged(bench, monkeypatch) -> None:
     ws, store, config = bench
     calls = []

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+DISK_FULL_ADVICE = ("Free space on the disk that holds the workspace (old runs' checkpoints "
+                    "are the largest files), then press Resume: a checkpoint is written "
+                    "completely or not at all, so the newest complete one is intact.")
 OOM_ADVICE = ("Lower training.micro_batch_size (raise gradient_accumulation_steps to keep the "
               "effective batch), turn on training.gradient_checkpointing, shorten "
               "data.max_seq_len, or use qlora (a 4-bit base) or a smaller model. The Method tab's "
@@ -45,6 +48,11 @@ def is_out_of_memory(error: str) -> bool:
     return "out of memory" in low or "memoryerror" in low or "cannot allocate memory" in low
 
 
+def is_disk_full(error: str) -> bool:
+    low = error.lower()
+    return "no space left on device" in low or "disk quota exceeded" in low
+
+
 def explain_run(run: dict[str, Any], step: int | None = None) -> RunMessage:
     """The message for a run row; `step` is the last step with metrics, if known."""
     status = run.get("status") or "unknown"
@@ -77,6 +85,9 @@ def explain_run(run: dict[str, Any], step: int | None = None) -> RunMessage:
     if status == "failed":
         if is_out_of_memory(error):
             return RunMessage("error", f"{name} ran out of memory{where}", error, OOM_ADVICE)
+        if is_disk_full(error):
+            return RunMessage("error", f"{name} stopped: the disk is full{where}", error,
+                              DISK_FULL_ADVICE)
         return RunMessage("error", f"{name} failed{where}", error or "No error was recorded.",
                           FAILED_ADVICE)
     return RunMessage("warning", f"{name}: status {status}", error)
