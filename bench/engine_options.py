@@ -15,7 +15,6 @@ from __future__ import annotations
 import random
 import statistics
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -24,14 +23,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from results_io import write_results  # noqa: E402  (bench/, the script's own folder)
-from train_vs_trl import (Case, Measure, cases, measure_in_child, ours,  # noqa: E402
-                          print_measure, read_examples, write_case)
+from train_vs_trl import (Case, Measure, _ms, measure_in_child, ours,  # noqa: E402
+                          print_measure, read_examples, scratch_cases, write_case)
 from workbench.core.config import RunConfig  # noqa: E402
 from workbench.core.knowledge.render import Rendered  # noqa: E402
 from workbench.core.store import Store  # noqa: E402
-from workbench.core.workspace import resolve_workspace  # noqa: E402
 from workbench.demo.build import machine_summary  # noqa: E402
-from workbench.demo.knowledge import install_demo_set  # noqa: E402
 
 ROUNDS = 2
 # (variant, what it turns off or on); "shipped" is the engine's default.
@@ -89,23 +86,12 @@ def measure_case(case: Case, store: Store, folder: Path, variants: Sequence[str]
 def main() -> None:
     import torch
 
-    from workbench.testing import build_qwen25_shaped_model, build_tiny_model
-
-    with tempfile.TemporaryDirectory(prefix="workbench-engine-options-") as tmp:
-        workspace = resolve_workspace(Path(tmp) / "ws")
-        store = Store(workspace.db_path)
-        install_demo_set(store)
-        tiny = build_tiny_model(Path(tmp) / "tiny", "llama")
-        qwen = build_qwen25_shaped_model(Path(tmp) / "qwen2.5-0.5b", "0.5B")
-        demo, _, qwen_case = cases(tiny, qwen)
-        rows = []
-        for i, (case, variants) in enumerate([
-                (demo, list(VARIANTS)),
-                # Compiling a 494M model on two cores takes minutes: not measured there.
-                (qwen_case, ["shipped", "full_logits", "random_batches"])]):
-            folder = Path(tmp) / f"case{i}"
-            folder.mkdir()
-            rows.append(measure_case(case, store, folder, variants))
+    with scratch_cases() as (store, scratch, (demo, _, qwen_case)):
+        rows = [measure_case(case, store, scratch / f"case{i}", variants)
+                for i, (case, variants) in enumerate([
+                    (demo, list(VARIANTS)),
+                    # Compiling a 494M model on two cores takes minutes: not measured there.
+                    (qwen_case, ["shipped", "full_logits", "random_batches"])])]
     result = {"date": date.today().isoformat(), "machine": machine_summary("cpu"),
               "threads": torch.get_num_threads(), "rounds": ROUNDS, "variants": VARIANTS,
               "cases": rows}
@@ -129,10 +115,6 @@ def report(r: dict[str, Any]) -> str:
         "\n\n| case | variant | real tokens/s | step | first step (incl. compile) | peak RSS | "
         "shipped is faster by |\n|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
     )
-
-
-def _ms(seconds: float) -> str:
-    return f"{1000 * seconds:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 if __name__ == "__main__":

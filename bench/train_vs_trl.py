@@ -21,6 +21,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -210,6 +212,7 @@ def flops_per_token(cfg: RunConfig, examples: list[Rendered]) -> float:
 
 def write_case(case: Case, store: Store, folder: Path) -> tuple[list[Rendered], Path, Path]:
     """The case's examples, rendered once, and the run YAML + examples file its children read."""
+    folder.mkdir(parents=True, exist_ok=True)
     tokenizer = load_model(case.cfg.model).tokenizer
     examples = render_knowledge(store, case.cfg, tokenizer).rendered[:case.limit]
     cfg_file, examples_file = folder / "run.yaml", folder / "examples.json"
@@ -246,10 +249,10 @@ def run_case(case: Case, store: Store, folder: Path, peak: float) -> dict[str, A
     return row
 
 
-def main() -> None:
-    import torch
-
-    from workbench.core.train.telemetry import measure_peak_flops
+@contextmanager
+def scratch_cases() -> Iterator[tuple[Store, Path, list[Case]]]:
+    """A scratch workspace with the demo set, and the cases over the demo model, the tiny test
+    model and a Qwen2.5-0.5B-shaped one built in it; removed afterwards."""
     from workbench.testing import build_qwen25_shaped_model, build_tiny_model
 
     with tempfile.TemporaryDirectory(prefix="workbench-train-bench-") as tmp:
@@ -258,12 +261,18 @@ def main() -> None:
         install_demo_set(store)
         tiny = build_tiny_model(Path(tmp) / "tiny", "llama")
         qwen = build_qwen25_shaped_model(Path(tmp) / "qwen2.5-0.5b", "0.5B")
+        yield store, Path(tmp), cases(tiny, qwen)
+
+
+def main() -> None:
+    import torch
+
+    from workbench.core.train.telemetry import measure_peak_flops
+
+    with scratch_cases() as (store, scratch, all_cases):
         peak = measure_peak_flops("cpu", "fp32", 2048)  # the largest matmuls' rate here
-        rows = []
-        for i, case in enumerate(cases(tiny, qwen)):
-            folder = Path(tmp) / f"case{i}"
-            folder.mkdir()
-            rows.append(run_case(case, store, folder, peak))
+        rows = [run_case(case, store, scratch / f"case{i}", peak)
+                for i, case in enumerate(all_cases)]
     import trl as trl_module
 
     result = {"date": date.today().isoformat(), "machine": machine_summary("cpu"),
