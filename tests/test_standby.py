@@ -7,7 +7,6 @@ import io
 import time
 from collections.abc import Iterator
 
-import psutil
 import pytest
 
 from workbench.core.train import control, jobs, standby
@@ -47,7 +46,6 @@ def test_the_spare_exits_when_the_app_lets_it_go(spare) -> None:
     assert waiting is not None and waiting.poll() is None
     standby.disable()
     assert waiting.wait(timeout=30) == 0
-    assert not psutil.pid_exists(waiting.pid) or waiting.poll() is not None
 
 
 def test_without_a_spare_a_run_starts_a_fresh_worker(bench) -> None:

@@ -33,9 +33,6 @@ LossFn = Callable[[Any, Sequence[Rendered], int, Any], Any]
 OnStep = Callable[[dict[str, Any]], bool | None]  # return True to stop after this step
 
 
-FUSED_ADAMW = True  # one kernel for all parameters (CPU and CUDA); bench/engine_options.py
-
-
 class OutOfMemory(WorkbenchError):
     pass
 
@@ -100,8 +97,9 @@ def make_optimizer(params: list[Any], cfg: TrainingConfig, kind: str, device: st
         import bitsandbytes as bnb
 
         return bnb.optim.PagedAdamW8bit(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    # Fused: one kernel for all parameters, on CPU and CUDA (the HF Trainer's default too).
     return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
-                             fused=FUSED_ADAMW)
+                             fused=True)
 
 
 def compile_body(model: Any) -> None:
