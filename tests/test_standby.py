@@ -48,6 +48,16 @@ def test_the_spare_exits_when_the_app_lets_it_go(spare) -> None:
     assert waiting.wait(timeout=30) == 0
 
 
+def test_a_spare_that_died_is_replaced(tmp_path, spare) -> None:
+    dead = standby._spare
+    assert dead is not None
+    dead.kill()
+    dead.wait(timeout=30)
+    assert standby.take(["--help"], tmp_path / "log") is None  # the caller starts a fresh one
+    assert standby.wait_ready(120) and standby._spare is not None
+    assert standby._spare.pid != dead.pid
+
+
 def test_without_a_spare_a_run_starts_a_fresh_worker(bench) -> None:
     standby.disable()
     ws, store, config = bench

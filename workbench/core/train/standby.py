@@ -67,6 +67,7 @@ def take(run_args: Sequence[str], log_file: Path) -> subprocess.Popen[bytes] | N
     global _spare
     with _lock:
         spare, _spare = _spare, None
+    _replenish(REPLACE_AFTER_S)  # also after a spare that died: the next run gets a new one
     if spare is None or spare.poll() is not None:
         return None
     job = json.dumps({"argv": list(run_args), "log": str(log_file)}) + "\n"
@@ -78,7 +79,6 @@ def take(run_args: Sequence[str], log_file: Path) -> subprocess.Popen[bytes] | N
         return None
     if spare.stdout is not None:
         spare.stdout.close()
-    _replenish(REPLACE_AFTER_S)
     return spare
 
 
