@@ -35,24 +35,25 @@ def test_early_stop_when_every_fact_is_recalled(bench) -> None:
     assert "reached the target 1.00: stopping early" in log
 
 
-def test_gradient_checkpointing_gives_the_same_losses(bench) -> None:
+def _two_epochs(bench, **option) -> tuple[int, run_module.RunSummary]:
+    """A two-epoch run of the tiny model with `option` set: (run id, summary)."""
     ws, store, config = bench
-    plain = run_module.create_run(store, ws, config(**{"training.epochs": 2}))
-    run_module.execute_run(store, ws, plain)
-    ckpt = run_module.create_run(store, ws, config(**{"training.epochs": 2,
-                                                      "training.gradient_checkpointing": True}))
-    run_module.execute_run(store, ws, ckpt)
+    run_id = run_module.create_run(store, ws, config(**{"training.epochs": 2, **option}))
+    return run_id, run_module.execute_run(store, ws, run_id)
+
+
+def test_gradient_checkpointing_gives_the_same_losses(bench) -> None:
+    store = bench[1]
+    plain, _ = _two_epochs(bench)
+    ckpt, _ = _two_epochs(bench, **{"training.gradient_checkpointing": True})
     assert _losses(store, ckpt) == pytest.approx(_losses(store, plain), rel=1e-5)
 
 
 @pytest.mark.slow  # compiling on a CPU takes about a minute, even for a tiny model
 def test_compiled_training_gives_the_same_losses_and_a_usable_adapter(bench) -> None:
-    ws, store, config = bench
-    plain = run_module.create_run(store, ws, config(**{"training.epochs": 2}))
-    run_module.execute_run(store, ws, plain)
-    compiled = run_module.create_run(store, ws, config(**{"training.epochs": 2,
-                                                          "training.compile": True}))
-    summary = run_module.execute_run(store, ws, compiled)
+    ws, store, _ = bench
+    plain, _ = _two_epochs(bench)
+    compiled, summary = _two_epochs(bench, **{"training.compile": True})
     assert summary.status == "completed" and "efficacy" in summary.scores  # probes generate
     assert _losses(store, compiled) == pytest.approx(_losses(store, plain), rel=1e-3)
     assert (ws.run_dir(compiled) / "adapter" / "adapter_model.safetensors").exists()
