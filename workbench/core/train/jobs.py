@@ -21,16 +21,33 @@ ACTIVE = ("starting", "running", "stopping")
 RESUMABLE = ("stopped", "interrupted", "failed")
 LOG_FILE = "train.log"
 TAIL_LINES = 40
+# What `docker stop` waits between SIGTERM and SIGKILL (systemd waits 90 s). A worker that is
+# told to stop finishes its step and has a complete checkpoint on disk within this, for steps
+# of up to a few seconds; the final scoring and outputs come after it.
+STOP_GRACE_S = 10.0
+_CLOCK_SLACK_S = 2.0  # process start times and our timestamps come from different clocks
 
 
-def pid_alive(pid: int | None) -> bool:
-    """True while the process runs; a zombie (exited, not yet reaped) counts as gone."""
+def pid_alive(pid: int | None, *, seen_at: float | None = None) -> bool:
+    """True while the process runs; a zombie (exited, not yet reaped) counts as gone.
+
+    `seen_at` is when the store last heard from the run (its heartbeat). A process started
+    after that is not the run's worker but a new one that was given the same number after the
+    worker died (after a reboot, PIDs start over), so it counts as gone too.
+    """
     if not pid:
         return False
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return seen_at is None or process.create_time() <= seen_at + _CLOCK_SLACK_S
     except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
         return False
+
+
+def _worker_alive(row: dict[str, Any]) -> bool:
+    return pid_alive(row["pid"], seen_at=row["heartbeat_at"])
 
 
 def log_tail(run_dir: str | Path, lines: int = TAIL_LINES) -> str:
@@ -47,15 +64,16 @@ def log_tail(run_dir: str | Path, lines: int = TAIL_LINES) -> str:
 
 def reap(store: Store) -> list[int]:
     """Mark active runs whose process is gone as interrupted; returns their ids."""
-    active = f"SELECT id, pid, run_dir FROM runs WHERE status IN ({','.join('?' * len(ACTIVE))})"
+    active = (f"SELECT id, pid, heartbeat_at, run_dir FROM runs "
+              f"WHERE status IN ({','.join('?' * len(ACTIVE))})")
     # A plain read first: the UI polls through here every second, and a write transaction
     # each time would contend with the worker's per-step writes for nothing.
-    if all(pid_alive(row["pid"]) for row in store.db.execute_returning_dicts(active, list(ACTIVE))):
+    if all(_worker_alive(row) for row in store.db.execute_returning_dicts(active, list(ACTIVE))):
         return []
     gone = []
     with store.write() as db:  # re-read under the lock: a run may have ended meanwhile
         for row in db.execute_returning_dicts(active, list(ACTIVE)):
-            if pid_alive(row["pid"]):
+            if _worker_alive(row):
                 continue
             db["runs"].update(row["id"], {
                 "status": "interrupted", "ended_at": now(), "log_tail": log_tail(row["run_dir"]),
@@ -69,9 +87,9 @@ def busy_with(store: Store, device: str, *, except_run: int | None = None) -> di
     """The active run with a live process on `device`, if any."""
     reap(store)
     for row in store.db.execute_returning_dicts(
-            f"SELECT id, name, pid FROM runs WHERE device = ? AND status IN "
+            f"SELECT id, name, pid, heartbeat_at FROM runs WHERE device = ? AND status IN "
             f"({','.join('?' * len(ACTIVE))}) ORDER BY id", [device, *ACTIVE]):
-        if row["id"] != except_run and pid_alive(row["pid"]):
+        if row["id"] != except_run and _worker_alive(row):
             return row
     return None
 

@@ -2,9 +2,10 @@
 
 Claim the device, load the model, apply the method, render the knowledge set (plus replay and
 teacher renderings), then train while writing one metrics row per step, asking the facts every
-`probe_every` steps and saving a complete checkpoint every `checkpoint_every` steps; finally
-save the adapter (or weights) with the run YAML into the run folder. `resume=True` continues
-from the newest complete checkpoint, redoing only the steps after it.
+`probe_every` steps and saving a complete checkpoint every `checkpoint_every` steps and at
+each epoch's end; finally save the adapter (or weights) with the run YAML into the run
+folder. `resume=True` continues from the newest complete checkpoint, redoing only the steps
+after it.
 
 The same function runs in the background worker (`control.start_run`), in the foreground
 (`workbench train`) and in every process of `accelerate launch`; only the main process writes
@@ -255,24 +256,35 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
             if every and step % every == 0 and step < loop.total:
                 early = bool(tracker.probe(step).get("early_stop"))
                 last_probe = step
-        if cfg.training.checkpoint_every and step % cfg.training.checkpoint_every == 0 \
-                and step < loop.total:
+        if _checkpoint_due(cfg, step, loop):
             loop.save(out, tracker.extra(last_probe))
         return _agree(loop, early or stop.requested())
 
     stop.in_loop = True
     result = loop.run(on_step)
+    if result.stopped:
+        # Saved before the final scoring, which may take longer than a supervisor's grace
+        # period between SIGTERM and SIGKILL (`jobs.STOP_GRACE_S`).
+        loop.save(out, tracker.extra(result.steps))
     scores = {}
     if main:
         scores = tracker.probe(result.steps, final=True)
-    if result.stopped or scores.get("early_stop"):
-        loop.save(out, tracker.extra(result.steps))  # resumable later
     if main:
         save_outputs(loop.unwrapped, loaded.tokenizer, cfg, out, method.adapter)
     telemetry.close()
     status = "stopped" if result.stopped and not scores.get("early_stop") else "completed"
     return RunSummary(run_id, status, result.steps, result.final_loss, out, 0.0,
                       {k: v for k, v in scores.items() if k != "early_stop"})
+
+
+def _checkpoint_due(cfg: RunConfig, step: int, loop: TrainLoop) -> bool:
+    """Every `checkpoint_every` steps and at each epoch's end, but not after the last step:
+    the run's outputs are saved then, and a finished run is not resumed."""
+    if step >= loop.total:
+        return False
+    every = cfg.training.checkpoint_every
+    return bool(every and step % every == 0) or (
+        cfg.training.checkpoint_each_epoch and step % loop.per_epoch == 0)
 
 
 def _agree(loop: TrainLoop, stop: bool) -> bool:
