@@ -141,7 +141,8 @@ def bench(tmp_path: Path, tiny_llama: Path) -> Any:
         base = {"model.name_or_path": str(tiny_llama), "model.device": "cpu",
                 "data.knowledge_set": "demo", "method.lora_r": 8, "training.learning_rate": 5e-3,
                 "training.micro_batch_size": 4, "training.warmup_ratio": 0.0,
-                "training.probe_every": 0, "training.checkpoint_every": 0}
+                "training.probe_every": 0, "training.checkpoint_every": 0,
+                "training.checkpoint_each_epoch": False}
         return RunConfig().with_values({**base, **values})
 
     return ws, store, config

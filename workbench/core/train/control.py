@@ -25,6 +25,9 @@ from workbench.core.train.run import create_run
 from workbench.core.workspace import Workspace
 
 _children: dict[int, subprocess.Popen[bytes]] = {}  # run id → worker; poll() reaps zombies
+# How a fresh worker is started; its arguments follow. Tests put a wrapper here to inject
+# faults (a slow checkpoint save) into a real worker process.
+WORKER_COMMAND = [sys.executable, "-m", "workbench"]
 
 
 def _spawn(workspace: Workspace, run_id: int, resume: bool) -> subprocess.Popen[bytes]:
@@ -35,7 +38,7 @@ def _spawn(workspace: Workspace, run_id: int, resume: bool) -> subprocess.Popen[
     spare = standby.take(argv, out / jobs.LOG_FILE)
     if spare is not None:
         return spare
-    command = [sys.executable, "-m", "workbench", *argv]
+    command = [*WORKER_COMMAND, *argv]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with (out / jobs.LOG_FILE).open("ab") as log:
         # A session of its own: Ctrl-C in the terminal running the UI does not kill the run.
