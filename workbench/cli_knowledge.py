@@ -66,8 +66,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     store = _store(args)
-    sid = sets.ensure_set(store, args.set)
-    summary = transfer.import_path(store, sid, args.file, _mapping(args.map))
+    with sets.ensuring_set(store, args.set) as sid:  # a refused file leaves no new empty set
+        summary = transfer.import_path(store, sid, args.file, _mapping(args.map))
     print(summary.message())
     return 0
 
@@ -149,8 +149,8 @@ def cmd_propose(args: argparse.Namespace) -> int:
         print(f"[{p.method}] {p.question}\t→ {p.answer}")
     if args.accept:
         store = _store(args)
-        n = transfer.accept_proposals(store, sets.ensure_set(store, args.set), proposals,
-                                      origin=Path(args.file).name)
+        with sets.ensuring_set(store, args.set) as sid:
+            n = transfer.accept_proposals(store, sid, proposals, origin=Path(args.file).name)
         print(f"added {n} facts to {args.set}", file=sys.stderr)
     return 0
 

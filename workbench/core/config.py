@@ -26,7 +26,7 @@ from workbench.core.methods.distill import DistillSettings
 from workbench.core.methods.located import LocatedSettings
 from workbench.core.methods.lora import LoraSettings
 from workbench.core.paths import DEMO_MODEL
-from workbench.core.settings import Section, _is_optional, setting
+from workbench.core.settings import Section, _is_optional, setting, shown
 
 # The embedded demo model (assets/demo-model): works offline on a CPU; any hub id or folder
 # is one field away.
@@ -225,7 +225,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
-            raise ConfigError(f"name must be text, got {self.name!r}")
+            raise ConfigError(f"name must be text, got {shown(self.name)}")
         quant, method = self.model.quantization, self.method.name
         if method == "qlora" and quant == "8bit":
             raise ConfigError(
@@ -285,6 +285,9 @@ class RunConfig:
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(err, "problem", None) or "invalid YAML"
             raise ConfigError(f"{source}: malformed YAML{where}: {problem}") from None
+        except RecursionError:  # PyYAML composes nested lists recursively
+            raise ConfigError(f"{source}: the YAML is nested too deeply to be a run "
+                              "configuration") from None
         return cls.from_dict(data, source=source)
 
     def save(self, path: str | Path) -> Path:

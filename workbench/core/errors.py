@@ -8,12 +8,19 @@ and the fix. The CLI prints it without a traceback; the UI shows it as a notice.
 from __future__ import annotations
 
 
+def _one_line(text: str) -> str:
+    """One line that any output can carry. Messages quote the user's text, which may hold an
+    unpaired surrogate (a JSON "\\ud800"): it is shown escaped, since a terminal or the
+    browser's JSON cannot take it raw."""
+    return " ".join(text.split()).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class WorkbenchError(Exception):
     """A problem the user can fix; `str(err)` is a complete one-line explanation."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        self.message = " ".join(message.split())  # always one line, whatever was passed in
-        self.hint = " ".join(hint.split()) if hint else None
+        self.message = _one_line(message)  # always one line, whatever was passed in
+        self.hint = _one_line(hint) if hint else None
         super().__init__(self.message)
 
     def __str__(self) -> str:

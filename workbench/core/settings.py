@@ -8,12 +8,25 @@ without an import cycle.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import types
 import typing
 from dataclasses import field
 from typing import Any, ClassVar
 
 from workbench.core.errors import ConfigError
+
+# How a rejected value is shown in an error: a few items and characters of it. A YAML file of
+# a few hundred bytes can expand, through anchors and aliases, to a list of a billion items,
+# whose full repr would never finish.
+_VALUE_REPR = reprlib.Repr()
+_VALUE_REPR.maxstring = _VALUE_REPR.maxother = 80
+_VALUE_REPR.maxlevel = 2
+
+
+def shown(value: Any) -> str:
+    """A rejected value as an error message quotes it: its start only."""
+    return _VALUE_REPR.repr(value)
 
 
 def setting(
@@ -100,7 +113,7 @@ class Section:
 
     def fail(self, name: str, must: str, value: Any) -> ConfigError:
         where = f"{self.section}.{name}" if self.section else name
-        return ConfigError(f"{where} must be {must}, got {value!r}")
+        return ConfigError(f"{where} must be {must}, got {shown(value)}")
 
     def _check(self, f: dataclasses.Field[Any], tp: Any, value: Any) -> Any:
         meta = f.metadata
@@ -119,9 +132,14 @@ class Section:
             return value
         if tp is float:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok or value != value or not _in_bounds(float(value), meta):  # NaN fails too
+            number = 0.0
+            try:
+                number = float(value) if ok else number
+            except OverflowError:  # an integer too big for a float (400 digits in a YAML file)
+                ok = False
+            if not ok or value != value or not _in_bounds(number, meta):  # NaN fails too
                 raise self.fail(f.name, _describe_bounds("float", meta), value)
-            return float(value)
+            return number
         if tp is str:
             if not isinstance(value, str):
                 raise self.fail(f.name, "text", value)

@@ -15,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from workbench.core.compare.chat import ask_panes, clean_question, save_turn
+from workbench.core.compare.chat import ask_panes, clean_question, clean_system, save_turn
 from workbench.core.compare.pool import Sampling
 from workbench.core.errors import WorkbenchError
 from workbench.ui import compare_actions as act
@@ -114,6 +114,7 @@ def build(ctx: AppContext) -> CompareView:
         try:
             subjects = act.subjects_of(keys)
             q = clean_question(text)
+            sys_prompt = clean_system(sys_prompt)
         except WorkbenchError as err:
             raise gr.Error(str(err), print_exception=False) from None
         keys = [s.key for s in subjects]

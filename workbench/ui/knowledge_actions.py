@@ -40,12 +40,11 @@ def set_names(store: Store) -> list[str]:
     return [s.name for s in sets.list_sets(store)]
 
 
-def resolve_set(store: Store, name: str | None, *, create: bool = False) -> int:
+def resolve_set(store: Store, name: str | None) -> int:
+    """The chosen set's id; adding facts creates one instead (`sets.ensuring_set`)."""
     if not name:
-        if not create:
-            raise KnowledgeError("choose or create a knowledge set first")
-        return sets.ensure_set(store, DEFAULT_SET)
-    return sets.ensure_set(store, name) if create else sets.set_id(store, name)
+        raise KnowledgeError("choose or create a knowledge set first")
+    return sets.set_id(store, name)
 
 
 def facts_table(store: Store, name: str | None, known_filter: str = "all") -> pd.DataFrame:
@@ -80,10 +79,10 @@ def counts_markdown(store: Store, name: str | None) -> str:
 def add_fact(store: Store, name: str | None, subject: str, question: str, answer: str,
              aliases: str, tags: str) -> tuple[str, str]:
     """Returns (the set's name, a message)."""
-    sid = resolve_set(store, name, create=True)
-    sets.add_fact(store, sid, FactDraft(question=question or "", answer=answer or "",
-                                        subject=subject or "", aliases=_split_list(aliases),
-                                        tags=_split_list(tags)))
+    with sets.ensuring_set(store, name or DEFAULT_SET) as sid:
+        sets.add_fact(store, sid, FactDraft(question=question or "", answer=answer or "",
+                                            subject=subject or "", aliases=_split_list(aliases),
+                                            tags=_split_list(tags)))
     return sets_name(store, sid), f"Added: {question.strip()} → {answer.strip()}"
 
 
@@ -112,13 +111,25 @@ def save_fact_edits(store: Store, name: str | None, table: pd.DataFrame) -> str:
     return f"Saved {changed} edited fact{'s' * (changed != 1)}."
 
 
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a longer number would overflow, not miss
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """Typed text as quoted back in a message: its start only, so the message stays short."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def delete_facts(store: Store, ids_text: str) -> str:
+    text = str(ids_text)
     try:
-        ids = [int(x) for x in str(ids_text).replace(",", " ").split()]
+        ids = [int(x) for x in text.replace(",", " ").split()]
     except ValueError:
-        raise KnowledgeError(f"fact ids are whole numbers, got {ids_text!r}") from None
+        raise KnowledgeError(f"fact ids are whole numbers, got {_shown(text)!r}") from None
     if not ids:
         raise KnowledgeError("enter the ids of the facts to delete")
+    if any(not 0 < fid <= MAX_ID for fid in ids):
+        raise KnowledgeError("fact ids are the positive numbers in the id column, got "
+                             f"{_shown(text)!r}")
     return f"Deleted {sets.delete_facts(store, ids)} facts."
 
 
@@ -134,14 +145,14 @@ def import_upload(store: Store, name: str | None, path: str | None,
         proposals = transfer.propose_from_document(data, filename)
         return name or "", (f"{filename}: {len(proposals)} proposed QA pairs below; untick "
                             "any you do not want, then add them."), proposals
-    sid = resolve_set(store, name, create=True)
     mapping = {}
     for pair in filter(None, (p.strip() for p in str(mapping_text or "").split(","))):
         field, sep, column = pair.partition("=")
         if not sep:
-            raise KnowledgeError(f"column mapping is field=column, got {pair!r}")
+            raise KnowledgeError(f"column mapping is field=column, got {_shown(pair)!r}")
         mapping[field.strip()] = column.strip()
-    summary = transfer.import_bytes(store, sid, data, filename, mapping or None)
+    with sets.ensuring_set(store, name or DEFAULT_SET) as sid:  # a refused file adds no set
+        summary = transfer.import_bytes(store, sid, data, filename, mapping or None)
     return sets_name(store, sid), summary.message(), []
 
 
@@ -151,12 +162,12 @@ def proposals_table(proposals: list[Proposal]) -> pd.DataFrame:
 
 
 def accept_proposals(store: Store, name: str | None, table: pd.DataFrame) -> tuple[str, str]:
-    sid = resolve_set(store, name, create=True)
     drafts = [FactDraft(question=str(r["question"]), answer=str(r["answer"]), source=str(r["source"]))
               for r in table.to_dict("records") if r["accept"] in (True, "true", "True", 1)]
     if not drafts:
         raise KnowledgeError("no proposals are ticked")
-    sets.add_facts(store, sid, drafts, origin="document proposals")
+    with sets.ensuring_set(store, name or DEFAULT_SET) as sid:
+        sets.add_facts(store, sid, drafts, origin="document proposals")
     return sets_name(store, sid), f"Added {len(drafts)} facts from the document."
 
 

@@ -16,9 +16,11 @@ from workbench.core.compare.baselines import Baselines
 from workbench.core.compare.pool import ComparePool, Sampling, Subject
 from workbench.core.errors import WorkbenchError
 from workbench.core.generate import Messages
+from workbench.core.knowledge.types import text_problem
 from workbench.core.store import Store, now
 
 MAX_QUESTION_CHARS = 4000
+MAX_SYSTEM_CHARS = 4000
 
 
 def clean_question(text: str) -> str:
@@ -28,7 +30,21 @@ def clean_question(text: str) -> str:
     if len(question) > MAX_QUESTION_CHARS:
         raise WorkbenchError(f"the question is {len(question)} characters; the limit is "
                              f"{MAX_QUESTION_CHARS}", hint="shorten it; nothing was sent")
+    if problem := text_problem(question):  # the tokenizer would fail on it with a TypeError
+        raise WorkbenchError(f"the question {problem}", hint="retype it; nothing was sent")
     return question
+
+
+def clean_system(text: str | None) -> str:
+    """The optional system prompt, held to the question's rules: it goes into every pane's
+    prompt, so an unbounded one would make every model read megabytes."""
+    system = text or ""
+    if len(system) > MAX_SYSTEM_CHARS:
+        raise WorkbenchError(f"the system prompt is {len(system)} characters; the limit is "
+                             f"{MAX_SYSTEM_CHARS}", hint="shorten it; nothing was sent")
+    if problem := text_problem(system):
+        raise WorkbenchError(f"the system prompt {problem}", hint="retype it; nothing was sent")
+    return system
 
 
 def pane_messages(subject: Subject, history: Sequence[Mapping[str, str]], question: str,
@@ -48,6 +64,7 @@ def ask_panes(pool: ComparePool, subjects: Sequence[Subject],
               on_text: Callable[[int, str], None] | None = None) -> list[str]:
     """Every available pane answers `question` after its own history, in one batched call
     per model group. Unavailable panes are skipped (their reply is '')."""
+    question, system = clean_question(question), clean_system(system)
     live = [i for i, s in enumerate(subjects) if s.key not in pool.unavailable]
     requests = [(subjects[i], pane_messages(subjects[i], histories.get(subjects[i].key, ()),
                                             question, system, baselines)) for i in live]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.core.compare.baselines import context_budget
 from workbench.core.config import ModelConfig, RunConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.generate import Messages, decode_reply, generate_ids, prompt_ids
@@ -278,11 +279,24 @@ class ComparePool:
             on_text(rows[row], decode_reply(tok, ids, first_line_only=sampling.first_line_only))
         if not sampling.greedy:
             torch.manual_seed(sampling.seed)
-        ids = generate_ids(loaded, [prompt_ids(tok, c) for c in conversations],
+        prompts = [prompt_ids(tok, c) for c in conversations]
+        _check_fits(loaded, prompts)
+        ids = generate_ids(loaded, prompts,
                            max_new_tokens=sampling.max_new_tokens, do_sample=not sampling.greedy,
                            temperature=max(sampling.temperature, 1e-5), top_p=sampling.top_p,
                            adapter_names=names, on_tokens=on_tokens if on_text else None)
         return [decode_reply(tok, r, first_line_only=sampling.first_line_only) for r in ids]
+
+
+def _check_fits(loaded: LoadedModel, prompts: Sequence[list[int]]) -> None:
+    """Refuse a prompt longer than the model's context: past it, a model with learned
+    positions fails with an IndexError and the others answer noise, slowly."""
+    limit = context_budget(loaded.model, loaded.tokenizer, reserve=0)
+    longest = max((len(ids) for ids in prompts), default=0)
+    if longest > limit:
+        raise WorkbenchError(f"the conversation is {longest} tokens, more than the {limit} "
+                             "this model reads", hint="clear the chat to start over, or "
+                             "shorten the question or the system prompt")
 
 
 def load_model_folder(cfg: ModelConfig) -> str:

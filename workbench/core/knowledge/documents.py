@@ -31,14 +31,25 @@ _MODEL_BATCH = 8  # chunks per `ask` call in propose_facts: one batched generati
 # Sentences and chunks
 
 
+def _last_word(text: str, start: int, end: int) -> str:
+    """The last whitespace-separated word of text[start:end], found by scanning back from
+    `end`. Splitting the whole span instead re-reads it at every skipped sentence end, which
+    is quadratic: a document of "a. a. a. …" took minutes."""
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    begin = end
+    while begin > start and not text[begin - 1].isspace():
+        begin -= 1
+    return text[begin:end]
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences of a passage; abbreviations ("Dr.", "e.g.") and initials ("J. R.") do not end
     one, and a sentence only ends where the next starts like one (capital, digit, quote)."""
     out: list[str] = []
     start = 0
     for m in re.finditer(r"[.!?]+[\"'”’)\]]*\s+", text):
-        words = text[start:m.start()].split()
-        last = words[-1].lower().rstrip(".") if words else ""
+        last = _last_word(text, start, m.start()).lower().rstrip(".")
         nxt = text[m.end():m.end() + 1]
         initial = len(last) == 1 and last.isalpha()
         if m.group().startswith(".") and (last in _ABBREVIATIONS or initial):

@@ -20,7 +20,7 @@ from pathlib import PurePath
 from typing import Any, NoReturn
 
 from workbench.core.errors import KnowledgeError
-from workbench.core.knowledge.types import FactDraft
+from workbench.core.knowledge.types import FactDraft, text_problem
 
 MAX_FILE_BYTES = 50 * 2**20
 MAX_FIELD_CHARS = 20_000
@@ -146,29 +146,29 @@ def _decode_utf16(data: bytes, filename: str) -> str:
 # --- fields → FactDraft -------------------------------------------------------------------
 
 
-def _clean_text(value: str, where: str, name: str) -> str:
+def clean_field(value: str, where: str, name: str) -> str:
+    """A fact field stripped, newlines normalised, and checked: no NUL, no unpaired surrogate,
+    at most MAX_FIELD_CHARS. Shared with the forms (`sets.add_facts`), so a typed fact meets
+    the same limits as an imported one."""
     text = value.replace("\r\n", "\n").replace("\r", "\n").strip()
-    if "\x00" in text:
-        _fail(where, f"{name} contains a NUL character")
     if len(text) > MAX_FIELD_CHARS:
         _fail(where, f"{name} is {len(text)} characters long; the limit is {MAX_FIELD_CHARS}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape; unstorable
-        _fail(where, f"{name} contains an invalid character (an unpaired surrogate)")
+    problem = text_problem(text)
+    if problem:
+        _fail(where, f"{name} {problem}")
     return text
 
 
 def _draft(where: str, fields: Mapping[str, Any]) -> FactDraft:
     """A FactDraft from type-checked raw fields (str, or list[str] for aliases/tags): text is
     stripped and checked, empty list items are dropped, question and answer are required."""
-    text = {name: _clean_text(fields.get(name, ""), where, name)
+    text = {name: clean_field(fields.get(name, ""), where, name)
             for name in ("question", "answer", "subject", "source", "system")}
     if not text["question"]:
         _fail(where, "no question")
     if not text["answer"]:
         _fail(where, "no answer")
-    lists = {name: [item for item in (_clean_text(raw, where, f"an item of {name}")
+    lists = {name: [item for item in (clean_field(raw, where, f"an item of {name}")
                                       for raw in fields.get(name, [])) if item]
              for name in LIST_FIELDS}
     return FactDraft(**text, **lists)

@@ -17,7 +17,7 @@ from typing import Any
 from workbench.core.errors import KnowledgeError
 from workbench.core.knowledge import paraphrase
 from workbench.core.knowledge.sets import list_facts, set_id, touch
-from workbench.core.knowledge.types import Fact, Phrasing
+from workbench.core.knowledge.types import Fact, Phrasing, text_problem
 from workbench.core.scoring import normalize
 from workbench.core.store import Store, now
 from workbench.core.progress import Progress, no_progress
@@ -110,6 +110,8 @@ def update_phrasing(store: Store, phrasing_id: int, *, question: str | None = No
         if question is not None:
             if not question.strip():
                 raise KnowledgeError("a phrasing cannot be empty")
+            if problem := text_problem(question):
+                raise KnowledgeError(f"phrasing {phrasing_id} {problem}")
             db.execute("UPDATE probes SET question = ? WHERE id = ?", [" ".join(question.split()), phrasing_id])
         if approved is not None:
             db.execute("UPDATE probes SET approved = ? WHERE id = ?", [int(approved), phrasing_id])
@@ -196,6 +198,9 @@ def add_abstention_probes(store: Store, sid: int, questions: Iterable[str]) -> i
     if too_long:
         raise KnowledgeError(f"an abstention question is {len(too_long[0])} characters; the "
                              "limit is 1000", hint="nothing was added")
+    for text in texts:  # checked before the transaction: SQLite would fail on it part-way
+        if problem := text_problem(text):
+            raise KnowledgeError(f"an abstention question {problem}", hint="nothing was added")
     with store.write() as db:
         have = {normalize(r[0]) for r in db.execute(
             "SELECT question FROM probes WHERE set_id = ? AND kind = 'abstention'", [sid])}

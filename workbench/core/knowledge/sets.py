@@ -9,14 +9,16 @@ so the phrasings table alone says what is trained on and what is held out.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
 
 from workbench.core.errors import KnowledgeError
-from workbench.core.knowledge.types import Fact, FactDraft
+from workbench.core.knowledge import io
+from workbench.core.knowledge.types import Fact, FactDraft, text_problem
 from workbench.core.scoring import normalize
 from workbench.core.store import Store, now
 
@@ -43,6 +45,9 @@ def _check_name(name: str) -> str:
         raise KnowledgeError("a knowledge set needs a name")
     if len(name) > MAX_NAME:
         raise KnowledgeError(f"set names are at most {MAX_NAME} characters, got {len(name)}")
+    problem = text_problem(name)
+    if problem:  # else SQLite fails on it, or it shows up in every menu
+        raise KnowledgeError(f"the set name {problem}")
     return name
 
 
@@ -65,24 +70,39 @@ def create_set(store: Store, name: str, description: str = "") -> int:
 def set_id(store: Store, name_or_id: str | int) -> int:
     """The id of a set given its name (case-insensitive) or id."""
     db = store.db
-    if isinstance(name_or_id, int) or str(name_or_id).isdigit():
-        row = db.execute("SELECT id FROM knowledge_sets WHERE id = ?", [int(name_or_id)]).fetchone()
-    else:
-        row = db.execute("SELECT id FROM knowledge_sets WHERE name = ? COLLATE NOCASE",
-                         [" ".join(str(name_or_id).split())]).fetchone()
+    text, row = str(name_or_id), None
+    if not isinstance(name_or_id, int):
+        name = " ".join(text.split())
+        # A name no set can have (an unpaired surrogate) would make SQLite raise on the query.
+        row = None if text_problem(name) else db.execute(
+            "SELECT id FROM knowledge_sets WHERE name = ? COLLATE NOCASE", [name]).fetchone()
+    # Then an id: the name comes first, so a set called "2024" is found by its name. Only
+    # decimal digits that fit SQLite's integer ("²" is a digit to isdigit() but not to int(),
+    # and 30 digits overflow).
+    if row is None and (isinstance(name_or_id, int) or (text.isdecimal() and len(text) <= 18)):
+        row = db.execute("SELECT id FROM knowledge_sets WHERE id = ?", [int(text)]).fetchone()
     if row is None:
         known = [r[0] for r in db.execute("SELECT name FROM knowledge_sets ORDER BY name")]
         hint = f" (sets: {', '.join(known[:10])})" if known else " (there are no sets yet)"
-        raise KnowledgeError(f"no knowledge set {name_or_id!r}{hint}")
+        raise KnowledgeError(f"no knowledge set {_quoted(text)}{hint}")
     return int(row[0])
 
 
-def ensure_set(store: Store, name: str) -> int:
-    """The id of the set called `name`, creating it if it does not exist."""
+@contextmanager
+def ensuring_set(store: Store, name: str) -> Iterator[int]:
+    """The id of the set called `name`, created if missing, for adding to in the block. If
+    the block fails, a set created here is deleted again: a refused import or fact leaves no
+    empty set behind, so a failed add changes nothing at all."""
     try:
-        return set_id(store, name)
+        sid, created = set_id(store, name), False
     except KnowledgeError:
-        return create_set(store, name)
+        sid, created = create_set(store, name), True
+    try:
+        yield sid
+    except BaseException:
+        if created:
+            delete_set(store, sid)
+        raise
 
 
 def rename_set(store: Store, sid: int, new_name: str) -> None:
@@ -144,19 +164,29 @@ def list_sets(store: Store) -> list[SetSummary]:
 
 # ---- facts -----------------------------------------------------------------------------
 def _clean_draft(draft: FactDraft, where: str) -> dict[str, Any]:
-    q, a = draft.question.strip(), draft.answer.strip()
+    # Forms and table edits reach here without the file importer: the same field checks
+    # (length, NUL, unpaired surrogates) apply, or SQLite fails on the text mid-transaction.
+    def clean(value: str, name: str) -> str:
+        return io.clean_field(value, where, name)
+
+    q, a = clean(draft.question, "question"), clean(draft.answer, "answer")
     if not q:
         raise KnowledgeError(f"{where}: the question is empty")
     if not a:
         raise KnowledgeError(f"{where}: the answer is empty")
-    aliases = [x.strip() for x in draft.aliases if x.strip() and x.strip() != a]
+    aliases = [x for x in (clean(x, "an alias") for x in draft.aliases) if x and x != a]
+    tags = [t for t in (clean(t, "a tag") for t in draft.tags) if t]
     return {
-        "subject": draft.subject.strip(), "question": q, "answer": a,
+        "subject": clean(draft.subject, "subject"), "question": q, "answer": a,
         "aliases": json.dumps(list(dict.fromkeys(aliases)), ensure_ascii=False),
-        "tags": json.dumps(list(dict.fromkeys(t.strip() for t in draft.tags if t.strip())),
-                           ensure_ascii=False),
-        "source": draft.source.strip(), "system": draft.system.strip(),
+        "tags": json.dumps(list(dict.fromkeys(tags)), ensure_ascii=False),
+        "source": clean(draft.source, "source"), "system": clean(draft.system, "system"),
     }
+
+
+def _quoted(text: str, limit: int = 60) -> str:
+    """A field as quoted in a message: its start only (fields may be 20,000 characters)."""
+    return repr(text if len(text) <= limit else text[:limit - 1] + "…")
 
 
 def _fact_key(question: str, answer: str) -> tuple[str, str]:
@@ -182,7 +212,7 @@ def add_facts(store: Store, sid: int, drafts: Sequence[FactDraft], *,
             key = _fact_key(row["question"], row["answer"])
             if key in seen:
                 raise KnowledgeError(f"{where}: duplicate of a fact already in {seen[key]} "
-                                     f"({row['question']!r} → {row['answer']!r})")
+                                     f"({_quoted(row['question'])} → {_quoted(row['answer'])})")
             seen[key] = f"line {lines[index - 1]}" if lines is not None else f"item {index}"
             t = now()
             fid = int(db["facts"].insert({**row, "set_id": sid, "created_at": t,

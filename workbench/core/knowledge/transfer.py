@@ -49,6 +49,8 @@ def read_upload(path: str | Path) -> bytes:
         return path.read_bytes()
     except OSError as err:
         raise KnowledgeError(f"{path.name}: cannot read the file ({err.strerror or err})") from None
+    except ValueError:  # a NUL or an unencodable character in the path: no file has that name
+        raise KnowledgeError(f"{path.name!r} is not a usable file name") from None
 
 
 def import_bytes(store: Store, sid: int, data: bytes, filename: str,

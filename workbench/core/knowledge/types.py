@@ -7,6 +7,20 @@ from dataclasses import dataclass, field
 KNOWN_LABELS = ("known", "maybe", "unknown")
 
 
+def text_problem(text: str) -> str | None:
+    """Why typed text cannot be used as it is, else None: a NUL character, or an unpaired
+    surrogate (a JSON "\\ud800" escape, half of an emoji a browser split). SQLite and the
+    tokenizers reject the latter with a UnicodeEncodeError or TypeError deep inside, so it is
+    caught here, where the message can say which field."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains an invalid character (an unpaired surrogate)"
+    return None
+
+
 @dataclass
 class FactDraft:
     """A fact before it is stored: what importers, forms and document proposals produce."""
