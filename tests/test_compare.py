@@ -134,7 +134,8 @@ def test_model_cache_puts_adapters_on_and_takes_them_off(taught) -> None:
     os.utime(outputs, (later, later))
     pool.prepare([Subject("run", taught.run_id)])
     assert pool.runs[taught.run_id].adapter_name != first
-    assert pool.runs[taught.run_id].adapter_name in cache.current.model.peft_config
+    # Only the new adapter stays: the older one is deleted, not kept for the app's lifetime.
+    assert set(cache.current.model.peft_config) == {pool.runs[taught.run_id].adapter_name}
     plain = cache.get(pool.base_cfg)
     assert not hasattr(plain.model, "peft_config")
     question = [taught.facts[0].question]
