@@ -392,3 +392,16 @@ def test_generated_facts_round_trip(facts: list[FactDraft]) -> None:
         return
     assert parse_jsonl(export_jsonl(unique).encode(), "r.jsonl").facts == unique
     assert parse_csv(export_csv(unique).encode(), "r.csv").facts == unique
+
+
+def test_column_mapping_text_as_the_tab_and_the_cli_give_it() -> None:
+    from workbench.core.knowledge.io import parse_mapping
+
+    assert parse_mapping(" question = frage , answer=Antwort,, ".split(",")) == {
+        "question": "frage", "answer": "Antwort"}
+    assert parse_mapping(["question=prompt"]) == {"question": "prompt"}
+    assert parse_mapping([]) is None and parse_mapping(["", " "]) is None
+    for bad in ("question", "=prompt", "question=", "x" * 5000):
+        with pytest.raises(KnowledgeError, match="field=column") as err:
+            parse_mapping([bad])
+        assert len(str(err.value)) < 200

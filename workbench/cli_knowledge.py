@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from workbench.core.config import DEFAULT_MODEL, ModelConfig
-from workbench.core.errors import KnowledgeError
 from workbench.core.knowledge import probes, sets, transfer
+from workbench.core.knowledge.io import parse_mapping
 from workbench.core.store import Store
 from workbench.core.workspace import resolve_workspace
 
@@ -28,18 +28,6 @@ def _progress(fraction: float, message: str) -> None:
     print(f"\r{fraction:5.0%}  {message:<50}", end="", file=sys.stderr, flush=True)
     if fraction >= 1:
         print(file=sys.stderr)
-
-
-def _mapping(pairs: list[str] | None) -> dict[str, str] | None:
-    if not pairs:
-        return None
-    mapping = {}
-    for pair in pairs:
-        field, sep, column = pair.partition("=")
-        if not sep or not field.strip() or not column.strip():
-            raise KnowledgeError(f"--map expects field=column, got {pair!r}")
-        mapping[field.strip()] = column.strip()
-    return mapping
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -67,7 +55,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     store = _store(args)
     with sets.ensuring_set(store, args.set) as sid:  # a refused file leaves no new empty set
-        summary = transfer.import_path(store, sid, args.file, _mapping(args.map))
+        summary = transfer.import_path(store, sid, args.file, parse_mapping(args.map or []))
     print(summary.message())
     return 0
 

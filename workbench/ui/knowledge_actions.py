@@ -11,6 +11,7 @@ import pandas as pd
 from workbench.core.config import ModelConfig
 from workbench.core.errors import KnowledgeError
 from workbench.core.knowledge import probes, sets, transfer
+from workbench.core.knowledge.io import parse_mapping
 from workbench.core.knowledge.documents import Proposal
 from workbench.core.knowledge.render import examples_from_phrasings, preview_rows, render_set
 from workbench.core.knowledge.types import FactDraft
@@ -145,14 +146,9 @@ def import_upload(store: Store, name: str | None, path: str | None,
         proposals = transfer.propose_from_document(data, filename)
         return name or "", (f"{filename}: {len(proposals)} proposed QA pairs below; untick "
                             "any you do not want, then add them."), proposals
-    mapping = {}
-    for pair in filter(None, (p.strip() for p in str(mapping_text or "").split(","))):
-        field, sep, column = pair.partition("=")
-        if not sep:
-            raise KnowledgeError(f"column mapping is field=column, got {_shown(pair)!r}")
-        mapping[field.strip()] = column.strip()
+    mapping = parse_mapping(str(mapping_text or "").split(","))
     with sets.ensuring_set(store, name or DEFAULT_SET) as sid:  # a refused file adds no set
-        summary = transfer.import_bytes(store, sid, data, filename, mapping or None)
+        summary = transfer.import_bytes(store, sid, data, filename, mapping)
     return sets_name(store, sid), summary.message(), []
 
 

@@ -592,6 +592,20 @@ def parse_document(data: bytes, filename: str) -> str:
     return _decode(data, filename).strip()
 
 
+def parse_mapping(pairs: Iterable[str]) -> dict[str, str] | None:
+    """`field=column` pairs, as typed in the Knowledge tab (split at commas) or given to
+    `--map`, as the mapping `parse_file` takes; None when there are none."""
+    mapping: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in pairs)):
+        field, sep, column = pair.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            shown = pair if len(pair) <= 60 else pair[:59] + "…"
+            raise KnowledgeError(f"a column mapping is field=column, got {shown!r}",
+                                 hint="e.g. question=prompt, answer=reply")
+        mapping[field.strip()] = column.strip()
+    return mapping or None
+
+
 def parse_file(data: bytes, filename: str,
                mapping: dict[str, str] | None = None) -> ImportResult:
     """Facts from a file, by extension: .jsonl, .json, .csv or .tsv (`mapping` applies to
