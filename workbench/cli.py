@@ -87,10 +87,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 def print_estimate(args: argparse.Namespace, cfg: RunConfig) -> None:
     """The Method tab's memory estimate, for the device this machine would train on."""
     from workbench.core.estimate import estimate_memory, set_seq_len
-    from workbench.core.store import Store
-    from workbench.core.workspace import resolve_workspace
+    from workbench.core.workspace import open_workspace
 
-    store = Store(resolve_workspace(args.workspace).db_path)
+    store, _ = open_workspace(args.workspace)
     estimate = estimate_memory(cfg, seq_len=set_seq_len(store, cfg))
     print("\n".join(f"# {line}" for line in estimate.lines()))
 

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench.core.workspace import open_workspace
+
 if TYPE_CHECKING:  # the core's compare modules import torch: loaded only when a command runs
     from workbench.core.compare.pool import ComparePool, Subject
     from workbench.core.compare.scorecard import Scorecard
@@ -17,14 +19,6 @@ if TYPE_CHECKING:  # the core's compare modules import torch: loaded only when a
     from workbench.core.workspace import Workspace
 
 BASELINE_CHOICES = ("in-context", "retrieval")
-
-
-def _store_and_workspace(args: argparse.Namespace) -> tuple[Store, Workspace]:
-    from workbench.core.store import Store
-    from workbench.core.workspace import resolve_workspace
-
-    workspace = resolve_workspace(args.workspace)
-    return Store(workspace.db_path), workspace
 
 
 def _progress(fraction: float, message: str) -> None:
@@ -94,7 +88,7 @@ def scorecard_lines(card: Scorecard, unavailable: dict[str, str]) -> list[str]:
 def cmd_probe(args: argparse.Namespace) -> int:
     from workbench.core.compare.pool import Subject
 
-    store, workspace = _store_and_workspace(args)
+    store, workspace = open_workspace(args.workspace)
     subjects = [Subject("run", args.run_id), *[Subject("run", r) for r in args.vs or []],
                 *[Subject.parse(b) for b in args.baseline or []]]
     card, pool = _scorecard(store, workspace, args.run_id, list(dict.fromkeys(subjects)),
@@ -128,7 +122,7 @@ def _report(store: Store, workspace: Workspace, run_id: int, out: Path) -> Path:
 def cmd_export(args: argparse.Namespace) -> int:
     from workbench.core.compare.export import export_adapter, export_merged
 
-    store, workspace = _store_and_workspace(args)
+    store, workspace = open_workspace(args.workspace)
     run_dir = _run_dir(store, workspace, args.run_id)  # an unknown run fails here
     if args.report:
         out = _report(store, workspace, args.run_id, Path(args.out or run_dir / "report.html"))

@@ -10,11 +10,11 @@ from workbench.core.config import DEFAULT_MODEL, ModelConfig
 from workbench.core.knowledge import probes, sets, transfer
 from workbench.core.knowledge.io import parse_mapping
 from workbench.core.store import Store
-from workbench.core.workspace import resolve_workspace
+from workbench.core.workspace import open_workspace
 
 
 def _store(args: argparse.Namespace) -> Store:
-    return Store(resolve_workspace(args.workspace).db_path)
+    return open_workspace(args.workspace)[0]
 
 
 def _load(model: str):  # noqa: ANN202 - LoadedModel, imported lazily (torch)

@@ -10,16 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from workbench.core.config import RunConfig
+from workbench.core.workspace import open_workspace
 
 Flags = Callable[[argparse.ArgumentParser], None]
-
-
-def _store_and_workspace(args: argparse.Namespace) -> tuple[Any, Any]:
-    from workbench.core.store import Store
-    from workbench.core.workspace import resolve_workspace
-
-    workspace = resolve_workspace(args.workspace)
-    return Store(workspace.db_path), workspace
 
 
 def _progress_bar() -> Callable[[dict[str, Any], int], None]:
@@ -59,7 +52,7 @@ def cmd_train(args: argparse.Namespace, values: dict[str, Any]) -> int:
     from workbench.core.train import control
     from workbench.core.train.run import create_run, execute_run, is_main_process
 
-    store, workspace = _store_and_workspace(args)
+    store, workspace = open_workspace(args.workspace)
     if args.resume is not None:
         run_id = args.resume
     else:
@@ -90,7 +83,7 @@ def cmd_train(args: argparse.Namespace, values: dict[str, Any]) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from workbench.core.train.run import execute_run
 
-    store, workspace = _store_and_workspace(args)
+    store, workspace = open_workspace(args.workspace)
     summary = execute_run(store, workspace, args.run_id, resume=args.resume)
     print(f"run {args.run_id} {summary.status} after {summary.steps} steps", flush=True)
     return 0
@@ -108,7 +101,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from workbench.core.train import control, history
     from workbench.core.train.explain import explain_run
 
-    store, workspace = _store_and_workspace(args)
+    store, workspace = open_workspace(args.workspace)
     action = args.runs_command or "list"
     if action == "list":
         rows = history.list_runs(store, limit=None)[::-1]  # oldest first, as ids grow

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.core.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.core.store import Store
 
 ENV_VAR = "WORKBENCH_HOME"
 DEFAULT_DIRNAME = "knowledge-workbench"
@@ -60,3 +64,12 @@ def resolve_workspace(path: str | os.PathLike[str] | None = None) -> Workspace:
             hint=f"pass --workspace with a writable folder or set ${ENV_VAR}",
         ) from err
     return Workspace(root)
+
+
+def open_workspace(path: str | os.PathLike[str] | None = None) -> tuple[Store, Workspace]:
+    """The workspace (as `resolve_workspace` picks it) and its store: what every CLI command
+    starts from."""
+    from workbench.core.store import Store  # store imports nothing from here; lazy anyway
+
+    workspace = resolve_workspace(path)
+    return Store(workspace.db_path), workspace
