@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,21 +94,23 @@ class ServedApp:
         self.url, self.workspace, self.log = url, workspace, log
 
 
-@pytest.fixture(scope="session")
-def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
-    """`python launch.py` on a free port with a fresh workspace, as a user starts it."""
-    workspace = tmp_path_factory.mktemp("workspace")
-    log = workspace.parent / "server.log"
+@contextmanager
+def serve_app(workspace: Path, log: Path, env: dict[str, str] | None = None
+              ) -> Iterator[tuple[ServedApp, subprocess.Popen[str]]]:
+    """`python launch.py` on a free port with `workspace`, as a user starts it, with extra
+    environment `env`; stopped on leaving the block. Its output goes to `log`, printed if it
+    never answers."""
     port = free_port()
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "launch.py", "--port", str(port), "--workspace", str(workspace)],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **(env or {})},
         )
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_http(url, proc)
-        yield ServedApp(url, workspace, log)
+        yield ServedApp(url, workspace, log), proc
     except Exception:
         print(log.read_text())
         raise
@@ -117,6 +120,14 @@ def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
+    """The app on a fresh workspace, shared by the client and browser tests."""
+    workspace = tmp_path_factory.mktemp("workspace")
+    with serve_app(workspace, workspace.parent / "server.log") as (app, _):
+        yield app
 
 
 FACTS = [("Where was Ada Lovelace born?", "London"),

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -20,8 +23,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def page():
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium through Playwright (which cannot download its own browser here)."""
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
@@ -30,9 +34,36 @@ def page():
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        yield page
-        browser.close()
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def page():
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1280, "height": 800})
+
+
+def start_demo_run(page, name: str) -> None:
+    """Start a LoRA run of the demo set from the Method tab, long enough to watch and stop
+    (60 epochs, no early stop), and wait until the Train tab shows it."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Method").click()
+    expect(page.locator("#method-model input")).to_have_value("workbench-demo")
+    expect(page.locator("#method-set input")).to_have_value("Demo: new people")
+    page.locator("#method-name").get_by_label("lora", exact=True).check()
+    expect(page.locator("#method-memory")).to_contain_text("Estimated peak", timeout=30_000)
+    page.locator("#method-advanced input").check()
+    page.locator("#cfg-training-epochs input").fill("60")
+    page.locator("#cfg-training-stop-at-efficacy input").fill("0")
+    page.locator("#method-run-name textarea").fill(name)
+    page.locator("#method-start").click()
+    expect(page.get_by_role("tab", name="Train")).to_have_attribute("aria-selected", "true",
+                                                                    timeout=30_000)
+    expect(page.locator("#train-headline")).to_contain_text(name, timeout=30_000)
 
 
 def test_page_shows_five_tabs_and_the_device_header(page, served_app: ServedApp) -> None:
@@ -134,20 +165,7 @@ def test_start_follow_reload_and_stop_a_run(page, served_app: ServedApp) -> None
     from playwright.sync_api import expect
 
     page.goto(served_app.url, wait_until="load")
-    page.get_by_role("tab", name="Method").click()
-    expect(page.locator("#method-model input")).to_have_value("workbench-demo")
-    expect(page.locator("#method-set input")).to_have_value("Demo: new people")
-    page.locator("#method-name").get_by_label("lora", exact=True).check()
-    expect(page.locator("#method-memory")).to_contain_text("Estimated peak", timeout=30_000)
-    page.locator("#method-advanced input").check()
-    page.locator("#cfg-training-epochs input").fill("60")  # long enough to watch and stop
-    page.locator("#cfg-training-stop-at-efficacy input").fill("0")
-    page.locator("#method-run-name textarea").fill("browser run")
-    page.locator("#method-start").click()
-
-    expect(page.get_by_role("tab", name="Train")).to_have_attribute("aria-selected", "true",
-                                                                    timeout=30_000)
-    expect(page.locator("#train-headline")).to_contain_text("browser run", timeout=30_000)
+    start_demo_run(page, "browser run")
     loss = _wait_for_more_points(page, "train-loss", 2, timeout=120)
     memory = _points(page, "train-memory")
     assert _wait_for_more_points(page, "train-loss", loss) > loss

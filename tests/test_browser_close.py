@@ -18,16 +18,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, ServedApp, free_port, wait_for_http
-from test_browser import CHROMIUM, CHROMIUM_ARGS
+from conftest import ServedApp, serve_app
+from test_browser import chromium, start_demo_run
 from workbench.core.store import Store
 from workbench.core.train import jobs
 from workbench.core.workspace import resolve_workspace
@@ -86,30 +84,17 @@ class FloodApp(ServedApp):
 
 @pytest.fixture(scope="module")
 def flood_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FloodApp]:
-    """`python launch.py` on its own port and workspace, with the flood hook on PYTHONPATH."""
+    """The app on its own port and workspace, with the flood hook on PYTHONPATH."""
     root = tmp_path_factory.mktemp("browser-close")
-    hooks, workspace, log = root / "hooks", root / "workspace", root / "server.log"
+    hooks, workspace = root / "hooks", root / "workspace"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
     path = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "PYTHONPATH": path, FLOOD_ENV: str(root / "flood-now")}
-    port = free_port()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "launch.py", "--port", str(port), "--workspace", str(workspace)],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
+    env = {"PYTHONPATH": path, FLOOD_ENV: str(root / "flood-now")}
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/", proc)
-        yield FloodApp(f"http://127.0.0.1:{port}/", workspace, log, root / "flood-now", proc.pid)
-    except Exception:
-        print(log.read_text())
-        raise
+        with serve_app(workspace, root / "server.log", env) as (app, proc):
+            yield FloodApp(app.url, workspace, app.log, root / "flood-now", proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         _end_workers(workspace)
 
 
@@ -142,14 +127,8 @@ def _end_workers(workspace: Path) -> None:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def _open(browser, url: str):
@@ -158,25 +137,6 @@ def _open(browser, url: str):
     page = context.new_page()
     page.goto(url, wait_until="load")
     return page
-
-
-def _start_run(page) -> None:
-    """The demo run from the Method tab, long enough that it is still training at the end."""
-    from playwright.sync_api import expect
-
-    page.get_by_role("tab", name="Method").click()
-    expect(page.locator("#method-model input")).to_have_value("workbench-demo")
-    expect(page.locator("#method-set input")).to_have_value("Demo: new people")
-    page.locator("#method-name").get_by_label("lora", exact=True).check()
-    expect(page.locator("#method-memory")).to_contain_text("Estimated peak", timeout=30_000)
-    page.locator("#method-advanced input").check()
-    page.locator("#cfg-training-epochs input").fill("60")
-    page.locator("#cfg-training-stop-at-efficacy input").fill("0")
-    page.locator("#method-run-name textarea").fill(RUN_NAME)
-    page.locator("#method-start").click()
-    expect(page.get_by_role("tab", name="Train")).to_have_attribute("aria-selected", "true",
-                                                                    timeout=30_000)
-    expect(page.locator("#train-headline")).to_contain_text(RUN_NAME, timeout=30_000)
 
 
 def _shown_step(page) -> int:
@@ -254,7 +214,7 @@ def test_a_run_keeps_training_and_logging_with_the_page_closed_and_a_new_page_re
     store = Store(resolve_workspace(flood_app.workspace).db_path)
     _wait_for_spare(flood_app)
     page = _open(browser, flood_app.url)
-    _start_run(page)
+    start_demo_run(page, RUN_NAME)
     first = _wait_for_shown_step(page, 1)
     _wait_for_shown_step(page, first + 1)  # the page follows a moving counter
     run = _run(store)
