@@ -136,6 +136,8 @@ def test_a_dead_workers_reused_pid_does_not_keep_its_run_running(bench) -> None:
         with store.write() as db:
             db["runs"].update(run_id, {"status": "running", "pid": stranger.pid, "device": "cpu",
                                        "heartbeat_at": time.time() - 60})
+        control.stop_run(store, run_id)  # before any reap: the stranger gets no SIGTERM
+        assert stranger.poll() is None
         assert jobs.busy_with(store, "cpu") is None
         assert jobs.get_run(store, run_id)["status"] == "interrupted"
         # The same process with a heartbeat after its start is taken for the worker.

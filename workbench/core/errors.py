@@ -15,6 +15,12 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def quoted(text: str, limit: int = 60) -> str:
+    """The user's text as a message quotes it: its start only, since a field may be 20,000
+    characters and a message is one short line."""
+    return repr(text if len(text) <= limit else text[:limit - 1] + "…")
+
+
 class WorkbenchError(Exception):
     """A problem the user can fix; `str(err)` is a complete one-line explanation."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.core.config import ModelConfig
-from workbench.core.errors import KnowledgeError
+from workbench.core.errors import KnowledgeError, quoted
 from workbench.core.knowledge import probes, sets, transfer
 from workbench.core.knowledge.io import parse_mapping
 from workbench.core.knowledge.documents import Proposal
@@ -115,22 +115,17 @@ def save_fact_edits(store: Store, name: str | None, table: pd.DataFrame) -> str:
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a longer number would overflow, not miss
 
 
-def _shown(text: str, limit: int = 60) -> str:
-    """Typed text as quoted back in a message: its start only, so the message stays short."""
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
 def delete_facts(store: Store, ids_text: str) -> str:
     text = str(ids_text)
     try:
         ids = [int(x) for x in text.replace(",", " ").split()]
     except ValueError:
-        raise KnowledgeError(f"fact ids are whole numbers, got {_shown(text)!r}") from None
+        raise KnowledgeError(f"fact ids are whole numbers, got {quoted(text)}") from None
     if not ids:
         raise KnowledgeError("enter the ids of the facts to delete")
     if any(not 0 < fid <= MAX_ID for fid in ids):
         raise KnowledgeError("fact ids are the positive numbers in the id column, got "
-                             f"{_shown(text)!r}")
+                             f"{quoted(text)}")
     return f"Deleted {sets.delete_facts(store, ids)} facts."
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, NoReturn
 
-from workbench.core.errors import KnowledgeError
+from workbench.core.errors import KnowledgeError, quoted
 from workbench.core.knowledge.types import FactDraft, text_problem
 
 MAX_FILE_BYTES = 50 * 2**20
@@ -599,8 +599,7 @@ def parse_mapping(pairs: Iterable[str]) -> dict[str, str] | None:
     for pair in filter(None, (p.strip() for p in pairs)):
         field, sep, column = pair.partition("=")
         if not sep or not field.strip() or not column.strip():
-            shown = pair if len(pair) <= 60 else pair[:59] + "…"
-            raise KnowledgeError(f"a column mapping is field=column, got {shown!r}",
+            raise KnowledgeError(f"a column mapping is field=column, got {quoted(pair)}",
                                  hint="e.g. question=prompt, answer=reply")
         mapping[field.strip()] = column.strip()
     return mapping or None

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
-from workbench.core.errors import KnowledgeError
+from workbench.core.errors import KnowledgeError, quoted
 from workbench.core.knowledge import io
 from workbench.core.knowledge.types import Fact, FactDraft, text_problem
 from workbench.core.scoring import normalize
@@ -84,7 +84,7 @@ def set_id(store: Store, name_or_id: str | int) -> int:
     if row is None:
         known = [r[0] for r in db.execute("SELECT name FROM knowledge_sets ORDER BY name")]
         hint = f" (sets: {', '.join(known[:10])})" if known else " (there are no sets yet)"
-        raise KnowledgeError(f"no knowledge set {_quoted(text)}{hint}")
+        raise KnowledgeError(f"no knowledge set {quoted(text)}{hint}")
     return int(row[0])
 
 
@@ -184,11 +184,6 @@ def _clean_draft(draft: FactDraft, where: str) -> dict[str, Any]:
     }
 
 
-def _quoted(text: str, limit: int = 60) -> str:
-    """A field as quoted in a message: its start only (fields may be 20,000 characters)."""
-    return repr(text if len(text) <= limit else text[:limit - 1] + "…")
-
-
 def _fact_key(question: str, answer: str) -> tuple[str, str]:
     return normalize(question), normalize(answer)
 
@@ -212,7 +207,7 @@ def add_facts(store: Store, sid: int, drafts: Sequence[FactDraft], *,
             key = _fact_key(row["question"], row["answer"])
             if key in seen:
                 raise KnowledgeError(f"{where}: duplicate of a fact already in {seen[key]} "
-                                     f"({_quoted(row['question'])} → {_quoted(row['answer'])})")
+                                     f"({quoted(row['question'])} → {quoted(row['answer'])})")
             seen[key] = f"line {lines[index - 1]}" if lines is not None else f"item {index}"
             t = now()
             fid = int(db["facts"].insert({**row, "set_id": sid, "created_at": t,

@@ -99,7 +99,7 @@ def stop_run(store: Store, run_id: int) -> None:
         raise WorkbenchError(f"run {run_id} is not running (it is {run['status']})")
     with store.write() as db:
         db["runs"].update(run_id, {"stop_requested": 1, "status": "stopping"})
-    if jobs.pid_alive(run["pid"]):
+    if jobs.worker_alive(run):  # never a process that was given a dead worker's PID
         try:
             os.kill(run["pid"], signal.SIGTERM)
         except OSError:

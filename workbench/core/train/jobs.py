@@ -46,7 +46,8 @@ def pid_alive(pid: int | None, *, seen_at: float | None = None) -> bool:
         return False
 
 
-def _worker_alive(row: dict[str, Any]) -> bool:
+def worker_alive(row: dict[str, Any]) -> bool:
+    """Whether the run row's worker process still runs (its `pid` and `heartbeat_at`)."""
     return pid_alive(row["pid"], seen_at=row["heartbeat_at"])
 
 
@@ -68,12 +69,12 @@ def reap(store: Store) -> list[int]:
               f"WHERE status IN ({','.join('?' * len(ACTIVE))})")
     # A plain read first: the UI polls through here every second, and a write transaction
     # each time would contend with the worker's per-step writes for nothing.
-    if all(_worker_alive(row) for row in store.db.execute_returning_dicts(active, list(ACTIVE))):
+    if all(worker_alive(row) for row in store.db.execute_returning_dicts(active, list(ACTIVE))):
         return []
     gone = []
     with store.write() as db:  # re-read under the lock: a run may have ended meanwhile
         for row in db.execute_returning_dicts(active, list(ACTIVE)):
-            if _worker_alive(row):
+            if worker_alive(row):
                 continue
             db["runs"].update(row["id"], {
                 "status": "interrupted", "ended_at": now(), "log_tail": log_tail(row["run_dir"]),
@@ -89,7 +90,7 @@ def busy_with(store: Store, device: str, *, except_run: int | None = None) -> di
     for row in store.db.execute_returning_dicts(
             f"SELECT id, name, pid, heartbeat_at FROM runs WHERE device = ? AND status IN "
             f"({','.join('?' * len(ACTIVE))}) ORDER BY id", [device, *ACTIVE]):
-        if row["id"] != except_run and _worker_alive(row):
+        if row["id"] != except_run and worker_alive(row):
             return row
     return None
 
