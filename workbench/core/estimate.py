@@ -590,26 +590,50 @@ def _try(cfg: RunConfig, values: dict[str, Any], device: DeviceInfo, seq_len: in
 
 
 # --- the knowledge set's real length -----------------------------------------------------------
+@dataclass(frozen=True)
+class SetTokens:
+    """One epoch of a run's knowledge set as rendered with the model's tokenizer."""
+
+    longest: int  # the widest micro-batch is padded to this (capped at data.max_seq_len)
+    examples: int  # knowledge examples plus the replay examples mixed in
+    tokens: int  # real tokens in those examples (replay counted at the set's mean length)
+
+
+def set_tokens(store: Store, cfg: RunConfig, tokenizer: Any) -> SetTokens:
+    from workbench.core.train.replay import replay_count
+    from workbench.core.train.run import render_knowledge
+
+    rendered = render_knowledge(store, cfg, tokenizer).rendered
+    tokens = sum(len(r.input_ids) for r in rendered)
+    replay = replay_count(len(rendered), cfg.data.replay_ratio)
+    return SetTokens(longest=min(max(len(r.input_ids) for r in rendered), cfg.data.max_seq_len),
+                     examples=len(rendered) + replay,
+                     tokens=tokens + round(replay * tokens / len(rendered)))
+
+
 def batch_seq_len(store: Store, cfg: RunConfig, tokenizer: Any) -> int:
     """Tokens in the longest rendered training example of the run's knowledge set (capped at
     data.max_seq_len, as rendering drops longer ones): the width the widest micro-batch is
     padded to."""
-    from workbench.core.train.run import render_knowledge
-
-    report = render_knowledge(store, cfg, tokenizer)
-    return min(max(len(r.input_ids) for r in report.rendered), cfg.data.max_seq_len)
+    return set_tokens(store, cfg, tokenizer).longest
 
 
-def set_seq_len(store: Store, cfg: RunConfig, tokenizer: Any = None) -> int | None:
-    """`batch_seq_len` of the run's knowledge set with the model's own tokenizer (loaded here
-    unless given), or None when the set or the tokenizer cannot be read: the estimate then
-    falls back to data.max_seq_len, an upper bound."""
+def set_tokens_or_none(store: Store, cfg: RunConfig, tokenizer: Any = None) -> SetTokens | None:
+    """`set_tokens` of the run's knowledge set with the model's own tokenizer (loaded here
+    unless given), or None when the set or the tokenizer cannot be read: the memory estimate
+    then falls back to data.max_seq_len, an upper bound, and there is no time estimate."""
     from workbench.core.errors import WorkbenchError
     from workbench.core.models import load_tokenizer
 
     if not cfg.data.knowledge_set:
         return None
     try:
-        return batch_seq_len(store, cfg, tokenizer or load_tokenizer(cfg.model))
+        return set_tokens(store, cfg, tokenizer or load_tokenizer(cfg.model))
     except WorkbenchError:
         return None
+
+
+def set_seq_len(store: Store, cfg: RunConfig, tokenizer: Any = None) -> int | None:
+    """The longest example of `set_tokens_or_none`, or None."""
+    tokens = set_tokens_or_none(store, cfg, tokenizer)
+    return tokens.longest if tokens else None

@@ -19,7 +19,9 @@ from workbench.ui import compare_actions
 from workbench.ui.context import AppContext
 
 if TYPE_CHECKING:
-    from workbench.core.estimate import MemoryEstimate
+    from workbench.core.device import DeviceInfo
+    from workbench.core.estimate import MemoryEstimate, SetTokens
+    from workbench.core.time_estimate import TimeEstimate
 
 # The share of the device the UI's chat model may keep while a run starts beside it; above
 # this the chat model is released first (it reloads on demand afterwards).
@@ -147,24 +149,42 @@ def memory_parts(est: MemoryEstimate) -> list[tuple[str, int]]:
     return [(label, size) for label, size in parts if size > 0]
 
 
-def run_estimate(ctx: AppContext, cfg: RunConfig) -> MemoryEstimate:
-    """The pre-flight estimate of `cfg` on the device it would run on."""
+def _device_for(ctx: AppContext, cfg: RunConfig) -> DeviceInfo:
     from workbench.core.device import describe_device, pick_device
-    from workbench.core.estimate import estimate_memory
 
     kind = pick_device(cfg.model.device)
-    device = ctx.device if ctx.device.kind == kind else describe_device(kind)
-    return estimate_memory(cfg, device=device, seq_len=seq_len_for(ctx, cfg))
+    return ctx.device if ctx.device.kind == kind else describe_device(kind)
 
 
-_seq_lens: dict[tuple[Any, ...], int] = {}
+def run_estimate(ctx: AppContext, cfg: RunConfig) -> MemoryEstimate:
+    """The pre-flight estimate of `cfg` on the device it would run on."""
+    from workbench.core.estimate import estimate_memory
+
+    tokens = set_tokens_for(ctx, cfg)
+    return estimate_memory(cfg, device=_device_for(ctx, cfg),
+                           seq_len=tokens.longest if tokens else None)
 
 
-def seq_len_for(ctx: AppContext, cfg: RunConfig) -> int | None:
-    """The knowledge set's longest training example in the model's tokens, so activations are
-    estimated for the real batches rather than data.max_seq_len (often 10x longer). Cached
-    until the set, the model or the data settings change (a form change re-estimates)."""
-    from workbench.core.estimate import set_seq_len
+def run_time(ctx: AppContext, cfg: RunConfig, memory: MemoryEstimate) -> TimeEstimate | None:
+    """How long `cfg` would train, or None before its set can be rendered."""
+    from workbench.core.time_estimate import time_for_run
+
+    tokens = set_tokens_for(ctx, cfg)
+    if tokens is None:
+        return None
+    return time_for_run(ctx.store, cfg, tokens, device=_device_for(ctx, cfg), memory=memory)
+
+
+_set_tokens: dict[tuple[Any, ...], SetTokens] = {}
+
+
+def set_tokens_for(ctx: AppContext, cfg: RunConfig) -> SetTokens | None:
+    """The knowledge set rendered with the model's tokenizer: its longest example (so
+    activations are estimated for the real batches rather than data.max_seq_len, often 10x
+    longer) and its tokens per epoch (for the time estimate). Cached until the set, the model
+    or the data settings change (a form change re-estimates)."""
+    from workbench.core.estimate import set_tokens
+    from workbench.core.models import load_tokenizer
 
     if not cfg.data.knowledge_set:
         return None
@@ -175,23 +195,25 @@ def seq_len_for(ctx: AppContext, cfg: RunConfig) -> int | None:
     stamp = ctx.store.db.execute("SELECT updated_at FROM knowledge_sets WHERE id = ?",
                                  [sid]).fetchone()[0]
     key = (cfg.model.name_or_path, cfg.model.revision, sid, stamp, cfg.data.mode,
-           cfg.data.include_statements, cfg.data.max_seq_len)
-    if key not in _seq_lens:
+           cfg.data.include_statements, cfg.data.max_seq_len, cfg.data.replay_ratio)
+    if key not in _set_tokens:
         loaded = ctx.models.current
         same = loaded is not None and loaded.source == resolve_source(cfg.model.name_or_path,
                                                                       cfg.model.revision)
-        length = set_seq_len(ctx.store, cfg, loaded.tokenizer if same else None)
-        if length is None:
+        try:
+            tokens = set_tokens(ctx.store, cfg,
+                                loaded.tokenizer if same else load_tokenizer(cfg.model))
+        except WorkbenchError:
             return None  # not cached: the tokenizer may be reachable next time
-        if len(_seq_lens) > 64:  # every set edit makes a new key: forget the old ones
-            _seq_lens.clear()
-        _seq_lens[key] = length
-    return _seq_lens[key]
+        if len(_set_tokens) > 64:  # every set edit makes a new key: forget the old ones
+            _set_tokens.clear()
+        _set_tokens[key] = tokens
+    return _set_tokens[key]
 
 
 def estimate_html(ctx: AppContext, cfg: RunConfig) -> str:
     """The estimate as a stacked bar against the device's capacity, the breakdown in words,
-    and a warning with a suggestion when it will not fit."""
+    a warning with a suggestion when it will not fit, and how long it would train."""
     from workbench.core.models import format_bytes
 
     est = run_estimate(ctx, cfg)
@@ -211,6 +233,9 @@ def estimate_html(ctx: AppContext, cfg: RunConfig) -> str:
         if est.suggestion:
             verdict += f" Suggestion: {est.suggestion}."
     detail = html.escape("; ".join(est.lines()[1:]))  # the first line is the verdict above
+    timing = run_time(ctx, cfg, est)
+    time_html = "" if timing is None else status_html(
+        f"Time: {timing.line()}", "warning" if timing.too_long else "ok")
     return (f'<div class="wb-mem" id="wb-mem-estimate"><div class="wb-mem-bar">{bar}{cap}</div>'
-            f'<div class="wb-mem-legend">{legend}</div>{status_html(verdict, level)}'
+            f'<div class="wb-mem-legend">{legend}</div>{status_html(verdict, level)}{time_html}'
             f'<div class="wb-mem-detail" style="font-size:0.85rem;opacity:0.8">{detail}</div></div>')

@@ -65,3 +65,15 @@ def list_runs(store: Store, limit: int | None = 200) -> list[RunListing]:
                        step=r["step"] or 0, total_steps=r["total_steps"], seconds=duration(r),
                        scores=scores.get(r["id"], {}), created_at=r["created_at"])
             for r in rows]
+
+
+def measured_tokens_per_s(store: Store, *, model: str, method: str, device: str) -> float | None:
+    """The median tokens/s of the latest three runs of this model, method and device (their
+    steps after the first five, which include warm-up), or None when none ran here: the time
+    estimate's best source."""
+    rows = store.db.execute(
+        "SELECT m.tokens_per_s FROM metrics m JOIN (SELECT id FROM runs WHERE model = ? AND "
+        "method = ? AND device = ? ORDER BY id DESC LIMIT 3) r ON r.id = m.run_id "
+        "WHERE m.step > 5 AND m.tokens_per_s > 0", [model, method, device]).fetchall()
+    values = sorted(float(r[0]) for r in rows)
+    return values[len(values) // 2] if values else None
