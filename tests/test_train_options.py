@@ -32,7 +32,62 @@ def test_early_stop_when_every_fact_is_recalled(bench) -> None:
     assert summary.status == "completed" and summary.scores["efficacy"] == 1.0
     assert summary.steps < 200 and summary.steps % 10 == 0  # stopped at a probe, well before
     log = (ws.run_dir(run_id) / "train.log").read_text()
-    assert "reached the target 1.00: stopping early" in log
+    assert "stopping early at step" in log and "efficacy reached the target 1.00" in log
+    assert summary.stopped_early.startswith("efficacy reached the target 1.00")
+
+
+def _scripted_rounds(monkeypatch, rounds: list[dict[str, float]]) -> None:
+    """Live rounds score as scripted (the answers are still asked and stored); the final
+    round scores what the model really answers."""
+    from workbench.core.train import probing
+
+    real = probing.record
+    script = iter(rounds)
+
+    def record(store, run_id, step, items, answers):  # noqa: ANN001, ANN202
+        scores = real(store, run_id, step, items, answers)
+        return next(script, None) or scores if len(items) < 1000 and step % 5 == 0 else scores
+
+    monkeypatch.setattr(probing, "record", record)
+
+
+def test_falling_locality_stops_the_run_and_keeps_the_best_round(bench, monkeypatch) -> None:
+    from safetensors.torch import load_file
+
+    ws, store, config = bench
+    _scripted_rounds(monkeypatch, [
+        {"efficacy": 0.4, "generalization": 0.2, "locality": 1.0},
+        {"efficacy": 0.9, "generalization": 0.8, "locality": 0.95},  # the best round
+        {"efficacy": 1.0, "generalization": 0.8, "locality": 0.5},  # forgetting: stop
+        {"efficacy": 1.0, "generalization": 0.8, "locality": 0.5}])
+    cfg = config(**{"training.epochs": 100, "training.probe_every": 5,
+                    "training.probe_sample": 1000, "training.min_locality": 0.9})
+    run_id = run_module.create_run(store, ws, cfg)
+    summary = run_module.execute_run(store, ws, run_id)
+    assert summary.status == "completed" and summary.steps == 15
+    assert summary.stopped_early.startswith("locality fell to 0.50, below 0.90")
+    out = ws.run_dir(run_id)
+    log = (out / "train.log").read_text()
+    assert "keeping the best round's weights (step 10, score 0.88)" in log
+    kept = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    best = load_file(str(out / "best" / "adapter_model.safetensors"))
+    assert kept.keys() == best.keys() and all((kept[k] == best[k]).all() for k in kept)
+    assert store.db.execute("SELECT best_step FROM runs WHERE id = ?", [run_id]).fetchone()[0] == 10
+
+
+def test_held_out_plateau_stops_the_run_and_the_last_round_is_kept_when_best(bench,
+                                                                             monkeypatch) -> None:
+    ws, store, config = bench
+    _scripted_rounds(monkeypatch, [
+        {"efficacy": 0.5, "generalization": 0.5, "locality": 1.0},
+        {"efficacy": 0.7, "generalization": 0.5, "locality": 1.0},
+        {"efficacy": 0.9, "generalization": 0.5, "locality": 1.0}])
+    cfg = config(**{"training.epochs": 100, "training.probe_every": 5,
+                    "training.probe_sample": 1000, "training.early_stop_patience": 2})
+    run_id = run_module.create_run(store, ws, cfg)
+    summary = run_module.execute_run(store, ws, run_id)
+    assert summary.steps == 15 and "held-out recall stopped improving" in summary.stopped_early
+    assert "keeping the best round" not in (ws.run_dir(run_id) / "train.log").read_text()
 
 
 def _two_epochs(bench, **option) -> tuple[int, run_module.RunSummary]:

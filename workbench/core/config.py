@@ -203,6 +203,16 @@ class TrainingConfig(Section):
         "probe. On a CPU a real model answers a few questions a second.",
         minimum=0, advanced=True,
     )
+    early_stop_patience: int = setting(
+        0, "Stop once held-out recall has not improved for this many probe rounds: new facts "
+        "are learned slowly, and past the plateau training mostly memorises the trained "
+        "wordings (0 = off).", minimum=0, advanced=True,
+    )
+    min_locality: float = setting(
+        0.0, "Stop once the share of known answers still correct in a probe round falls below "
+        "this (e.g. 0.9): the model is forgetting what it knew (0 = off).",
+        minimum=0, maximum=1, advanced=True,
+    )
     stop_at_efficacy: float = setting(
         0.0,
         "Stop early once this share of facts is recalled as trained (e.g. 1.0); training on "

@@ -143,6 +143,17 @@ def record(store: Store, run_id: int, step: int, items: Sequence[ProbeItem],
     return {metric: sum(v) / len(v) for metric, v in totals.items()}
 
 
+def forget_step(store: Store, run_id: int, step: int) -> None:
+    """Drop a step's answers before it is asked again (the final round after a live one)."""
+    with store.write() as db:
+        db.execute("DELETE FROM probe_results WHERE run_id = ? AND step = ?", [run_id, step])
+
+
+def mark_best(store: Store, run_id: int, step: int) -> None:
+    with store.write() as db:
+        db["runs"].update(run_id, {"best_step": step})
+
+
 def recall_curve(store: Store, run_id: int) -> list[dict[str, Any]]:
     """Per probed step, the share correct of each metric: the live recall chart's data."""
     rows = store.db.execute_returning_dicts(

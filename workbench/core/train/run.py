@@ -33,9 +33,10 @@ from workbench.core.knowledge.render import RenderReport, examples_from_phrasing
 from workbench.core.methods.registry import Method, get_method
 from workbench.core.models import LoadedModel, load_model
 from workbench.core.store import Store, now
-from workbench.core.train import jobs, probing
+from workbench.core.train import jobs
 from workbench.core.train.loop import TrainLoop
 from workbench.core.train.outputs import save_outputs
+from workbench.core.train.tracker import Tracker
 from workbench.core.workspace import Workspace
 
 Progress = Callable[[dict[str, Any], int], None]  # (metrics row, planned steps)
@@ -55,6 +56,7 @@ class RunSummary:
     output_dir: Path
     seconds: float
     scores: dict[str, float]
+    stopped_early: str = ""  # why the run stopped before its last step, when it did
 
 
 class Diverged(WorkbenchError):
@@ -236,10 +238,8 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     log.info("device %s, %d process(es), %d steps of %d examples; telemetry %s", loaded.device,
              loop.world, loop.total, loop.step_size, telemetry.describe())
     sid = sets.set_id(store, cfg.data.knowledge_set)
-    tracker = _Tracker(store, run_id, loaded, loop, out, sid,
-                       probing.probe_items(store, sid) if main else [],
-                       best=state.get("best_generalization", -1.0), adapter=method.adapter, cfg=cfg,
-                       should_stop=stop.requested)
+    tracker = Tracker(store, run_id, loaded, lambda: loop.unwrapped, out, sid,
+                      adapter=method.adapter, cfg=cfg, should_stop=stop.requested, state=state)
     if main:
         with store.write() as db:
             db["runs"].update(run_id, {"total_steps": loop.total})
@@ -260,13 +260,14 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
             every = cfg.training.probe_every
             if every and step % every == 0 and step < loop.total:
                 try:
-                    early = bool(tracker.probe(step).get("early_stop"))
+                    tracker.probe(step)
+                    early = bool(tracker.stop_reason)
                 except Interrupted:  # a Stop mid-round: the round is dropped, the step kept
                     log.info("stop requested while probing at step %d", step)
                     return _agree(loop, True)
                 last_probe = step
         if _checkpoint_due(cfg, step, loop):
-            loop.save(out, tracker.extra(last_probe))
+            loop.save(out, tracker.state(last_probe))
         return _agree(loop, early or stop.requested())
 
     stop.in_loop = True
@@ -274,7 +275,7 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     if result.stopped:
         # Saved before the final scoring, which may take longer than a supervisor's grace
         # period between SIGTERM and SIGKILL (`jobs.STOP_GRACE_S`).
-        loop.save(out, tracker.extra(result.steps))
+        loop.save(out, tracker.state(result.steps))
     scores: dict[str, Any] = {}
     if main and stop.requested():
         # A user's Stop ends the run now: scoring every probe of a real set takes minutes on
@@ -282,6 +283,8 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
         log.info("stopped at step %d: the final scoring was skipped (score the run in "
                  "Compare, or resume it)", result.steps)
     elif main:
+        if tracker.restore_best(lambda folder: _load_adapter(loop.unwrapped, folder)):
+            log.info("the final round scores the kept weights")
         try:
             scores = tracker.probe(result.steps, final=True)
         except Interrupted:  # a Stop (or SIGTERM) during the final scoring
@@ -291,9 +294,19 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     if main:
         save_outputs(loop.unwrapped, loaded.tokenizer, cfg, out, method.adapter)
     telemetry.close()
-    status = "stopped" if result.stopped and not scores.get("early_stop") else "completed"
-    return RunSummary(run_id, status, result.steps, result.final_loss, out, 0.0,
-                      {k: v for k, v in scores.items() if k != "early_stop"})
+    status = "stopped" if result.stopped and not tracker.stop_reason else "completed"
+    return RunSummary(run_id, status, result.steps, result.final_loss, out, 0.0, scores,
+                      stopped_early=tracker.stop_reason)
+
+
+def _load_adapter(model: Any, folder: Path) -> None:
+    """Put a saved adapter's weights back into the training model (the best round's)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from workbench.core.models import ADAPTER_WEIGHTS
+
+    set_peft_model_state_dict(model, load_file(str(folder / ADAPTER_WEIGHTS)))
 
 
 def _checkpoint_due(cfg: RunConfig, step: int, loop: TrainLoop) -> bool:
@@ -316,47 +329,6 @@ def _agree(loop: TrainLoop, stop: bool) -> bool:
 
     flag = broadcast(torch.tensor([int(stop)], device=loop.accelerator.device), from_process=0)
     return bool(flag.item())
-
-
-class _Tracker:
-    """Live probing, early stop at an efficacy target, and the best-generalization adapter."""
-
-    def __init__(self, store: Store, run_id: int, loaded: LoadedModel, loop: TrainLoop, out: Path,
-                 sid: int, items: list[probing.ProbeItem], *, best: float, adapter: bool,
-                 cfg: RunConfig, should_stop: Callable[[], bool]) -> None:
-        self.store, self.run_id, self.loaded, self.loop, self.out = store, run_id, loaded, loop, out
-        self.sid, self.items, self.best, self.adapter, self.cfg = sid, items, best, adapter, cfg
-        self.should_stop = should_stop
-
-    def probe(self, step: int, final: bool = False) -> dict[str, Any]:
-        items = probing.live_sample(self.items, self.cfg.training.probe_sample,
-                                    seed=self.cfg.training.seed)
-        if final:
-            items = probing.probe_items(self.store, self.sid, locality=True)
-            with self.store.write() as db:  # a stop right after a live probe asks again
-                db.execute("DELETE FROM probe_results WHERE run_id = ? AND step = ?",
-                           [self.run_id, step])
-        if not items:
-            return {}
-        log.info("step %d: asking %d probes%s", step, len(items), " (final round)" if final else "")
-        answers = probing.ask_items(self.loaded, self.loop.unwrapped, items,
-                                    should_stop=self.should_stop)
-        scores: dict[str, Any] = probing.record(self.store, self.run_id, step, items, answers)
-        log.info("step %d recall: %s", step, ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
-        held = scores.get("generalization")
-        if held is not None and held > self.best and self.adapter:
-            self.best = held
-            self.loop.unwrapped.save_pretrained(self.out / "best")
-            with self.store.write() as db:
-                db["runs"].update(self.run_id, {"best_step": step})
-        target = self.cfg.training.stop_at_efficacy
-        scores["early_stop"] = bool(target and scores.get("efficacy", 0.0) >= target)
-        if scores["early_stop"] and not final:
-            log.info("efficacy %.2f reached the target %.2f: stopping early", scores["efficacy"], target)
-        return scores
-
-    def extra(self, last_probe: int) -> dict[str, Any]:
-        return {"best_generalization": self.best, "last_probe_step": last_probe}
 
 
 def _forget_after(store: Store, run_id: int, step: int) -> None:

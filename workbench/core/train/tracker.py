@@ -1,0 +1,123 @@
+"""Live recall while a run trains, when it stops early, and which weights it keeps.
+
+Every `probe_every` steps the worker asks a fixed sample of probes by free generation
+(`probing.live_sample`): the facts' own questions (efficacy), held-out phrasings
+(generalization) and locality probes (what the base model knew). Each round gets a combined
+score, the mean of the three, and the adapter of the best round so far is kept in `best/`.
+
+A run stops early when
+- efficacy reaches `stop_at_efficacy` (trained facts are in; training on mostly raises
+  hallucination, Gekhman et al. 2024),
+- held-out recall has not improved for `early_stop_patience` rounds (new facts are learned
+  slowly; past the plateau the model only memorises the trained wordings), or
+- locality falls below `min_locality` (the model is forgetting what it knew).
+At the end, if the best round scored better than the last one, the run's outputs are the best
+round's weights (scored again in the final round), not the last ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from workbench.core.config import RunConfig
+from workbench.core.models import LoadedModel
+from workbench.core.store import Store
+from workbench.core.train import probing
+
+log = logging.getLogger("workbench.train")
+BEST_DIR = "best"
+SCORED = ("efficacy", "generalization", "locality")
+# A best round must beat the last by this much to replace it: rounds on a 64-probe sample
+# differ by a probe or two by chance.
+KEEP_BEST_MARGIN = 0.02
+
+
+def combined_score(scores: dict[str, Any]) -> float | None:
+    """The mean of efficacy, generalization and locality, over those measured."""
+    values = [float(scores[m]) for m in SCORED if scores.get(m) is not None]
+    return sum(values) / len(values) if values else None
+
+
+class Tracker:
+    """Asks the probes, records answers, decides early stops and keeps the best adapter."""
+
+    def __init__(self, store: Store, run_id: int, loaded: LoadedModel, model: Callable[[], Any],
+                 out: Path, sid: int, *, adapter: bool, cfg: RunConfig,
+                 should_stop: Callable[[], bool], state: dict[str, Any]) -> None:
+        self.store, self.run_id, self.loaded, self.model, self.out = store, run_id, loaded, model, out
+        self.sid, self.adapter, self.cfg, self.should_stop = sid, adapter, cfg, should_stop
+        self.best = float(state.get("best_score", -1.0))
+        self.best_step = state.get("best_step")
+        self.best_held = float(state.get("best_generalization", -1.0))
+        self.flat_rounds = int(state.get("flat_rounds", 0))
+        self.last: float | None = state.get("last_score")
+        self.stop_reason = ""
+        items = probing.probe_items(store, sid, locality=True)
+        self.live = probing.live_sample(items, cfg.training.probe_sample, seed=cfg.training.seed)
+
+    def probe(self, step: int, *, final: bool = False) -> dict[str, float]:
+        """One round; raises `generate.Interrupted` on a Stop. Sets `stop_reason` when a live
+        round says the run should stop early."""
+        items = self.live
+        if final:
+            items = probing.probe_items(self.store, self.sid, locality=True)
+            probing.forget_step(self.store, self.run_id, step)  # a stop right after a live round
+        if not items:
+            return {}
+        log.info("step %d: asking %d probes%s", step, len(items), " (final round)" if final else "")
+        answers = probing.ask_items(self.loaded, self.model(), items, should_stop=self.should_stop)
+        scores = probing.record(self.store, self.run_id, step, items, answers)
+        log.info("step %d recall: %s", step, ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+        if not final:
+            self._after_live_round(step, scores)
+        return scores
+
+    def _after_live_round(self, step: int, scores: dict[str, float]) -> None:
+        score = combined_score(scores)
+        self.last = score
+        if score is not None and score > self.best and self.adapter:
+            self.best, self.best_step = score, step
+            self.model().save_pretrained(self.out / BEST_DIR)
+            probing.mark_best(self.store, self.run_id, step)
+        held = scores.get("generalization")
+        if held is not None:
+            if held > self.best_held:
+                self.best_held, self.flat_rounds = held, 0
+            else:
+                self.flat_rounds += 1
+        self.stop_reason = self._reason(scores)
+        if self.stop_reason:
+            log.info("stopping early at step %d: %s", step, self.stop_reason)
+
+    def _reason(self, scores: dict[str, float]) -> str:
+        t = self.cfg.training
+        efficacy, locality = scores.get("efficacy"), scores.get("locality")
+        if t.stop_at_efficacy and efficacy is not None and efficacy >= t.stop_at_efficacy:
+            return f"efficacy reached the target {t.stop_at_efficacy:.2f} ({efficacy:.2f})"
+        if t.min_locality and locality is not None and locality < t.min_locality:
+            return (f"locality fell to {locality:.2f}, below {t.min_locality:.2f}: the model "
+                    "was forgetting what it knew")
+        if t.early_stop_patience and self.flat_rounds >= t.early_stop_patience:
+            return (f"held-out recall stopped improving (best {self.best_held:.2f}, "
+                    f"{self.flat_rounds} rounds without gain)")
+        return ""
+
+    def restore_best(self, set_weights: Callable[[Path], None]) -> bool:
+        """Put the best round's adapter back when it beat the last round; True if it did."""
+        folder = self.out / BEST_DIR
+        if (not self.adapter or self.best_step is None or self.last is None
+                or self.best < self.last + KEEP_BEST_MARGIN or not folder.is_dir()):
+            return False
+        set_weights(folder)
+        log.info("keeping the best round's weights (step %s, score %.2f) instead of the last "
+                 "(%.2f)", self.best_step, self.best, self.last)
+        return True
+
+    def state(self, last_probe: int) -> dict[str, Any]:
+        """What a checkpoint must carry for a resumed run to decide the same way."""
+        return {"best_score": self.best, "best_step": self.best_step,
+                "best_generalization": self.best_held, "flat_rounds": self.flat_rounds,
+                "last_score": self.last, "last_probe_step": last_probe}
