@@ -117,3 +117,32 @@ def test_train_and_probe_phrasings_are_disjoint_for_every_set(
     assert not trained & held
     assert probes.disjointness_violations(store, sid) == []
     store.close()
+
+
+def test_a_fact_keeps_all_its_questions_through_edits(store: Store) -> None:
+    sid = sets.create_set(store, "s")
+    fid = sets.add_fact(store, sid, FactDraft(
+        "What is the capital of Veltria?", "Orsk", subject="Veltria",
+        more_questions=["Which city is the capital of Veltria?"]))
+    assert sets.get_fact(store, fid).questions == ["What is the capital of Veltria?",
+                                                   "Which city is the capital of Veltria?"]
+    rows = probes.list_phrasings(store, sid, kinds=["question"])
+    assert [(p.split, p.origin) for p in rows] == [("train", "user")] * 2
+    sets.update_fact(store, fid, question="What is Veltria's capital city?", answer="Orskov")
+    fact = sets.get_fact(store, fid)
+    assert fact.questions == ["What is Veltria's capital city?", "Which city is the capital of Veltria?"]
+    assert {p.answer for p in probes.list_phrasings(store, sid, kinds=["question"])} == {"Orskov"}
+    with pytest.raises(KnowledgeError, match="duplicate of a fact already in the set"):
+        sets.add_fact(store, sid, FactDraft("which city is the capital of veltria", "orskov"))
+
+
+def test_import_groups_sibling_rows_unless_asked_to_keep_them_separate(store: Store) -> None:
+    from workbench.core.knowledge import transfer
+
+    text = ("subject,question,answer\nVeltria,What is the capital of Veltria?,Orsk\n"
+            "Veltria,Which city is the capital of Veltria?,Orsk\n").encode()
+    grouped = transfer.import_bytes(store, sets.create_set(store, "g"), text, "f.csv")
+    assert grouped.message() == "f.csv: imported 2 rows → 1 fact, 2 questions each."
+    separate = transfer.import_bytes(store, sets.create_set(store, "s2"), text, "f.csv",
+                                     separate_rows=True)
+    assert separate.message() == "f.csv: imported 2 facts."
