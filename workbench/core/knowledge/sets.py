@@ -217,6 +217,16 @@ def _insert_questions(db: sqlite_utils.Database, sid: int, fid: int, questions: 
                              "origin": "user", "approved": 1, "created_at": t})
 
 
+def _train_probes_asking(db: sqlite_utils.Database, sid: int, questions: Iterable[str]) -> None:
+    """A question is always trained, so a held-out probe anywhere in the set with the same
+    text is trained from now on: held out, it would be a probe whose answer was taught."""
+    keys = {normalize(q) for q in questions}
+    for pid, text in db.execute("SELECT id, question FROM probes WHERE set_id = ? AND "
+                                "split = 'probe' AND fact_id IS NOT NULL", [sid]).fetchall():
+        if normalize(text) in keys:
+            db.execute("UPDATE probes SET split = 'train' WHERE id = ?", [pid])
+
+
 def add_facts(store: Store, sid: int, drafts: Sequence[FactDraft], *,
               origin: str = "input", lines: Sequence[int] | None = None) -> list[int]:
     """Add facts all-or-nothing, each with all of its questions. A duplicate (one of its
@@ -226,7 +236,7 @@ def add_facts(store: Store, sid: int, drafts: Sequence[FactDraft], *,
     with store.write() as db:
         set_id(store, sid)
         seen = {_fact_key(q, a): "the set" for q, a in _asked(db, sid)}
-        ids = []
+        ids, asked = [], []
         for index, draft in enumerate(drafts, start=1):
             if lines is not None:
                 where = f"{origin} line {lines[index - 1]}"
@@ -245,6 +255,8 @@ def add_facts(store: Store, sid: int, drafts: Sequence[FactDraft], *,
                                           "updated_at": t}).last_pk)
             _insert_questions(db, sid, fid, questions, row["answer"])
             ids.append(fid)
+            asked += questions
+        _train_probes_asking(db, sid, asked)
         touch(db, sid)
         return ids
 
@@ -273,6 +285,7 @@ def update_fact(store: Store, fact_id: int, **changes: Any) -> None:
         if row["question"] != old.question or row["answer"] != old.answer:
             db.execute("DELETE FROM probes WHERE fact_id = ? AND origin != 'user'", [fact_id])
             _replace_question(db, fact_id, old.question, row["question"])
+            _train_probes_asking(db, old.set_id, [row["question"]])
             db.execute("UPDATE probes SET answer = ? WHERE fact_id = ? AND kind = 'question'",
                        [row["answer"], fact_id])
             db.execute("UPDATE facts SET known = '', known_detail = '' WHERE id = ?", [fact_id])
