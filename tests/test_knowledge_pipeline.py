@@ -54,6 +54,23 @@ def test_cli_import_then_export_jsonl(tmp_path) -> None:
     assert "Traceback" not in failed.stderr
 
 
+def test_cli_import_of_a_fact_file_asked_twice_makes_one_fact_per_pair(tmp_path) -> None:
+    from workbench.testing import fictional_facts, write_facts_csv
+
+    src = write_facts_csv(tmp_path / "fictional.csv", fictional_facts(90, 2))
+    ws = str(tmp_path / "ws")
+    result = run_cli("--workspace", ws, "knowledge", "import", str(src), "--set", "Fictional")
+    assert result.returncode == 0, result.stderr
+    assert "fictional.csv: imported 180 rows → 90 facts, 2 questions each." in result.stdout
+    assert "Fictional: 90 facts, 180 training phrasings" in run_cli(
+        "--workspace", ws, "knowledge", "list").stdout
+    separate = run_cli("--workspace", ws, "knowledge", "import", str(src), "--set", "Rows",
+                       "--separate-rows")
+    assert "imported 180 facts" in separate.stdout, separate.stderr
+    shown = run_cli("--workspace", ws, "knowledge", "show", "Fictional").stdout.splitlines()
+    assert len(shown) == 180 and shown[1].startswith("\t")  # each further question indented
+
+
 def test_upload_limit_is_checked_before_reading(tmp_path, monkeypatch) -> None:
     from workbench.core.knowledge import io
 

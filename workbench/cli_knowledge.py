@@ -46,6 +46,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     for f in sets.list_facts(store, sid):
         label = f" [{f.known}]" if f.known else ""
         print(f"{f.id}\t{f.question}\t→ {f.answer}{label}")
+        for question in f.more_questions:  # the same fact asked another way
+            print(f"\t{question}")
     counts = probes.split_counts(store, sid)
     print(f"training phrasings {counts['train']}, probes {counts['probe']}, "
           f"statements {counts['statements']}, locality {counts['locality']}", file=sys.stderr)

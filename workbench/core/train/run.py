@@ -320,6 +320,9 @@ class _Tracker:
         answers = probing.ask_items(self.loaded, self.loop.unwrapped, items)
         scores: dict[str, Any] = probing.record(self.store, self.run_id, step, items, answers)
         log.info("step %d recall: %s", step, ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+        if final and (line := probing.form_line(probing.by_form(
+                (item, probing.score(item, answer)[0]) for item, answer in zip(items, answers)))):
+            log.info("step %d %s", step, line)
         held = scores.get("generalization")
         if held is not None and held > self.best and self.adapter:
             self.best = held
