@@ -169,3 +169,18 @@ def test_tab_actions_add_import_edit_and_preview(store, tiny_llama, tmp_path) ->
     assert found and "proposed" in message
     _, message = act.accept_proposals(store, name, act.proposals_table(found))
     assert "Added" in message
+
+
+def test_fictional_facts_are_made_up_deterministic_and_asked_in_different_words() -> None:
+    from workbench.testing import fictional_facts
+
+    rows = fictional_facts(90, 2, seed=3)
+    assert rows == fictional_facts(90, 2, seed=3) and rows != fictional_facts(90, 2, seed=4)
+    assert len(rows) == 180 and len({r["question"] for r in rows}) == 180
+    facts = {(r["subject"], r["answer"]) for r in rows}
+    assert len(facts) == 90 and len({a for _, a in facts}) == 90
+    real = {"france", "paris", "euro", "dollar", "japan", "tokyo", "apple", "steve jobs"}
+    assert not {w.lower() for s, a in facts for w in (s, a)} & real
+    assert {r["question"].split()[0] for r in fictional_facts(3, 2, ("founder",))} == {"Who"}
+    with pytest.raises(ValueError, match="relations"):
+        fictional_facts(relations=("birthday",))

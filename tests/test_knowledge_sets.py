@@ -207,9 +207,10 @@ texts = st.lists(words, min_size=1, max_size=4).map(lambda w: " ".join(w) + "?")
     holdout=st.integers(1, 3),
     seed=st.integers(0, 5),
     moves=st.lists(st.tuples(st.integers(0, 40), st.sampled_from(["train", "probe"])), max_size=5),
+    edits=st.lists(st.tuples(st.integers(0, 40), texts), max_size=3),
 )
 def test_no_held_out_text_is_trained_anywhere_in_a_set_of_siblings(
-    tmp_path_factory, questions, paraphrases, holdout, seed, moves
+    tmp_path_factory, questions, paraphrases, holdout, seed, moves, edits
 ) -> None:
     """Facts whose questions and paraphrases repeat one another's (siblings kept apart):
     after the split and any moves, no held-out text is trained, for any fact."""
@@ -229,6 +230,12 @@ def test_no_held_out_text_is_trained_anywhere_in_a_set_of_siblings(
                 probes.update_phrasing(store, row.id, split=split)
             except KnowledgeError as err:  # the text is also a fact's question
                 assert "always trained" in str(err)
+    for index, text in edits:  # rewording in the table, which sends the row's split too
+        row = probes.list_phrasings(store, sid)[index % len(rows)]
+        try:
+            probes.update_phrasing(store, row.id, question=text, split=row.split)
+        except KnowledgeError as err:
+            assert "already has" in str(err)
     held = _texts(probes.list_phrasings(store, sid, split="probe"))
     assert not held & _texts(probes.list_phrasings(store, sid, split="train"))
     assert not held & _texts(probes.training_phrasings(store, sid))

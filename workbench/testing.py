@@ -180,6 +180,17 @@ def _coin(rng: random.Random, ends: Sequence[str], used: set[str], parts: int = 
             return word.capitalize()
 
 
+def _founder(rng: random.Random, used: set[str]) -> str:
+    """A made-up person's name no other fact has, so every answer belongs to one fact."""
+    if sum(" " in name for name in used) >= len(_GIVEN) * len(_FAMILY):
+        raise ValueError(f"at most {len(_GIVEN) * len(_FAMILY)} founder facts")
+    while True:
+        name = f"{rng.choice(_GIVEN)} {rng.choice(_FAMILY)}"
+        if name not in used:
+            used.add(name)
+            return name
+
+
 def fictional_facts(n_facts: int = 90, questions_per_fact: int = 2,
                     relations: Sequence[str] = ("capital", "currency", "founder"),
                     seed: int = 0) -> list[dict[str, str]]:
@@ -198,7 +209,7 @@ def fictional_facts(n_facts: int = 90, questions_per_fact: int = 2,
         relation = relations[index % len(relations)]
         if relation == "founder":
             subject = f"{_coin(rng, _CITY_ENDS, used)} {rng.choice(_COMPANY_KINDS)}"
-            answer = f"{rng.choice(_GIVEN)} {rng.choice(_FAMILY)}"
+            answer = _founder(rng, used)
         elif relation == "capital":
             subject = _coin(rng, _COUNTRY_ENDS, used, 2)
             countries.append(subject)  # its currency comes next: one subject, two facts

@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from workbench.core.errors import KnowledgeError
+from workbench.core.errors import KnowledgeError, quoted
 from workbench.core.knowledge import forms, paraphrase
 from workbench.core.knowledge.sets import list_facts, set_id, touch
 from workbench.core.knowledge.types import Fact, Phrasing, text_problem
@@ -139,6 +139,20 @@ def _move_text(db: Any, sid: int, text: str, split: str) -> None:
             db.execute("UPDATE probes SET split = ? WHERE id = ?", [split, pid])
 
 
+def _check_not_repeated(db: Any, phrasing_id: int, fact_id: int | None, kind: str,
+                        text: str) -> None:
+    """An edit may not turn a phrasing into another one its fact already has."""
+    if fact_id is None:
+        return
+    key = normalize(text)
+    for pid, other_kind, other in db.execute(
+            "SELECT id, kind, question FROM probes WHERE fact_id = ? AND id != ?",
+            [fact_id, phrasing_id]).fetchall():
+        if normalize(other) == key and (other_kind == kind or other == text):
+            raise KnowledgeError(f"phrasing {phrasing_id}: fact {fact_id} already has "
+                                 f"{quoted(other)} (phrasing {pid})")
+
+
 def update_phrasing(store: Store, phrasing_id: int, *, question: str | None = None,
                     approved: bool | None = None, split: str | None = None) -> None:
     """Edit, approve/drop, or move a phrasing between train and probe (with every phrasing
@@ -162,9 +176,11 @@ def update_phrasing(store: Store, phrasing_id: int, *, question: str | None = No
                 raise KnowledgeError(f"phrasing {phrasing_id} {problem}")
             new_text = " ".join(question.split())
             if new_text != text:
+                _check_not_repeated(db, phrasing_id, fact_id, kind, new_text)
                 db.execute("UPDATE probes SET question = ? WHERE id = ?", [new_text, phrasing_id])
                 text = new_text
-                if fact_id is not None and split is None:
+                # The table sends every row's split; only a changed one is a move.
+                if fact_id is not None and split in (None, current):
                     same = _same_text(db, sid, text)
                     kinds, splits = {k for _, k, _ in same}, {s for _, _, s in same}
                     settled = "train" if "question" in kinds or splits == {"train"} else "probe"
