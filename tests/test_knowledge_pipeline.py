@@ -184,3 +184,13 @@ def test_fictional_facts_are_made_up_deterministic_and_asked_in_different_words(
     assert {r["question"].split()[0] for r in fictional_facts(3, 2, ("founder",))} == {"Who"}
     with pytest.raises(ValueError, match="relations"):
         fictional_facts(relations=("birthday",))
+
+
+def test_tab_import_groups_sibling_rows_unless_the_box_is_ticked(store, tmp_path) -> None:
+    src = tmp_path / "siblings.csv"
+    src.write_text("subject,question,answer\nVeltria,What is the capital of Veltria?,Orsk\n"
+                   "Veltria,What is Veltria's capital?,Orsk\n", encoding="utf-8")
+    _, message, _ = act.import_upload(store, "grouped", str(src), "")
+    assert message == "siblings.csv: imported 2 rows → 1 fact, 2 questions each."
+    _, message, _ = act.import_upload(store, "rows", str(src), "", separate_rows=True)
+    assert message == "siblings.csv: imported 2 facts."
