@@ -160,6 +160,9 @@ def _assert_no_leak(store: Store, sid: int) -> None:
     assert not held & _texts(probes.list_phrasings(store, sid, split="train"))
     assert not held & _texts(probes.training_phrasings(store, sid))
     assert probes.disjointness_violations(store, sid) == []
+    # Nor is a held-out completion the start of a trained sentence, taught word for word.
+    sentences = _texts(probes.list_phrasings(store, sid, split="train", kinds=["question", "statement"]))
+    assert not [(h, t) for h in held for t in sentences if t.startswith(h + " ")]
 
 
 def test_sibling_rows_kept_separate_never_leak_into_held_out_probes(store: Store, tmp_path) -> None:

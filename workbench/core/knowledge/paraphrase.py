@@ -718,6 +718,31 @@ def _inverted(p: _Parse) -> list[str]:
     return [f"{stem[0]} {p.aux} {stem[1]}?"] if stem else []  # "The capital of X is which city?"
 
 
+def _named_completions(p: _Parse, form: str, answer: str) -> list[str]:
+    """Sentences naming what is asked for, to be finished with the answer: "The person who
+    founded X is". Unlike a statement cut short, none is the start of a trained statement."""
+    clause = p.clause()
+    if form == "who" and not p.inverted and p.head != "whose":
+        return [f"The person who {p.body()} is"]
+    if form in ("what", "which") and p.noun:
+        if not p.inverted:
+            return [f"The {p.noun} that {p.body()} is"]
+        return [f"The {p.noun} {clause} is"] if clause else []  # "The currency X uses is"
+    role = p.subj.lower().startswith("the ") or re.search(r"['’]s? \w+$", p.subj)
+    if form in ("what", "who") and p.inverted and p.aux in _COPULAS and not p.pred and role:
+        # "the capital of X", "X's capital": a role to name, not a name ("Who was Ada?")
+        subj = p.subj[:1].lower() + p.subj[1:] if p.subj.lower().startswith("the ") else p.subj
+        return [f"The name of {subj} is"]
+    if form == "where" and clause:
+        return [f"The place where {clause} is"]
+    if form == "when" and clause:
+        unit = {"year": "year", "date": "date"}.get(_answer_kind(answer), "time")
+        return [f"The {unit} when {clause} is"]
+    if form == "how_many" and clause and p.noun:
+        return [f"The number of {p.noun} {clause} is"]
+    return []
+
+
 def _completions(question: str, answer: str, subject: str) -> list[str]:
     """Statements that end with the answer, cut before it: "X was born in London." → "X was
     born in". The generic "The answer to … is" is skipped: it repeats the trained question."""
@@ -745,7 +770,9 @@ def form_variants(question: str, answer: str, subject: str = "", per_form: int =
         stem = _stem(p)
         if stem:
             groups[0].append(f"{stem[0]} {p.aux}")  # "The capital of X is"
-        groups = [_imperatives(p, question_form(question)), _inverted(p), *groups]
+        form = question_form(question)
+        groups[0][:0] = _named_completions(p, form, answer)
+        groups = [_imperatives(p, form), _inverted(p), *groups]
     out: list[str] = []
     for group in groups:
         kept = [_clean(t) for t in group if t and not _contains(t, answer)]

@@ -225,7 +225,9 @@ def split_probes(store: Store, sid: int, holdout: int = 2, *, seed: int = 0) -> 
     """Hold out `holdout` approved paraphrases per fact as probes, the rest train.
 
     Never held out: a text (normalised) that any trained phrasing of the set has: a fact's
-    question, a statement, a paraphrase of another fact kept for training. A text that is
+    question, a statement, a paraphrase of another fact kept for training; nor the start of
+    a trained question or statement ("The capital of X is" of "The capital of X is Y.":
+    training on the sentence teaches that completion word for word). A text that is
     held out is held out wherever it occurs, so it is trained for no fact (a fact sharing
     paraphrases with another may so get more than `holdout` probes). Per fact, phrasings in
     another form than its question (`forms.form_of`) come first, spread over the forms.
@@ -241,11 +243,14 @@ def split_probes(store: Store, sid: int, holdout: int = 2, *, seed: int = 0) -> 
         fixed = [(normalize(q), split) for _, _, kind, split, _, q in rows if kind != "paraphrase"]
         trained = {key for key, split in fixed if split == "train"}
         held = {key for key, split in fixed if split == "probe"} - trained
+        starts = {" ".join(words[:n]) for words in (key.split() for key in trained)
+                  for n in range(1, len(words))}
         candidates: dict[int, list[tuple[str, str]]] = {}
         seen: set[tuple[int, str]] = set()
         for _, fid, kind, _, approved, q in rows:
             key = normalize(q)
-            if kind == "paraphrase" and approved and key not in trained and (fid, key) not in seen:
+            usable = key not in trained and key not in starts
+            if kind == "paraphrase" and approved and usable and (fid, key) not in seen:
                 seen.add((fid, key))
                 candidates.setdefault(fid, []).append((key, forms.form_of(q)))
         for fid, question in db.execute(
