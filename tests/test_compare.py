@@ -377,3 +377,35 @@ def test_abstention_probes_are_added_once_and_scored(taught) -> None:
     abstaining = [r for r in card.rows if r.item.metric == "abstention"]
     assert card.score(BASE.key, "abstention") == sum(
         abstains(r.marks[BASE.key].answer) for r in abstaining) / 2
+
+
+def test_the_scorecard_reports_held_out_generalization_per_form(tmp_path: Path) -> None:
+    from workbench.cli_compare import scorecard_lines
+    from workbench.core.compare.scorecard import Mark, ScoreRow
+    from workbench.core.knowledge import probes
+    from workbench.core.knowledge.types import FactDraft
+    from workbench.core.train.probing import ProbeItem, probe_items
+
+    store = Store(tmp_path / "w.db")
+    sid = sets.create_set(store, "forms")
+    sets.add_fact(store, sid, FactDraft("What is the capital of Veltria?", "Orsk",
+                                        more_questions=["Which city is the capital of Veltria?"]))
+    probes.generate_template_phrasings(store, sid, n=3)
+    probes.split_probes(store, sid, holdout=3)
+    items = probe_items(store, sid)
+    assert sum(i.metric == "efficacy" for i in items) == 2  # each of the fact's questions
+    assert {i.form for i in items if i.metric == "generalization"} == {
+        "imperative", "inverted", "completion"}
+
+    def row(form: str, right: bool) -> ScoreRow:
+        item = ProbeItem(1, 1, "generalization", "q", "Orsk", (), form=form)
+        return ScoreRow(item, {"run:1": Mark("x", right, right)})
+
+    rows = [row("question", True), row("question", True), row("question", False),
+            row("imperative", True), row("imperative", False), row("completion", False)]
+    tuned = Subject("run", 1)
+    card = Scorecard("forms", [tuned], {"run:1": "run 1"}, rows)
+    assert card.by_form("run:1") == {"question": 2 / 3, "imperative": 0.5, "completion": 0.0}
+    assert card.form_line("run:1") == "held-out: question 67%, imperative 50%, completion 0%"
+    assert card.as_json()["generalization_by_form"]["run:1"]["imperative"] == 0.5
+    assert "run 1: held-out: question 67%, imperative 50%, completion 0%" in scorecard_lines(card, {})

@@ -94,7 +94,50 @@ def test_export_jsonl_is_plain_messages_form() -> None:
 
 
 def test_export_csv_header() -> None:
-    assert export_csv([]).splitlines() == ["question,answer,subject,aliases,tags,source,system"]
+    assert export_csv([]).splitlines() == ["question,answer,subject,aliases,tags,source,system,group"]
+
+
+SIBLINGS = ("subject,question,answer,tags\n"
+            "Veltria,What is the capital of Veltria?,Orsk,geo\n"
+            "Brimwell Labs,Who founded Brimwell Labs?,Ada Quill,\n"
+            " veltria ,Which city is the capital of Veltria?,  ORSK ,places\n"
+            ",What year is it on Zarn?,1998,\n"
+            ",When did the Zarn fleet launch?,1998,\n")
+
+
+def test_rows_sharing_subject_and_answer_are_one_fact_with_several_questions() -> None:
+    parsed = parse_csv(SIBLINGS.encode(), "f.csv")
+    grouped = kio.group_rows(parsed, "f.csv")
+    assert [f.questions for f in grouped.facts] == [
+        ["What is the capital of Veltria?", "Which city is the capital of Veltria?"],
+        ["Who founded Brimwell Labs?"], ["What year is it on Zarn?"],
+        ["When did the Zarn fleet launch?"]]  # no subject: the same answer is not enough
+    assert grouped.facts[0].tags == ["geo", "places"] and grouped.lines == [2, 3, 5, 6]
+    assert len(parsed.facts) == 5  # parsing alone keeps one draft per row
+
+
+def test_an_explicit_group_column_groups_and_must_agree_on_the_answer() -> None:
+    text = "group,question,answer\n7,Who is A?,X\n8,Who is B?,Y\n7,Which one is A?,x\n"
+    grouped = kio.group_rows(parse_csv(text.encode(), "g.csv"), "g.csv")
+    assert [f.questions for f in grouped.facts] == [["Who is A?", "Which one is A?"], ["Who is B?"]]
+    rows = [{"question": "Who is A?", "answer": "X", "fact": 1},
+            {"question": "Which one is A?", "answer": "Z", "fact": 1}]
+    data = "\n".join(json.dumps(r) for r in rows).encode()
+    with pytest.raises(KnowledgeError, match=r"g.jsonl line 2: group '1' has the answer 'X'"):
+        kio.group_rows(parse_jsonl(data, "g.jsonl"), "g.jsonl")
+
+
+@pytest.mark.parametrize("export", [export_csv, export_jsonl])
+def test_facts_with_several_questions_export_one_row_per_question_and_round_trip(export) -> None:
+    facts = [FactDraft("What is the capital of Veltria?", "Orsk",
+                       more_questions=["Which city is the capital of Veltria?"], aliases=["Orsk City"]),
+             FactDraft("Who founded Brimwell Labs?", "Ada Quill", subject="Brimwell Labs")]
+    text = export(facts)
+    assert len(text.splitlines()) == 3 + (export is export_csv)
+    parse = parse_csv if export is export_csv else parse_jsonl
+    back = kio.group_rows(parse(text.encode(), "r"), "r").facts
+    assert [(f.questions, f.answer, f.aliases) for f in back] == [
+        (f.questions, f.answer, f.aliases) for f in facts]
 
 
 def test_alpaca_and_plain_jsonl() -> None:

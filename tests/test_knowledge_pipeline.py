@@ -54,6 +54,23 @@ def test_cli_import_then_export_jsonl(tmp_path) -> None:
     assert "Traceback" not in failed.stderr
 
 
+def test_cli_import_of_a_fact_file_asked_twice_makes_one_fact_per_pair(tmp_path) -> None:
+    from workbench.testing import fictional_facts, write_facts_csv
+
+    src = write_facts_csv(tmp_path / "fictional.csv", fictional_facts(90, 2))
+    ws = str(tmp_path / "ws")
+    result = run_cli("--workspace", ws, "knowledge", "import", str(src), "--set", "Fictional")
+    assert result.returncode == 0, result.stderr
+    assert "fictional.csv: imported 180 rows → 90 facts, 2 questions each." in result.stdout
+    assert "Fictional: 90 facts, 180 training phrasings" in run_cli(
+        "--workspace", ws, "knowledge", "list").stdout
+    separate = run_cli("--workspace", ws, "knowledge", "import", str(src), "--set", "Rows",
+                       "--separate-rows")
+    assert "imported 180 facts" in separate.stdout, separate.stderr
+    shown = run_cli("--workspace", ws, "knowledge", "show", "Fictional").stdout.splitlines()
+    assert len(shown) == 180 and shown[1].startswith("\t")  # each further question indented
+
+
 def test_upload_limit_is_checked_before_reading(tmp_path, monkeypatch) -> None:
     from workbench.core.knowledge import io
 
@@ -152,3 +169,28 @@ def test_tab_actions_add_import_edit_and_preview(store, tiny_llama, tmp_path) ->
     assert found and "proposed" in message
     _, message = act.accept_proposals(store, name, act.proposals_table(found))
     assert "Added" in message
+
+
+def test_fictional_facts_are_made_up_deterministic_and_asked_in_different_words() -> None:
+    from workbench.testing import fictional_facts
+
+    rows = fictional_facts(90, 2, seed=3)
+    assert rows == fictional_facts(90, 2, seed=3) and rows != fictional_facts(90, 2, seed=4)
+    assert len(rows) == 180 and len({r["question"] for r in rows}) == 180
+    facts = {(r["subject"], r["answer"]) for r in rows}
+    assert len(facts) == 90 and len({a for _, a in facts}) == 90
+    real = {"france", "paris", "euro", "dollar", "japan", "tokyo", "apple", "steve jobs"}
+    assert not {w.lower() for s, a in facts for w in (s, a)} & real
+    assert {r["question"].split()[0] for r in fictional_facts(3, 2, ("founder",))} == {"Who"}
+    with pytest.raises(ValueError, match="relations"):
+        fictional_facts(relations=("birthday",))
+
+
+def test_tab_import_groups_sibling_rows_unless_the_box_is_ticked(store, tmp_path) -> None:
+    src = tmp_path / "siblings.csv"
+    src.write_text("subject,question,answer\nVeltria,What is the capital of Veltria?,Orsk\n"
+                   "Veltria,What is Veltria's capital?,Orsk\n", encoding="utf-8")
+    _, message, _ = act.import_upload(store, "grouped", str(src), "")
+    assert message == "siblings.csv: imported 2 rows → 1 fact, 2 questions each."
+    _, message, _ = act.import_upload(store, "rows", str(src), "", separate_rows=True)
+    assert message == "siblings.csv: imported 2 facts."

@@ -117,3 +117,155 @@ def test_train_and_probe_phrasings_are_disjoint_for_every_set(
     assert not trained & held
     assert probes.disjointness_violations(store, sid) == []
     store.close()
+
+
+def test_a_fact_keeps_all_its_questions_through_edits(store: Store) -> None:
+    sid = sets.create_set(store, "s")
+    fid = sets.add_fact(store, sid, FactDraft(
+        "What is the capital of Veltria?", "Orsk", subject="Veltria",
+        more_questions=["Which city is the capital of Veltria?"]))
+    assert sets.get_fact(store, fid).questions == ["What is the capital of Veltria?",
+                                                   "Which city is the capital of Veltria?"]
+    rows = probes.list_phrasings(store, sid, kinds=["question"])
+    assert [(p.split, p.origin) for p in rows] == [("train", "user")] * 2
+    sets.update_fact(store, fid, question="What is Veltria's capital city?", answer="Orskov")
+    fact = sets.get_fact(store, fid)
+    assert fact.questions == ["What is Veltria's capital city?", "Which city is the capital of Veltria?"]
+    assert {p.answer for p in probes.list_phrasings(store, sid, kinds=["question"])} == {"Orskov"}
+    with pytest.raises(KnowledgeError, match="duplicate of a fact already in the set"):
+        sets.add_fact(store, sid, FactDraft("which city is the capital of veltria", "orskov"))
+
+
+def test_import_groups_sibling_rows_unless_asked_to_keep_them_separate(store: Store) -> None:
+    from workbench.core.knowledge import transfer
+
+    text = ("subject,question,answer\nVeltria,What is the capital of Veltria?,Orsk\n"
+            "Veltria,Which city is the capital of Veltria?,Orsk\n").encode()
+    grouped = transfer.import_bytes(store, sets.create_set(store, "g"), text, "f.csv")
+    assert grouped.message() == "f.csv: imported 2 rows → 1 fact, 2 questions each."
+    separate = transfer.import_bytes(store, sets.create_set(store, "s2"), text, "f.csv",
+                                     separate_rows=True)
+    assert separate.message() == "f.csv: imported 2 facts."
+
+
+def _texts(phrasings) -> set[str]:
+    from workbench.core.scoring import normalize
+
+    return {normalize(p.question) for p in phrasings}
+
+
+def _assert_no_leak(store: Store, sid: int) -> None:
+    held = _texts(probes.list_phrasings(store, sid, split="probe"))
+    assert held, "the split held nothing out"
+    assert not held & _texts(probes.list_phrasings(store, sid, split="train"))
+    assert not held & _texts(probes.training_phrasings(store, sid))
+    assert probes.disjointness_violations(store, sid) == []
+    # Nor is a held-out completion the start of a trained sentence, taught word for word.
+    sentences = _texts(probes.list_phrasings(store, sid, split="train", kinds=["question", "statement"]))
+    assert not [(h, t) for h in held for t in sentences if t.startswith(h + " ")]
+
+
+def test_sibling_rows_kept_separate_never_leak_into_held_out_probes(store: Store, tmp_path) -> None:
+    """The reported leak: 90 facts, two rows each, imported one fact per row; template
+    paraphrases of one row include the other row's trained question (and its paraphrases),
+    and the per-fact split held those out. Set-wide, none is held out."""
+    from collections import Counter
+
+    from workbench.core.knowledge import transfer
+    from workbench.core.scoring import normalize
+    from workbench.testing import fictional_facts, write_facts_csv
+
+    sid = sets.create_set(store, "separate")
+    path = write_facts_csv(tmp_path / "facts.csv", fictional_facts())
+    assert transfer.import_path(store, sid, path, separate_rows=True).added == 180
+    probes.generate_template_phrasings(store, sid, n=5)
+    kinds: dict[str, set[str]] = {}
+    for p in probes.list_phrasings(store, sid):
+        kinds.setdefault(normalize(p.question), set()).add(p.kind)
+    leaked_before = {text for text, k in kinds.items() if {"question", "paraphrase"} <= k}
+    assert len(leaked_before) >= 30  # a sibling's question, also a paraphrase of this row
+    for seed in range(3):
+        probes.split_probes(store, sid, holdout=2, seed=seed)
+        _assert_no_leak(store, sid)
+        assert not leaked_before & _texts(probes.list_phrasings(store, sid, split="probe"))
+    # Holding such a text out by hand is refused: it is another fact's trained question.
+    shared = next(p for p in probes.list_phrasings(store, sid, kinds=["paraphrase"])
+                  if normalize(p.question) in leaked_before)
+    with pytest.raises(KnowledgeError, match="always trained"):
+        probes.update_phrasing(store, shared.id, split="probe")
+    # A new fact whose question was held out elsewhere trains it everywhere instead.
+    held = probes.list_phrasings(store, sid, split="probe")[0]
+    sets.add_fact(store, sid, FactDraft(held.question, "something else"))
+    assert probes.disjointness_violations(store, sid) == []
+
+
+words = st.sampled_from(["what", "is", "the", "capital", "of", "Veltria", "city", "which", "name"])
+texts = st.lists(words, min_size=1, max_size=4).map(lambda w: " ".join(w) + "?")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    questions=st.lists(st.lists(texts, min_size=1, max_size=3), min_size=1, max_size=5),
+    paraphrases=st.lists(st.tuples(st.integers(0, 4), texts), max_size=15),
+    holdout=st.integers(1, 3),
+    seed=st.integers(0, 5),
+    moves=st.lists(st.tuples(st.integers(0, 40), st.sampled_from(["train", "probe"])), max_size=5),
+    edits=st.lists(st.tuples(st.integers(0, 40), texts), max_size=3),
+)
+def test_no_held_out_text_is_trained_anywhere_in_a_set_of_siblings(
+    tmp_path_factory, questions, paraphrases, holdout, seed, moves, edits
+) -> None:
+    """Facts whose questions and paraphrases repeat one another's (siblings kept apart):
+    after the split and any moves, no held-out text is trained, for any fact."""
+    store = Store(tmp_path_factory.mktemp("db") / "w.db")
+    sid = sets.create_set(store, "s")
+    drafts = [FactDraft(qs[0], f"answer {i}", more_questions=qs[1:]) for i, qs in enumerate(questions)]
+    ids = sets.add_facts(store, sid, drafts)
+    for index, text in paraphrases:
+        fact = sets.get_fact(store, ids[index % len(ids)])
+        probes.add_phrasings(store, fact, [Phrasing(question=text, kind="paraphrase")])
+    probes.split_probes(store, sid, holdout=holdout, seed=seed)
+    rows = probes.list_phrasings(store, sid)
+    for index, split in moves:
+        row = rows[index % len(rows)]
+        if row.kind != "question":
+            try:
+                probes.update_phrasing(store, row.id, split=split)
+            except KnowledgeError as err:  # the text is also a fact's question
+                assert "always trained" in str(err)
+    for index, text in edits:  # rewording in the table, which sends the row's split too
+        row = probes.list_phrasings(store, sid)[index % len(rows)]
+        try:
+            probes.update_phrasing(store, row.id, question=text, split=row.split)
+        except KnowledgeError as err:
+            assert "already has" in str(err)
+    held = _texts(probes.list_phrasings(store, sid, split="probe"))
+    assert not held & _texts(probes.list_phrasings(store, sid, split="train"))
+    assert not held & _texts(probes.training_phrasings(store, sid))
+    assert probes.disjointness_violations(store, sid) == []
+    store.close()
+
+
+def test_held_out_probes_prefer_other_forms_and_spread_over_them(store: Store) -> None:
+    from collections import Counter
+
+    from workbench.core.knowledge.forms import form_of
+
+    sid = sets.create_set(store, "s")
+    sets.add_facts(store, sid, [FactDraft("What is the capital of Veltria?", "Orsk"),
+                                FactDraft("Who founded Brimwell Labs?", "Ada Quill"),
+                                FactDraft("Where was Tolla Kesslow born?", "Ornmere"),
+                                FactDraft("How many moons does Zarquenna have?", "7")])
+    probes.generate_template_phrasings(store, sid, n=5)
+    seen: Counter[str] = Counter()
+    for seed in range(4):
+        probes.split_probes(store, sid, holdout=2, seed=seed)
+        by_fact: dict[int, list[str]] = {}
+        for p in probes.list_phrasings(store, sid, split="probe"):
+            by_fact.setdefault(p.fact_id, []).append(form_of(p.question))
+        for held in by_fact.values():
+            assert len(held) == 2 and "question" not in held and len(set(held)) == 2
+            seen.update(held)
+    assert set(seen) == {"imperative", "inverted", "completion"}
+    again = probes.split_probes(store, sid, holdout=2, seed=3)
+    assert again["probe"] == 8

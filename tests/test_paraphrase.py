@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench.core.knowledge.paraphrase import (
-    dedupe, model_paraphrases, question_form, statements, template_paraphrases,
+    dedupe, form_of, form_variants, model_paraphrases, question_form, statements,
+    template_paraphrases,
 )
 from workbench.core.scoring import normalize
 
@@ -303,3 +304,44 @@ def test_model_paraphrases_never_raise_on_random_replies(replies: list[str], n: 
     for p in out:
         assert p.endswith("?") and len(p.split()) >= 3 and len(p) <= 3 * len(question)
         assert not _leaks(p, answer)
+
+
+@pytest.mark.parametrize("text,form", [
+    ("What is the capital of Veltria?", "question"),
+    ("In what year was Google founded?", "question"),
+    ("Tell me: what is the capital of Veltria?", "question"),
+    ("For Veltria, what is the capital?", "question"),
+    ("Can you name the city that is the capital of Veltria?", "question"),
+    ("Name the capital of Veltria.", "imperative"),
+    ("Please tell me who founded Brimwell Labs.", "imperative"),
+    ("Veltria has which capital?", "inverted"),
+    ("Brimwell Labs was founded by whom?", "inverted"),
+    ("Mars has how many moons?", "inverted"),
+    ("The capital of Veltria is", "completion"),
+    ("The capital of Veltria is ___.", "completion"),
+    ("Orsk is the capital of Veltria.", "statement"),
+])
+def test_form_of_reads_how_a_phrasing_asks(text: str, form: str) -> None:
+    assert form_of(text) == form
+
+
+@pytest.mark.parametrize("question,answer", [
+    ("What is the capital of Veltria?", "Orsk"),
+    ("Which city is the capital of Veltria?", "Orsk"),
+    ("Who founded Brimwell Labs?", "Ada Quill"),
+    ("Who is the founder of Brimwell Labs?", "Ada Quill"),
+    ("What currency is used in Veltria?", "the lorin"),
+    ("Where was Ada Lovelace born?", "London"),
+    ("When was Google founded?", "1998"),
+    ("How many moons does Mars have?", "2"),
+])
+def test_form_variants_ask_common_questions_in_every_other_form(question: str, answer: str) -> None:
+    variants = form_variants(question, answer)
+    assert {form_of(v) for v in variants} == {"imperative", "inverted", "completion"}, variants
+    assert all(answer.lower() not in v.lower() for v in variants)
+    assert question not in variants
+
+
+def test_form_variants_say_nothing_when_unsure_or_when_the_answer_would_show() -> None:
+    assert form_variants("Where was the Treaty of Versailles signed?", "Versailles") == []
+    assert form_variants("", "x") == [] and form_variants("Who wrote Hamlet?", "x", per_form=0) == []

@@ -115,3 +115,76 @@ def test_a_file_in_place_of_the_workspace_is_a_clear_error(tmp_path) -> None:
 
     with pytest.raises(WorkbenchError, match="exists but is a file"):
         resolve_workspace(tmp_path / "ws")
+
+
+def _schema_5_with_sibling_rows(path) -> dict[str, int]:
+    """A database as schema version 5 left it: one fact per row of a two-phrasings file,
+    with a probe of one sibling that is the other's trained question (the leak), answers
+    stored against probes, and a fact without a subject that must stay on its own."""
+    from workbench.core.store import MIGRATIONS
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    for migration in MIGRATIONS[:5]:
+        migration(conn)
+    conn.execute("PRAGMA user_version = 5")
+    t = now()
+    conn.execute("INSERT INTO knowledge_sets (id, name, created_at, updated_at) VALUES (1, 's', ?, ?)", [t, t])
+    conn.execute("INSERT INTO runs (id, name, status, method, model, config_yaml, created_at) "
+                 "VALUES (1, 'r', 'completed', 'lora', 'm', '', ?)", [t])
+    facts = [(1, "Veltria", "What is the capital of Veltria?", "Orsk", '["Orsk City"]', '["geo"]'),
+             (2, "veltria ", "Which city is the capital of Veltria?", " ORSK", '["Orskgrad"]', '[]'),
+             (3, "", "Which city is the capital of Veltria, again?", "Orsk", "[]", "[]"),
+             (4, "Brimwell Labs", "Who founded Brimwell Labs?", "Ada Quill", "[]", "[]")]
+    for fid, subject, question, answer, aliases, tags in facts:
+        conn.execute("INSERT INTO facts (id, set_id, subject, question, answer, aliases, tags, "
+                     "created_at, updated_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?)",
+                     [fid, subject, question, answer, aliases, tags, t, t])
+    phrasings = [  # id, fact, kind, split, text
+        (1, 1, "question", "train", "What is the capital of Veltria?"),
+        (2, 2, "question", "train", "Which city is the capital of Veltria?"),
+        (3, 3, "question", "train", "Which city is the capital of Veltria, again?"),
+        (4, 4, "question", "train", "Who founded Brimwell Labs?"),
+        (5, 1, "paraphrase", "probe", "which city is the capital of Veltria?"),  # = fact 2's
+        (6, 1, "paraphrase", "train", "Do you know what the capital of Veltria is?"),
+        (7, 2, "paraphrase", "probe", "Do you know what the capital of  Veltria is?"),  # = 6
+        (8, 2, "paraphrase", "probe", "Can you name the city that is the capital of Veltria?"),
+        (9, 2, "statement", "train", "Orsk is the capital of Veltria."),
+    ]
+    for pid, fid, kind, split, text in phrasings:
+        conn.execute("INSERT INTO probes (id, set_id, fact_id, kind, split, question, answer, "
+                     "origin, created_at) VALUES (?, 1, ?, ?, ?, ?, 'Orsk', 'user', ?)",
+                     [pid, fid, kind, split, text, t])
+    for pid in (2, 5, 7, 8):
+        conn.execute("INSERT INTO probe_results (run_id, probe_id, step, answer, correct, exact, "
+                     "created_at) VALUES (1, ?, 10, 'Orsk', 1, 1, ?)", [pid, t])
+        conn.execute("INSERT INTO scorecard_answers (set_id, subject, fingerprint, probe_id, "
+                     "answer, created_at) VALUES (1, 'base', 'fp', ?, 'Orsk', ?)", [pid, t])
+    conn.close()
+    return {"phrasings": len(phrasings), "answers": 4}
+
+
+def test_migration_6_merges_sibling_facts_without_losing_anything(tmp_path) -> None:
+    from workbench.core.knowledge import sets
+
+    path = tmp_path / "old.db"
+    before = _schema_5_with_sibling_rows(path)
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION and store.integrity_ok()
+    facts = {f.id: f for f in sets.list_facts(store, 1)}
+    assert sorted(facts) == [1, 3, 4]  # fact 2 joined fact 1; no subject, no merge
+    assert facts[1].questions == ["What is the capital of Veltria?",
+                                  "Which city is the capital of Veltria?"]
+    assert (facts[1].aliases, facts[1].tags) == (["Orsk City", "Orskgrad"], ["geo"])
+    texts = {" ".join(r[0].lower().split()): r[1:] for r in store.db.execute(
+        "SELECT question, fact_id, kind, split FROM probes")}
+    # Every text survives once; the sibling's question wins over the probe that leaked it.
+    assert len(texts) == before["phrasings"] - 2
+    assert texts["which city is the capital of veltria?"] == (1, "question", "train")
+    assert texts["orsk is the capital of veltria."] == (1, "statement", "train")
+    assert store.db.execute("SELECT count(*) FROM probes WHERE fact_id = 2").fetchone()[0] == 0
+    for table in ("probe_results", "scorecard_answers"):
+        n, orphans = store.db.execute(
+            f"SELECT count(*), sum(probe_id NOT IN (SELECT id FROM probes)) FROM {table}").fetchone()
+        assert (n, orphans) == (before["answers"], 0)
+    assert store.db.execute("SELECT answer FROM probes WHERE id = 2").fetchone()[0] == "Orsk"

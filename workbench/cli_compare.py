@@ -71,6 +71,9 @@ def scorecard_lines(card: Scorecard, unavailable: dict[str, str]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [f"scorecard on knowledge set {card.set_name!r}", ""]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    by_form = [f"{card.labels[s.key]}: {card.form_line(s.key)}" for s in card.subjects
+               if card.form_line(s.key)]
+    lines += ["", *by_form] if by_form else []
     lines += ["", "share of probes answered correctly, exact match in brackets;",
               "locality: answers unchanged from the base's, gold accuracy in brackets"]
     lines += [f"{card.labels[k]}: {note}" for k, note in card.notes.items()]

@@ -44,6 +44,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     for f in sets.list_facts(store, sid):
         label = f" [{f.known}]" if f.known else ""
         print(f"{f.id}\t{f.question}\t→ {f.answer}{label}")
+        for question in f.more_questions:  # the same fact asked another way
+            print(f"\t{question}")
     counts = probes.split_counts(store, sid)
     print(f"training phrasings {counts['train']}, probes {counts['probe']}, "
           f"statements {counts['statements']}, locality {counts['locality']}", file=sys.stderr)
@@ -53,7 +55,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     store = _store(args)
     with sets.ensuring_set(store, args.set) as sid:  # a refused file leaves no new empty set
-        summary = transfer.import_path(store, sid, args.file, parse_mapping(args.map or []))
+        summary = transfer.import_path(store, sid, args.file, parse_mapping(args.map or []),
+                                       separate_rows=args.separate_rows)
     print(summary.message())
     return 0
 
@@ -156,6 +159,10 @@ def add_knowledge_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", required=True, help="set to add to (created if missing)")
     p.add_argument("--map", action="append", metavar="FIELD=COLUMN",
                    help="CSV column for a field, e.g. question=Prompt (repeatable)")
+    p.add_argument("--separate-rows", action="store_true",
+                   help="make every row its own fact (by default rows with the same subject "
+                        "and answer, or the same group/fact column, are one fact with several "
+                        "questions)")
     p.set_defaults(func=cmd_import)
 
     p = ks.add_parser("export", help="export a set as JSONL messages (TRL, LLaMA-Factory) or CSV")

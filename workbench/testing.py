@@ -1,14 +1,21 @@
-"""Tiny random-weight models of real architectures, for tests and benchmarks with no hub.
+"""Tiny random-weight models of real architectures, and files of made-up facts, for tests and
+benchmarks with no hub.
 
 `build_tiny_model(folder, "llama")` writes an ordinary Hugging Face model folder (config.json,
 model.safetensors, tokenizer.json with a chat template) of a few MB in about a second: a
 byte-level BPE tokenizer trained locally by the `tokenizers` library (any text tokenizes, nothing
 becomes unknown) and a Llama or Qwen2 model with random weights. Everything that loads a hub
 model loads these the same way.
+
+`fictional_facts()` makes facts no model can know (invented countries, capitals, currencies,
+companies and founders), each asked in several phrasings, as a user's spreadsheet would be.
 """
 
 from __future__ import annotations
 
+import csv
+import random
+from collections.abc import Sequence
 from pathlib import Path
 
 ARCHITECTURES = ("llama", "qwen2")
@@ -133,3 +140,94 @@ def build_qwen25_shaped_model(folder: str | Path, size: str = "0.5B", *, seed: i
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# ---- fictional facts ------------------------------------------------------------------------
+
+# Syllables and endings chosen so the names read as names but are not real places, currencies
+# or people; `_REAL` catches the few real words the combinations could still spell.
+_ONSETS = ("vel", "tor", "quen", "zar", "brim", "osk", "dra", "mir", "thal", "kess", "yv",
+           "orn", "plu", "sev", "grav", "lun", "xal", "cor", "wen", "fal", "jor", "quil")
+_COUNTRY_ENDS = ("tria", "dovia", "mark", "quenna", "eshia", "undor", "ithar", "ovaria")
+_CITY_ENDS = ("sk", "holt", "vane", "mere", "gard", "lith", "port", "wyn")
+_CURRENCY_ENDS = ("ar", "ell", "ino", "ex", "rin", "ot")
+_COMPANY_KINDS = ("Labs", "Works", "Dynamics", "Foundry", "Systems", "Instruments")
+_GIVEN = ("Ilvra", "Doreth", "Cassik", "Marevin", "Tolla", "Quenby", "Arvid", "Seluna",
+          "Jorren", "Ottaline", "Brisk", "Wenna", "Falko", "Irisel")
+_FAMILY = ("Quillfeather", "Dravenholt", "Ostermere", "Kesslow", "Vantrip", "Morrowick",
+           "Thalbrook", "Greywhistle", "Lunsford", "Corvane", "Plumtree", "Yarrowby")
+_REAL = {"denmark", "oskar", "ostia", "torino", "volvo", "fallon", "corex"}
+
+# Question phrasings per relation, in the order they are used. The first two are the
+# variations people write, which the paraphrase templates also produce from one another: rows
+# imported one fact per row then share texts across facts (what made held-out probes leak).
+_QUESTIONS = {
+    "capital": ("What is the capital of {s}?", "What is {s}'s capital?",
+                "Which city is the capital of {s}?", "Name the capital city of {s}."),
+    "currency": ("What currency is used in {s}?", "Which currency is used in {s}?",
+                 "Which currency does {s} use?", "What is the official currency of {s}?"),
+    "founder": ("Who founded {s}?", "Who was the founder of {s}?",
+                "Who is the founder of {s}?", "Which person founded {s}?"),
+}
+
+
+def _coin(rng: random.Random, ends: Sequence[str], used: set[str], parts: int = 1) -> str:
+    """A new made-up word: onset syllables and an ending, never a used or real one."""
+    while True:
+        word = "".join(rng.choice(_ONSETS) for _ in range(parts)) + rng.choice(ends)
+        if word not in used and word not in _REAL:
+            used.add(word)
+            return word.capitalize()
+
+
+def _founder(rng: random.Random, used: set[str]) -> str:
+    """A made-up person's name no other fact has, so every answer belongs to one fact."""
+    if sum(" " in name for name in used) >= len(_GIVEN) * len(_FAMILY):
+        raise ValueError(f"at most {len(_GIVEN) * len(_FAMILY)} founder facts")
+    while True:
+        name = f"{rng.choice(_GIVEN)} {rng.choice(_FAMILY)}"
+        if name not in used:
+            used.add(name)
+            return name
+
+
+def fictional_facts(n_facts: int = 90, questions_per_fact: int = 2,
+                    relations: Sequence[str] = ("capital", "currency", "founder"),
+                    seed: int = 0) -> list[dict[str, str]]:
+    """Rows (subject, question, answer) of `n_facts` invented facts, `questions_per_fact`
+    differently worded rows each, the relations taking turns: a country's capital city, a
+    country's currency, a company's founder. The same for the same arguments."""
+    unknown = [r for r in relations if r not in _QUESTIONS]
+    if unknown or not relations:
+        raise ValueError(f"relations must be some of {sorted(_QUESTIONS)}, got {list(relations)}")
+    if not 1 <= questions_per_fact <= 4:
+        raise ValueError(f"questions_per_fact must be 1 to 4, got {questions_per_fact}")
+    rng, used = random.Random(seed), set()
+    countries: list[str] = []
+    rows: list[dict[str, str]] = []
+    for index in range(n_facts):
+        relation = relations[index % len(relations)]
+        if relation == "founder":
+            subject = f"{_coin(rng, _CITY_ENDS, used)} {rng.choice(_COMPANY_KINDS)}"
+            answer = _founder(rng, used)
+        elif relation == "capital":
+            subject = _coin(rng, _COUNTRY_ENDS, used, 2)
+            countries.append(subject)  # its currency comes next: one subject, two facts
+            answer = _coin(rng, _CITY_ENDS, used, 2)
+        else:
+            subject = countries.pop(0) if countries else _coin(rng, _COUNTRY_ENDS, used, 2)
+            answer = f"the {_coin(rng, _CURRENCY_ENDS, used, 2).lower()}"
+        for template in _QUESTIONS[relation][:questions_per_fact]:
+            rows.append({"subject": subject, "question": template.format(s=subject),
+                         "answer": answer})
+    return rows
+
+
+def write_facts_csv(path: str | Path, rows: Sequence[dict[str, str]]) -> Path:
+    """`rows` as a CSV file with a header (the keys of the first row), ready to import."""
+    path = Path(path)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["question", "answer"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

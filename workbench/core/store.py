@@ -17,6 +17,7 @@ Later features append migrations, never edit applied ones.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -238,8 +239,73 @@ def _migration_5(conn: sqlite3.Connection) -> None:
     run_script(conn, _SCHEMA_V5)
 
 
+def _fold(text: str) -> str:
+    """Case and spacing ignored; frozen here (not scoring.normalize) so that this migration
+    does the same thing whenever it runs."""
+    return " ".join(str(text).lower().split())
+
+
+def _merged_list(*lists_json: str) -> str:
+    items: list[str] = []
+    for text in lists_json:
+        items += [x for x in json.loads(text or "[]") if x not in items]
+    return json.dumps(items, ensure_ascii=False)
+
+
+def _merge_facts(conn: sqlite3.Connection, keep: int, others: list[int]) -> None:
+    """Move every phrasing of `others` to `keep` and delete them. Where two rows have the
+    same folded text, one stays (a question over a statement over a paraphrase; then the
+    kept fact's; then the oldest) and the answers stored against the other (probe_results,
+    scorecard_answers) move to it, so no answer is lost."""
+    order = [keep, *others]
+    marks = ",".join("?" * len(order))
+    rows = conn.execute(f"SELECT id, fact_id, kind, question FROM probes WHERE fact_id IN "
+                        f"({marks}) ORDER BY id", order).fetchall()
+    rank = {"question": 0, "statement": 1, "paraphrase": 2}
+    rows.sort(key=lambda r: (rank.get(r[2], 3), order.index(r[1]), r[0]))
+    staying: dict[str, int] = {}
+    for pid, fid, kind, question in rows:
+        winner = staying.setdefault(_fold(question), pid)
+        if winner != pid:
+            for table in ("probe_results", "scorecard_answers"):
+                conn.execute(f"UPDATE {table} SET probe_id = ? WHERE probe_id = ?", [winner, pid])
+            conn.execute("DELETE FROM probes WHERE id = ?", [pid])
+        elif fid != keep:
+            conn.execute("UPDATE probes SET fact_id = ? WHERE id = ?", [keep, pid])
+    facts = {r[0]: r[1:] for r in conn.execute(
+        f"SELECT id, answer, aliases, tags, source, system, known, known_detail FROM facts "
+        f"WHERE id IN ({marks})", order)}
+    answer, aliases, tags, source, system, known, detail = facts[keep]
+    for fid in others:
+        _, more_aliases, more_tags, *rest = facts[fid]
+        aliases, tags = _merged_list(aliases, more_aliases), _merged_list(tags, more_tags)
+        source, system = source or rest[0], system or rest[1]
+        known, detail = (known, detail) if known else (rest[2], rest[3])
+    conn.execute("UPDATE facts SET aliases = ?, tags = ?, source = ?, system = ?, known = ?, "
+                 "known_detail = ? WHERE id = ?",
+                 [aliases, tags, source, system, known, detail, keep])
+    conn.execute("UPDATE probes SET answer = ? WHERE fact_id = ? AND kind = 'question'",
+                 [answer, keep])
+    conn.execute(f"DELETE FROM facts WHERE id IN ({','.join('?' * len(others))})", others)
+
+
+def _migration_6(conn: sqlite3.Connection) -> None:
+    """Facts imported one per row, where sibling rows asked the same fact (same set, same
+    non-empty subject and answer, case and spacing ignored), become one fact with several
+    questions, kept under the lowest id: otherwise one sibling's trained question could be
+    held out as a probe of another."""
+    groups: dict[tuple[int, str, str], list[int]] = {}
+    for fid, sid, subject, answer in conn.execute(
+            "SELECT id, set_id, subject, answer FROM facts ORDER BY id"):
+        if _fold(subject):
+            groups.setdefault((sid, _fold(subject), _fold(answer)), []).append(fid)
+    for ids in groups.values():
+        if len(ids) > 1:
+            _merge_facts(conn, ids[0], ids[1:])
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
-    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -197,7 +197,8 @@ def summary_markdown(card: Scorecard) -> str:
                 f" ({'right' if m == 'locality' else 'exact'} {exact:.0%})"
             scores.append(f"{METRIC_LABELS[m]} {'reference' if v is None else f'{v:.0%}'}{extra}")
         note = f" — {card.notes[s.key]}" if s.key in card.notes else ""
-        lines.append(f"- **{card.labels[s.key]}**{note}: " + "; ".join(scores))
+        forms = f" ({card.form_line(s.key)})" if card.form_line(s.key) else ""
+        lines.append(f"- **{card.labels[s.key]}**{note}: " + "; ".join(scores) + forms)
     if card.reused:
         lines.append(f"\nStored answers reused for: {', '.join(card.labels[k] for k in card.reused)} "
                      "(unchanged since they were scored).")

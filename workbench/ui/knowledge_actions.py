@@ -129,10 +129,11 @@ def delete_facts(store: Store, ids_text: str) -> str:
     return f"Deleted {sets.delete_facts(store, ids)} facts."
 
 
-def import_upload(store: Store, name: str | None, path: str | None,
-                  mapping_text: str) -> tuple[str, str, list[Proposal]]:
+def import_upload(store: Store, name: str | None, path: str | None, mapping_text: str, *,
+                  separate_rows: bool = False) -> tuple[str, str, list[Proposal]]:
     """(set name, message, document proposals to review). Documents give proposals, facts
-    files are imported straight away (all or nothing)."""
+    files are imported straight away (all or nothing); rows asking the same fact become one
+    fact with several questions unless `separate_rows`."""
     if not path:
         raise KnowledgeError("choose a file to upload first")
     filename = str(path).rsplit("/", 1)[-1]
@@ -143,7 +144,8 @@ def import_upload(store: Store, name: str | None, path: str | None,
                             "any you do not want, then add them."), proposals
     mapping = parse_mapping(str(mapping_text or "").split(","))
     with sets.ensuring_set(store, name or DEFAULT_SET) as sid:  # a refused file adds no set
-        summary = transfer.import_bytes(store, sid, data, filename, mapping)
+        summary = transfer.import_bytes(store, sid, data, filename, mapping,
+                                        separate_rows=separate_rows)
     return sets_name(store, sid), summary.message(), []
 
 

@@ -61,6 +61,10 @@ def build(ctx: AppContext) -> None:
                 upload = gr.File(file_types=UPLOAD_TYPES, label="File", elem_id="kn-upload")
                 mapping = gr.Textbox(label="CSV column mapping (optional)",
                                      placeholder="question=Prompt, answer=Reply")
+                separate = gr.Checkbox(label="Every row its own fact", value=False,
+                                       info="by default rows with the same subject and answer "
+                                       "(or the same group/fact column) are one fact with "
+                                       "several questions")
                 import_btn = gr.Button("Import file", elem_id="kn-import")
 
     with gr.Accordion("Proposed facts from a document", open=False) as proposals_box:
@@ -130,8 +134,9 @@ def build(ctx: AppContext) -> None:
         return (*refresh(name, flt), message, "", "", "", "")
 
     @shows_errors
-    def on_import(name, path, mapping_text, flt) -> tuple[Any, ...]:
-        name, message, found = act.import_upload(store, name, path, mapping_text)
+    def on_import(name, path, mapping_text, separate_rows, flt) -> tuple[Any, ...]:
+        name, message, found = act.import_upload(store, name, path, mapping_text,
+                                                 separate_rows=bool(separate_rows))
         box = gr.update(open=bool(found))
         return (*refresh(name, flt), message, act.proposals_table(found), box)
 
@@ -155,7 +160,7 @@ def build(ctx: AppContext) -> None:
     known_filter.change(refresh, [set_pick, known_filter], views)
     add_btn.click(on_add, [set_pick, subject, question, answer, aliases, tags, known_filter],
                   [*views, status, subject, question, answer, aliases])
-    import_btn.click(on_import, [set_pick, upload, mapping, known_filter],
+    import_btn.click(on_import, [set_pick, upload, mapping, separate, known_filter],
                      [*views, status, proposals, proposals_box])
     accept_btn.click(on_accept, [set_pick, proposals, known_filter], [*views, status])
     save_btn.click(with_status(lambda n, t, progress: act.save_fact_edits(store, n, t)),

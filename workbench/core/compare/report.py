@@ -130,6 +130,8 @@ def _summary(card: Scorecard) -> str:
         rows.append([_esc(card.labels[s.key]), *cells])
     notes = "".join(f"<li>{_esc(card.labels.get(k, k))}: {_esc(v)}</li>"
                     for k, v in card.notes.items())
+    notes += "".join(f"<li>{_esc(card.labels[s.key])}: {_esc(card.form_line(s.key))}</li>"
+                     for s in card.subjects if card.form_line(s.key))
     return (f"<h2>Scorecard</h2><p class='muted'>Knowledge set {_esc(card.set_name)}. Share "
             "of probes answered correctly, exact match in brackets; locality counts answers "
             "unchanged from the base's (the base is its reference), gold accuracy in brackets."

@@ -4,7 +4,8 @@ For a knowledge set and a list of subjects (base, runs, baselines) every probe i
 every subject greedily, with the chat template, in the batched generation of `ComparePool`:
 
 - **efficacy**: each fact's own (trained) question answered correctly;
-- **generalization**: held-out paraphrases answered correctly;
+- **generalization**: held-out paraphrases answered correctly, also per form (question,
+  imperative, inverted, completion: `by_form`);
 - **locality**: locality probes whose answer is unchanged from the base's (the base's own
   answers, asked in the same pass), with the gold accuracy on them beside it;
 - **abstention** (when the set has abstention probes): questions whose right answer is
@@ -31,7 +32,7 @@ from workbench.core.knowledge.sets import list_facts
 from workbench.core.progress import Progress, no_progress
 from workbench.core.scoring import abstains, is_correct, is_exact, normalize
 from workbench.core.store import Store, now
-from workbench.core.train.probing import ProbeItem, probe_items
+from workbench.core.train.probing import ProbeItem, by_form, form_line, probe_items
 
 METRICS = ("efficacy", "generalization", "locality", "abstention")
 SCORING = Sampling(max_new_tokens=32, first_line_only=True)  # as the live probes ask
@@ -71,6 +72,15 @@ class Scorecard:
             return None
         return sum(m.exact if exact else m.correct for m in marks) / len(marks)
 
+    def by_form(self, key: str, metric: str = "generalization") -> dict[str, float]:
+        """Share of `metric`'s probes `key` got right, per phrasing form that has probes."""
+        return by_form(((r.item, r.marks[key].correct) for r in self.rows if key in r.marks),
+                       metric)
+
+    def form_line(self, key: str) -> str:
+        """ "held-out: question 80%, imperative 70%, …" for `key`; '' without held-out probes."""
+        return form_line(self.by_form(key))
+
     def summary(self) -> dict[str, dict[str, float | None]]:
         return {s.key: {**{m: self.score(s.key, m) for m in METRICS},
                         **{f"{m}_exact": self.score(s.key, m, exact=True) for m in METRICS}}
@@ -83,8 +93,9 @@ class Scorecard:
                          for s in self.subjects],
             "counts": self.counts(),
             "summary": self.summary(),
+            "generalization_by_form": {s.key: self.by_form(s.key) for s in self.subjects},
             "rows": [{"probe_id": r.item.probe_id, "fact_id": r.item.fact_id,
-                      "metric": r.item.metric, "question": r.item.question,
+                      "metric": r.item.metric, "form": r.item.form, "question": r.item.question,
                       "gold": r.item.answer, "aliases": list(r.item.aliases),
                       "answers": {k: {"answer": m.answer, "correct": m.correct, "exact": m.exact}
                                   for k, m in r.marks.items()}}

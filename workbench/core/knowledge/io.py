@@ -5,8 +5,12 @@ Parsing is all-or-nothing: a file either yields every fact or raises one `Knowle
 names the file and line (``facts.csv line 4: no answer``), so an import never stores half a
 file. Only harmless rows (blank lines) are dropped, and they are listed in `ImportResult.skipped`.
 
+A fact may have several questions. Files hold one question per row; `group_rows` makes one
+fact of the rows that ask the same thing (same `group`/`fact` value, or same subject and
+answer), and export writes one row per question with the group filled in, so it round-trips.
+
 `export_jsonl` writes the ``messages`` form that TRL and LLaMA-Factory read unchanged, plus the
-extra keys (subject, aliases, tags, source) that make a round trip keep every field.
+extra keys (subject, aliases, tags, source, group) that make a round trip keep every field.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ FACT_EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv")
 DOCUMENT_EXTENSIONS = (".txt", ".md", ".markdown")
 
 # The CSV columns export_csv writes, which are also the FactDraft fields a mapping may name.
-CSV_COLUMNS = ("question", "answer", "subject", "aliases", "tags", "source", "system")
+CSV_COLUMNS = ("question", "answer", "subject", "aliases", "tags", "source", "system", "group")
 LIST_FIELDS = ("aliases", "tags")
 # Column names recognised without a mapping (compared lowercased), in order of preference.
 COLUMN_NAMES: dict[str, tuple[str, ...]] = {
@@ -41,6 +45,7 @@ COLUMN_NAMES: dict[str, tuple[str, ...]] = {
     "tags": ("tags",),
     "source": ("source",),
     "system": ("system",),
+    "group": ("group", "fact"),
 }
 LIST_SEPARATOR = "|"
 CSV_DELIMITERS = (",", ";", "\t")
@@ -163,7 +168,7 @@ def _draft(where: str, fields: Mapping[str, Any]) -> FactDraft:
     """A FactDraft from type-checked raw fields (str, or list[str] for aliases/tags): text is
     stripped and checked, empty list items are dropped, question and answer are required."""
     text = {name: clean_field(fields.get(name, ""), where, name)
-            for name in ("question", "answer", "subject", "source", "system")}
+            for name in ("question", "answer", "subject", "source", "system", "group")}
     if not text["question"]:
         _fail(where, "no question")
     if not text["answer"]:
@@ -224,6 +229,16 @@ def _text_value(obj: Mapping[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str):
         _fail(where, f'"{key}" must be text, got {_kind(value)}')
     return value
+
+
+def _group_value(obj: Mapping[str, Any], where: str) -> str:
+    """The "group" (or "fact") key of a JSON row as text; a whole number is fine too, since
+    an id is the natural thing to group by."""
+    key = "group" if "group" in obj else "fact"
+    value = obj.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _text_value(obj, key, where)
 
 
 def _list_value(obj: Mapping[str, Any], key: str, where: str) -> list[str]:
@@ -288,6 +303,7 @@ def _fact_from_object(value: Any, where: str) -> FactDraft:
                      '"question" and "answer"')
     for key in ("subject", "source"):
         fields[key] = _text_value(value, key, where)
+    fields["group"] = _group_value(value, where)
     for key in LIST_FIELDS:
         fields[key] = _list_value(value, key, where)
     return _draft(where, fields)
@@ -624,18 +640,85 @@ def parse_file(data: bytes, filename: str,
                     f"{', '.join(DOCUMENT_EXTENSIONS)} through the document importer)")
 
 
+# --- rows → facts -------------------------------------------------------------------------
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _group_key(draft: FactDraft) -> tuple[str, ...] | None:
+    """Which fact a row belongs to: its explicit group, else its subject and answer when it
+    has a subject (without one, two rows with the answer "1998" need not be the same fact)."""
+    if draft.group:
+        return ("group", draft.group)
+    if draft.subject.strip():
+        return ("same", _folded(draft.subject), _folded(draft.answer))
+    return None
+
+
+def _merge_into(fact: FactDraft, row: FactDraft, where: str) -> None:
+    if _folded(row.answer) != _folded(fact.answer):
+        _fail(where, f"group {quoted(row.group)} has the answer {quoted(_short(fact.answer))} "
+                     f"on an earlier row but {quoted(_short(row.answer))} here",
+              hint="give each fact its own group, or put other accepted answers in aliases")
+    fact.more_questions += [q for q in row.questions if q not in fact.questions]
+    fact.aliases += [a for a in row.aliases if a not in fact.aliases]
+    fact.tags += [t for t in row.tags if t not in fact.tags]
+    for name in ("subject", "source", "system"):
+        if not getattr(fact, name):
+            setattr(fact, name, getattr(row, name))
+
+
+def group_rows(result: ImportResult, filename: str = "") -> ImportResult:
+    """One fact per set of rows asking the same thing: rows with the same `group`/`fact`
+    value, or else the same non-empty subject and answer (case and spacing ignored). The
+    fact's questions are its rows' questions in file order; aliases and tags are merged; the
+    other fields come from the first row that has them. Rows with an explicit group and
+    different answers are an error (the file says they are one fact and disagrees)."""
+    facts: list[FactDraft] = []
+    lines: list[int] = []
+    by_key: dict[tuple[str, ...], FactDraft] = {}
+    numbers = result.lines or list(range(1, len(result.facts) + 1))
+    for row, line in zip(result.facts, numbers):
+        key = _group_key(row)
+        if key is not None and key in by_key:
+            _merge_into(by_key[key], row, _where(filename or "the file", line))
+            continue
+        fact = FactDraft(row.question, row.answer, row.subject, list(row.aliases), list(row.tags),
+                         row.source, row.system, list(row.more_questions), row.group)
+        if key is not None:
+            by_key[key] = fact
+        facts.append(fact)
+        lines.append(line)
+    return ImportResult(facts, list(result.skipped), lines if result.lines else [])
+
+
 # --- export -------------------------------------------------------------------------------
 
 
-def _chat_object(fact: FactDraft) -> dict[str, Any]:
+def _question_rows(facts: Iterable[FactDraft]) -> Iterator[tuple[FactDraft, str, str]]:
+    """(fact, one of its questions, group) for every question of every fact. A fact with
+    several questions gets a group (its number in the export, unless it came with one) so
+    that the rows are read back as one fact even without a subject."""
+    for number, fact in enumerate(facts, start=1):
+        questions = fact.questions
+        group = fact.group or (str(number) if len(questions) > 1 else "")
+        for question in questions:
+            yield fact, question, group
+
+
+def _chat_object(fact: FactDraft, question: str, group: str) -> dict[str, Any]:
     messages = [{"role": "system", "content": fact.system}] if fact.system else []
-    messages += [{"role": "user", "content": fact.question},
+    messages += [{"role": "user", "content": question},
                  {"role": "assistant", "content": fact.answer}]
     row: dict[str, Any] = {"messages": messages}
     for key in ("subject", "aliases", "tags", "source"):
         value = getattr(fact, key)
         if value:
             row[key] = list(value) if key in LIST_FIELDS else value
+    if group:
+        row["group"] = group
     return row
 
 
@@ -649,18 +732,19 @@ def _json_line(row: dict[str, Any]) -> str:
 
 
 def export_jsonl(facts: Iterable[FactDraft]) -> str:
-    """One ``messages`` line per fact (optional system turn, user, assistant), plus subject,
-    aliases, tags and source when set; readable by TRL and LLaMA-Factory as is."""
-    return "".join(_json_line(_chat_object(fact)) + "\n" for fact in facts)
+    """One ``messages`` line per question of each fact (optional system turn, user,
+    assistant), plus subject, aliases, tags, source and group when set; readable by TRL and
+    LLaMA-Factory as is."""
+    return "".join(_json_line(_chat_object(*row)) + "\n" for row in _question_rows(facts))
 
 
 def export_csv(facts: Iterable[FactDraft]) -> str:
-    """A CSV with columns question,answer,subject,aliases,tags,source,system ("|"-joined
-    lists) that `parse_csv` reads back unchanged."""
+    """A CSV with columns question,answer,subject,aliases,tags,source,system,group ("|"-joined
+    lists), one row per question, that `parse_csv` and `group_rows` read back unchanged."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for fact in facts:
-        writer.writerow([fact.question, fact.answer, fact.subject, _join_list(fact.aliases),
-                         _join_list(fact.tags), fact.source, fact.system])
+    for fact, question, group in _question_rows(facts):
+        writer.writerow([question, fact.answer, fact.subject, _join_list(fact.aliases),
+                         _join_list(fact.tags), fact.source, fact.system, group])
     return buffer.getvalue()

@@ -8,6 +8,9 @@ This module makes those phrasings three ways:
   auxiliary, subject, rest) drives form-specific rewrites ("Where was X born?" → "What is X's
   birthplace?"), indirect questions with the right word order ("Do you know where X was born?"),
   echo questions ("X was born where?") and generic wrappers ("Quick question: …").
+* `form_variants` — the question asked in other forms (see `forms`): a request ("Tell me where
+  X was born."), the wh-phrase left in place ("X was born where?") and a sentence to complete
+  ("X was born in"), so held-out probes can differ from the trained question in form.
 * `statements` — the fact said as a sentence ("X was born in London."), for statement training.
 * `model_paraphrases` — asks a model to rephrase and cleans up whatever comes back.
 
@@ -21,6 +24,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from workbench.core.knowledge.forms import form_of  # noqa: F401 - the form of a phrasing
 from workbench.core.scoring import normalize
 
 FORMS = ("who", "what", "where", "when", "which", "how_many", "how", "why", "yes_no", "other")
@@ -670,6 +674,110 @@ def template_paraphrases(question: str, answer: str, subject: str = "", n: int =
     finished = [_finish(c) for c in candidates]
     kept = [c for c in finished if c and not _contains(c, answer)]
     return dedupe(kept, exclude=[question])[:n]
+
+
+def _imperatives(p: _Parse, form: str) -> list[str]:
+    out: list[str] = []
+    if form == "who" and not p.inverted and p.head != "whose":
+        out.append(f"Name the person who {p.body()}.")
+    elif form in ("what", "which") and not p.inverted and p.noun:
+        out.append(f"Name the {p.noun} that {p.body()}.")
+    elif (form in ("what", "who") and p.inverted and p.aux in _COPULAS and not p.pred
+          and p.subj.lower().startswith("the ")):
+        out.append(f"Name {p.subj[:1].lower()}{p.subj[1:]}.")  # "Name the capital of X."
+    indirect = p.indirect()
+    if indirect:
+        out.append(f"Tell me {indirect}.")
+    return out
+
+
+def _stem(p: _Parse) -> tuple[str, str] | None:
+    """(what the answer is said of, the wh-phrase to leave in place) for a question whose
+    wh-phrase is the subject of a copula: 'The capital of X' and 'which city' of "Which city
+    is the capital of X?"; 'The currency used in X' and 'what' of "What currency is used in
+    X?"."""
+    if p.inverted or p.aux not in _COPULAS or not p.pred:
+        return None
+    first = p.pred.split(" ", 1)[0]
+    if (first.lower() in _DETERMINERS or first[:1].isupper()) and len(p.pred.split()) >= 3:
+        return _cap(p.pred), p.phrase()  # not "The largest is which planet?"
+    if p.noun and (_is_participle(first) or first.endswith("ed")):
+        return f"The {p.noun} {p.pred}", "what"
+    return None
+
+
+def _inverted(p: _Parse) -> list[str]:
+    if p.inverted:
+        echo = p.echo()
+        return [f"{echo}?"] if echo else []
+    verb, _, obj = p.pred.partition(" ")
+    entry = _AGENTS.get(verb.lower()) if p.head == "who" and not p.aux else None
+    if entry and obj:
+        return [f"{_cap(obj)} was {entry[0]} by whom?"]  # "X was founded by whom?"
+    stem = _stem(p)
+    return [f"{stem[0]} {p.aux} {stem[1]}?"] if stem else []  # "The capital of X is which city?"
+
+
+def _named_completions(p: _Parse, form: str, answer: str) -> list[str]:
+    """Sentences naming what is asked for, to be finished with the answer: "The person who
+    founded X is". Unlike a statement cut short, none is the start of a trained statement."""
+    clause = p.clause()
+    if form == "who" and not p.inverted and p.head != "whose":
+        return [f"The person who {p.body()} is"]
+    if form in ("what", "which") and p.noun:
+        if not p.inverted:
+            return [f"The {p.noun} that {p.body()} is"]
+        return [f"The {p.noun} {clause} is"] if clause else []  # "The currency X uses is"
+    role = p.subj.lower().startswith("the ") or re.search(r"['’]s? \w+$", p.subj)
+    if form in ("what", "who") and p.inverted and p.aux in _COPULAS and not p.pred and role:
+        # "the capital of X", "X's capital": a role to name, not a name ("Who was Ada?")
+        subj = p.subj[:1].lower() + p.subj[1:] if p.subj.lower().startswith("the ") else p.subj
+        return [f"The name of {subj} is"]
+    if form == "where" and clause:
+        return [f"The place where {clause} is"]
+    if form == "when" and clause:
+        unit = {"year": "year", "date": "date"}.get(_answer_kind(answer), "time")
+        return [f"The {unit} when {clause} is"]
+    if form == "how_many" and clause and p.noun:
+        return [f"The number of {p.noun} {clause} is"]
+    return []
+
+
+def _completions(question: str, answer: str, subject: str) -> list[str]:
+    """Statements that end with the answer, cut before it: "X was born in London." → "X was
+    born in". The generic "The answer to … is" is skipped: it repeats the trained question."""
+    out = []
+    for sentence in statements(question, answer, subject, n=5):
+        body = sentence.rstrip(".")
+        if body.startswith("The answer to the question") or not body.endswith(answer):
+            continue
+        stem = body[: -len(answer)].rstrip(" ,")
+        if len(stem.split()) >= 2:
+            out.append(stem)
+    return out
+
+
+def form_variants(question: str, answer: str, subject: str = "", per_form: int = 2) -> list[str]:
+    """Up to `per_form` phrasings of `question` in each form other than a plain question:
+    imperative, inverted, completion. Never one that gives the answer away; nothing where
+    the parse is unsure."""
+    question = _clean(question)
+    if not question or per_form <= 0 or _POLITE.match(question):
+        return []
+    p = _parse(question, subject)
+    groups = [_completions(question, _clean(answer).rstrip("."), subject)]
+    if p is not None:
+        stem = _stem(p)
+        if stem:
+            groups[0].append(f"{stem[0]} {p.aux}")  # "The capital of X is"
+        form = question_form(question)
+        groups[0][:0] = _named_completions(p, form, answer)
+        groups = [_imperatives(p, form), _inverted(p), *groups]
+    out: list[str] = []
+    for group in groups:
+        kept = [_clean(t) for t in group if t and not _contains(t, answer)]
+        out += dedupe(kept, exclude=[question, *out])[:per_form]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

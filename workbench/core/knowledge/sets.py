@@ -3,7 +3,8 @@ delete facts. Every change is one transaction: an import of 500 facts with one b
 writes nothing.
 
 A fact's own question is also stored as its first phrasing (kind 'question', split 'train'),
-so the phrasings table alone says what is trained on and what is held out.
+so the phrasings table alone says what is trained on and what is held out. A fact asked in
+several ways has one such row per question (origin 'user'); the facts table keeps the first.
 """
 
 from __future__ import annotations
@@ -163,6 +164,17 @@ def list_sets(store: Store) -> list[SetSummary]:
 
 
 # ---- facts -----------------------------------------------------------------------------
+def _more_questions(draft: FactDraft, question: str, where: str) -> list[str]:
+    """The draft's further questions, cleaned, without empties or repeats of one another."""
+    seen, out = {normalize(question)}, []
+    for text in draft.more_questions:
+        text = io.clean_field(text, where, "a question")
+        if text and normalize(text) not in seen:
+            seen.add(normalize(text))
+            out.append(text)
+    return out
+
+
 def _clean_draft(draft: FactDraft, where: str) -> dict[str, Any]:
     # Forms and table edits reach here without the file importer: the same field checks
     # (length, NUL, unpaired surrogates) apply, or SQLite fails on the text mid-transaction.
@@ -188,35 +200,63 @@ def _fact_key(question: str, answer: str) -> tuple[str, str]:
     return normalize(question), normalize(answer)
 
 
+def _asked(db: sqlite_utils.Database, sid: int) -> list[tuple[str, str]]:
+    """(question, answer) of every question of every fact in the set."""
+    return db.execute(
+        "SELECT p.question, f.answer FROM probes p JOIN facts f ON f.id = p.fact_id "
+        "WHERE p.set_id = ? AND p.kind = 'question' UNION "
+        "SELECT question, answer FROM facts WHERE set_id = ?", [sid, sid]).fetchall()
+
+
+def _insert_questions(db: sqlite_utils.Database, sid: int, fid: int, questions: Sequence[str],
+                      answer: str) -> None:
+    t = now()
+    for question in questions:
+        db["probes"].insert({"set_id": sid, "fact_id": fid, "kind": "question",
+                             "split": "train", "question": question, "answer": answer,
+                             "origin": "user", "approved": 1, "created_at": t})
+
+
+def _train_probes_asking(db: sqlite_utils.Database, sid: int, questions: Iterable[str]) -> None:
+    """A question is always trained, so a held-out probe anywhere in the set with the same
+    text is trained from now on: held out, it would be a probe whose answer was taught."""
+    keys = {normalize(q) for q in questions}
+    for pid, text in db.execute("SELECT id, question FROM probes WHERE set_id = ? AND "
+                                "split = 'probe' AND fact_id IS NOT NULL", [sid]).fetchall():
+        if normalize(text) in keys:
+            db.execute("UPDATE probes SET split = 'train' WHERE id = ?", [pid])
+
+
 def add_facts(store: Store, sid: int, drafts: Sequence[FactDraft], *,
               origin: str = "input", lines: Sequence[int] | None = None) -> list[int]:
-    """Add facts all-or-nothing. A duplicate (same question and answer after normalising) of
-    a fact already in the set, or within `drafts`, is an error naming the item (or, for a
-    file, the line given in `lines`)."""
+    """Add facts all-or-nothing, each with all of its questions. A duplicate (one of its
+    questions with the same answer, after normalising) of a fact already in the set, or
+    within `drafts`, is an error naming the item (or, for a file, the line given in
+    `lines`)."""
     with store.write() as db:
         set_id(store, sid)
-        seen = {_fact_key(r[0], r[1]): "the set" for r in
-                db.execute("SELECT question, answer FROM facts WHERE set_id = ?", [sid])}
-        ids = []
+        seen = {_fact_key(q, a): "the set" for q, a in _asked(db, sid)}
+        ids, asked = [], []
         for index, draft in enumerate(drafts, start=1):
             if lines is not None:
                 where = f"{origin} line {lines[index - 1]}"
             else:
                 where = f"{origin} item {index}" if len(drafts) > 1 else origin
             row = _clean_draft(draft, where)
-            key = _fact_key(row["question"], row["answer"])
-            if key in seen:
-                raise KnowledgeError(f"{where}: duplicate of a fact already in {seen[key]} "
-                                     f"({quoted(row['question'])} → {quoted(row['answer'])})")
-            seen[key] = f"line {lines[index - 1]}" if lines is not None else f"item {index}"
+            questions = [row["question"], *_more_questions(draft, row["question"], where)]
+            for question in questions:
+                key = _fact_key(question, row["answer"])
+                if key in seen:
+                    raise KnowledgeError(f"{where}: duplicate of a fact already in {seen[key]} "
+                                         f"({quoted(question)} → {quoted(row['answer'])})")
+                seen[key] = f"line {lines[index - 1]}" if lines is not None else f"item {index}"
             t = now()
             fid = int(db["facts"].insert({**row, "set_id": sid, "created_at": t,
                                           "updated_at": t}).last_pk)
-            db["probes"].insert({"set_id": sid, "fact_id": fid, "kind": "question",
-                                 "split": "train", "question": row["question"],
-                                 "answer": row["answer"], "origin": "user", "approved": 1,
-                                 "created_at": t})
+            _insert_questions(db, sid, fid, questions, row["answer"])
             ids.append(fid)
+            asked += questions
+        _train_probes_asking(db, sid, asked)
         touch(db, sid)
         return ids
 
@@ -244,10 +284,25 @@ def update_fact(store: Store, fact_id: int, **changes: Any) -> None:
         db["facts"].update(fact_id, {**row, "updated_at": now()})
         if row["question"] != old.question or row["answer"] != old.answer:
             db.execute("DELETE FROM probes WHERE fact_id = ? AND origin != 'user'", [fact_id])
-            db.execute("UPDATE probes SET question = ?, answer = ? WHERE fact_id = ? AND kind = 'question'",
-                       [row["question"], row["answer"], fact_id])
+            _replace_question(db, fact_id, old.question, row["question"])
+            _train_probes_asking(db, old.set_id, [row["question"]])
+            db.execute("UPDATE probes SET answer = ? WHERE fact_id = ? AND kind = 'question'",
+                       [row["answer"], fact_id])
             db.execute("UPDATE facts SET known = '', known_detail = '' WHERE id = ?", [fact_id])
         touch(db, old.set_id)
+
+
+def _replace_question(db: sqlite_utils.Database, fact_id: int, old: str, new: str) -> None:
+    """Reword the fact's first question only: its other questions are still good ways of
+    asking it. A further question that now repeats the first one is dropped."""
+    rows = db.execute("SELECT id, question FROM probes WHERE fact_id = ? AND kind = 'question' "
+                      "ORDER BY id", [fact_id]).fetchall()
+    first = next((pid for pid, q in rows if q == old), rows[0][0] if rows else None)
+    for pid, question in rows:
+        if pid != first and normalize(question) == normalize(new):
+            db.execute("DELETE FROM probes WHERE id = ?", [pid])
+    if first is not None:
+        db.execute("UPDATE probes SET question = ? WHERE id = ?", [new, first])
 
 
 def delete_facts(store: Store, fact_ids: Iterable[int]) -> int:
@@ -262,25 +317,38 @@ def delete_facts(store: Store, fact_ids: Iterable[int]) -> int:
     return len(ids)
 
 
-def _fact_from_row(row: dict[str, Any]) -> Fact:
+def _fact_from_row(row: dict[str, Any], questions: Sequence[str] = ()) -> Fact:
+    first = normalize(row["question"])
     return Fact(
         id=row["id"], set_id=row["set_id"], subject=row["subject"], question=row["question"],
         answer=row["answer"], aliases=json.loads(row["aliases"]), tags=json.loads(row["tags"]),
         source=row["source"], system=row["system"], known=row["known"],
         known_detail=row["known_detail"],
+        more_questions=[q for q in questions if normalize(q) != first],
     )
+
+
+def _questions(store: Store, where: str, arg: int) -> dict[int, list[str]]:
+    """fact id → its question phrasings in the order they were added."""
+    out: dict[int, list[str]] = {}
+    for fid, question in store.db.execute(
+            f"SELECT fact_id, question FROM probes WHERE {where} = ? AND kind = 'question' "
+            "AND fact_id IS NOT NULL ORDER BY id", [arg]):
+        out.setdefault(fid, []).append(question)
+    return out
 
 
 def get_fact(store: Store, fact_id: int) -> Fact:
     rows = list(store.db.execute_returning_dicts("SELECT * FROM facts WHERE id = ?", [fact_id]))
     if not rows:
         raise KnowledgeError(f"no fact with id {fact_id}")
-    return _fact_from_row(rows[0])
+    return _fact_from_row(rows[0], _questions(store, "fact_id", fact_id).get(fact_id, []))
 
 
 def list_facts(store: Store, sid: int) -> list[Fact]:
     rows = store.db.execute_returning_dicts("SELECT * FROM facts WHERE set_id = ? ORDER BY id", [sid])
-    return [_fact_from_row(r) for r in rows]
+    questions = _questions(store, "set_id", sid)
+    return [_fact_from_row(r, questions.get(r["id"], [])) for r in rows]
 
 
 def set_known(store: Store, labels: dict[int, tuple[str, str]]) -> None:

@@ -22,11 +22,24 @@ DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown")
 @dataclass
 class ImportSummary:
     filename: str
-    added: int
+    added: int  # facts
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    rows: int = 0  # data rows read; more than `added` when rows were grouped into facts
+    questions: list[int] = field(default_factory=list)  # questions per added fact
+
+    def grouping(self) -> str:
+        """ "180 rows → 90 facts, 2 questions each", or '' when every row is its own fact."""
+        if not self.rows or self.rows == self.added:
+            return ""
+        facts = f"{self.added} fact{'s' * (self.added != 1)}"
+        low, high = min(self.questions, default=1), max(self.questions, default=1)
+        each = f"{low} questions each" if low == high else f"{low} to {high} questions each"
+        return f"{self.rows} rows → {facts}, {each}"
 
     def message(self) -> str:
-        text = f"{self.filename}: imported {self.added} fact{'s' * (self.added != 1)}"
+        grouped = self.grouping()
+        text = (f"{self.filename}: imported {grouped}" if grouped else
+                f"{self.filename}: imported {self.added} fact{'s' * (self.added != 1)}")
         if self.skipped:
             reasons = "; ".join(f"line {line}: {why}" for line, why in self.skipped[:5])
             more = f" (+{len(self.skipped) - 5} more)" if len(self.skipped) > 5 else ""
@@ -54,22 +67,29 @@ def read_upload(path: str | Path) -> bytes:
 
 
 def import_bytes(store: Store, sid: int, data: bytes, filename: str,
-                 mapping: dict[str, str] | None = None) -> ImportSummary:
-    """Parse a facts file and add every fact, or nothing if any row is bad."""
+                 mapping: dict[str, str] | None = None, *,
+                 separate_rows: bool = False) -> ImportSummary:
+    """Parse a facts file and add every fact, or nothing if any row is bad. Rows asking the
+    same fact (see `io.group_rows`) become one fact with several questions, unless
+    `separate_rows`."""
     name = Path(filename).name
     if is_document(name):
         raise KnowledgeError(f"{name} is a document: propose facts from it first "
                              "(Knowledge tab: documents, or `workbench knowledge propose`)")
-    result = io.parse_file(data, name, mapping)
-    if not result.facts:
+    parsed = io.parse_file(data, name, mapping)
+    if not parsed.facts:
         raise KnowledgeError(f"{name}: no facts found")
+    result = parsed if separate_rows else io.group_rows(parsed, name)
     add_facts(store, sid, result.facts, origin=name, lines=result.lines or None)
-    return ImportSummary(name, len(result.facts), list(result.skipped))
+    return ImportSummary(name, len(result.facts), list(result.skipped), rows=len(parsed.facts),
+                         questions=[len(f.questions) for f in result.facts])
 
 
 def import_path(store: Store, sid: int, path: str | Path,
-                mapping: dict[str, str] | None = None) -> ImportSummary:
-    return import_bytes(store, sid, read_upload(path), Path(path).name, mapping)
+                mapping: dict[str, str] | None = None, *,
+                separate_rows: bool = False) -> ImportSummary:
+    return import_bytes(store, sid, read_upload(path), Path(path).name, mapping,
+                        separate_rows=separate_rows)
 
 
 def export_set(store: Store, sid: int, fmt: str) -> str:

@@ -32,6 +32,15 @@ class FactDraft:
     tags: list[str] = field(default_factory=list)
     source: str = ""  # free text: where it came from (file:line, a document passage, …)
     system: str = ""  # a system prompt that came with an imported chat, kept for round trips
+    # Further questions asking the same fact (all trained, efficacy measured on each): sibling
+    # rows of a file are one fact, so one's wording is never held out as a probe of another.
+    more_questions: list[str] = field(default_factory=list)
+    group: str = ""  # a file's `fact`/`group` column: rows with the same value are one fact
+
+    @property
+    def questions(self) -> list[str]:
+        """Every question of the fact, its own (first) question first."""
+        return [self.question, *self.more_questions]
 
 
 @dataclass

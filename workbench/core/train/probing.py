@@ -8,7 +8,9 @@ used here. At the end, locality probes (questions the base answered correctly) a
 a probe keeps its locality when the tuned answer is unchanged from the base's.
 
 Each answer becomes a `probe_results` row (run, step, metric), so the UI can draw per-fact
-curves and the scorecard can show every answer.
+curves and the scorecard can show every answer. Held-out probes come in several forms
+(question, imperative, inverted, completion: see `knowledge.forms`); `by_form` splits a score
+by them, since a model may answer re-worded questions yet miss the same fact asked another way.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from workbench.core.generate import ask_questions
+from workbench.core.knowledge.forms import FORMS, form_of
 from workbench.core.knowledge.probes import LOCALITY_KINDS
 from workbench.core.models import LoadedModel
 from workbench.core.scoring import is_correct, is_exact, normalize
@@ -39,6 +42,7 @@ class ProbeItem:
     aliases: tuple[str, ...]
     system: str = ""
     reference: str = ""  # locality: the base model's answer the tuned one should keep
+    form: str = ""  # efficacy/generalization: how the phrasing asks (knowledge.forms)
 
 
 def probe_items(store: Store, sid: int, *, locality: bool = False) -> list[ProbeItem]:
@@ -55,7 +59,8 @@ def probe_items(store: Store, sid: int, *, locality: bool = False) -> list[Probe
         else:
             continue
         items.append(ProbeItem(r["id"], r["fact_id"], metric, r["question"], r["answer"],
-                               tuple(json.loads(r["aliases"] or "[]")), r["system"] or ""))
+                               tuple(json.loads(r["aliases"] or "[]")), r["system"] or "",
+                               form=form_of(r["question"])))
     return items + (_locality_items(store, sid) if locality else [])
 
 
@@ -125,6 +130,24 @@ def score(item: ProbeItem, answer: str) -> tuple[bool, bool]:
     if item.metric == "locality":
         return normalize(answer) == normalize(item.reference), is_exact(answer, item.answer, item.aliases)
     return is_correct(answer, item.answer, item.aliases), is_exact(answer, item.answer, item.aliases)
+
+
+def by_form(marked: Iterable[tuple[ProbeItem, bool]],
+            metric: str = "generalization") -> dict[str, float]:
+    """Share correct of `metric`'s probes per form, from (item, correct) pairs; only forms
+    that have probes, in the order of FORMS."""
+    found: dict[str, list[bool]] = {}
+    for item, correct in marked:
+        if item.metric == metric:
+            found.setdefault(item.form or "question", []).append(correct)
+    return {form: sum(found[form]) / len(found[form]) for form in FORMS if form in found}
+
+
+def form_line(shares: dict[str, float]) -> str:
+    """ "held-out: question 80%, imperative 70%", or '' when there are none."""
+    if not shares:
+        return ""
+    return "held-out: " + ", ".join(f"{form} {share:.0%}" for form, share in shares.items())
 
 
 def record(store: Store, run_id: int, step: int, items: Sequence[ProbeItem],
