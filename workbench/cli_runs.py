@@ -106,8 +106,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if action == "list":
         rows = history.list_runs(store, limit=None)[::-1]  # oldest first, as ids grow
         for r in rows:
+            flag = f"  [{r.verdict}]" if r.verdict else ""
             print(f"{r.id:>4}  {r.status:<11} {r.step:>6}/{r.total_steps or '?':<6} "
-                  f"{r.method:<10} {r.name}")
+                  f"{r.method:<10} {r.name}{flag}")
         if not rows:
             print("no runs yet: `workbench train RUN.yaml` starts one")
     elif action == "show":
@@ -118,7 +119,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
               f"{run['total_steps'] or '?'}, loss {last.get('loss', float('nan')):.4f}")
         if status["recall"]:
             print("recall:", status["recall"][-1])
-        message = explain_run(run, last.get("step"))
+        message = explain_run(run, last.get("step"), status["verdict"])
         print(" ".join(filter(None, (message.title + ".", message.detail))))
         if message.advice:
             print("what to do:", message.advice)

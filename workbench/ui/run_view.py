@@ -28,6 +28,7 @@ class RunFeed:
     recall: list[dict[str, Any]] = field(default_factory=list)
     run: dict[str, Any] = field(default_factory=dict)
     log: str = ""
+    verdict: Any = None  # a finished run's Verdict
 
     @property
     def last_step(self) -> int:
@@ -54,6 +55,7 @@ def poll(store: Store, feed: RunFeed | None, run_id: int | None) -> tuple[RunFee
         or status["log"] != feed.log
     feed.metrics = feed.metrics + new
     feed.run, feed.recall, feed.log = status["run"], status["recall"], status["log"]
+    feed.verdict = status["verdict"]
     return feed, changed
 
 
@@ -66,7 +68,7 @@ def figures(feed: RunFeed) -> list[Any]:
 def message_markdown(feed: RunFeed) -> str:
     if feed.run_id is None:
         return "No run yet: set one up in the **Method** tab and press **Start training**."
-    return explain_run(feed.run, feed.last_step or None).markdown()
+    return explain_run(feed.run, feed.last_step or None, feed.verdict).markdown()
 
 
 def progress_html(feed: RunFeed) -> str:

@@ -17,8 +17,8 @@ from workbench.ui import run_view
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
 
-COLUMNS = ["id", "name", "status", "method", "model", "knowledge set", "steps", "duration",
-           "efficacy", "generalization", "locality"]
+COLUMNS = ["id", "name", "status", "verdict", "method", "model", "knowledge set", "steps",
+           "duration", "efficacy", "generalization", "locality"]
 
 
 @dataclass
@@ -32,7 +32,7 @@ def runs_table(ctx: AppContext) -> pd.DataFrame:
     rows = []
     for r in history.list_runs(ctx.store):
         steps = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
-        rows.append([r.id, r.name, r.status, r.method, r.model, r.knowledge_set, steps,
+        rows.append([r.id, r.name, r.status, r.verdict, r.method, r.model, r.knowledge_set, steps,
                      "" if r.seconds is None else charts.format_duration(r.seconds),
                      *(f"{r.scores[m]:.0%}" if m in r.scores else "" for m in history.SCORE_METRICS)])
     return pd.DataFrame(rows, columns=COLUMNS)

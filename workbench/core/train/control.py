@@ -108,15 +108,17 @@ def stop_run(store: Store, run_id: int) -> None:
 
 def run_status(store: Store, run_id: int, *, after_step: int = 0) -> dict[str, Any]:
     """What a UI needs to re-attach: the run row, metrics rows after `after_step` (so a poll
-    reads only new rows), the recall curve and the log tail."""
+    reads only new rows), the recall curve, the log tail and, once finished, its verdict."""
     from workbench.core.train.probing import recall_curve
+    from workbench.core.train.verdict import run_verdict
 
     jobs.reap(store)
     run = jobs.get_run(store, run_id)
     metrics = store.db.execute_returning_dicts(
         "SELECT * FROM metrics WHERE run_id = ? AND step > ? ORDER BY step", [run_id, after_step])
     tail = run["log_tail"] or jobs.log_tail(run["run_dir"], 12)
-    return {"run": run, "metrics": metrics, "recall": recall_curve(store, run_id), "log": tail}
+    return {"run": run, "metrics": metrics, "recall": recall_curve(store, run_id), "log": tail,
+            "verdict": run_verdict(store, run)}
 
 
 def active_runs(store: Store) -> list[dict[str, Any]]:

@@ -9,7 +9,10 @@ want them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workbench.core.train.verdict import Verdict
 
 DISK_FULL_ADVICE = ("Free space on the disk that holds the workspace (old runs' checkpoints "
                     "are the largest files), then press Resume: a checkpoint is written "
@@ -53,8 +56,10 @@ def is_disk_full(error: str) -> bool:
     return "no space left on device" in low or "disk quota exceeded" in low
 
 
-def explain_run(run: dict[str, Any], step: int | None = None) -> RunMessage:
-    """The message for a run row; `step` is the last step with metrics, if known."""
+def explain_run(run: dict[str, Any], step: int | None = None,
+                verdict: Verdict | None = None) -> RunMessage:
+    """The message for a run row; `step` is the last step with metrics, if known; `verdict`
+    the finished run's (`verdict.run_verdict`), which a completed run leads with."""
     status = run.get("status") or "unknown"
     total = run.get("total_steps")
     where = f" at step {step} of {total}" if step and total else f" at step {step}" if step else ""
@@ -69,7 +74,13 @@ def explain_run(run: dict[str, Any], step: int | None = None) -> RunMessage:
         return RunMessage("info", f"{name} is stopping{where}",
                           "It finishes the current step, saves a checkpoint and exits.")
     if status == "completed":
-        return RunMessage("ok", f"{name} completed{where}")
+        if verdict is None:
+            early = run.get("stop_reason") or ""
+            return RunMessage("ok", f"{name} completed{where}",
+                              f"Stopped early: {early}." if early else "")
+        level = {"good": "ok", "warning": "warning", "broken": "error"}[verdict.level]
+        return RunMessage(level, f"{name} completed{where}: {verdict.headline}",
+                          " ".join(verdict.details), verdict.advice)
     if status == "stopped":
         return RunMessage("ok", f"{name} was stopped{where}",
                           error or "Its checkpoint and adapter are saved.",

@@ -25,22 +25,30 @@ class RunListing:
     seconds: float | None
     scores: dict[str, float]  # the last probed step's share correct per metric
     created_at: float
+    verdict: str = ""  # a finished run's verdict flag: good | check | broke the model
 
 
-def last_scores(store: Store) -> dict[int, dict[str, float]]:
-    """Per run, the share correct per metric at its last probed step (the final scoring when
-    the run finished; the latest live probe while it trains). One query for every run, so a
-    list of runs costs the same however many it shows."""
+def last_scores(store: Store, *, run_id: int | None = None) -> dict[int, dict[str, float]]:
+    """Per run (or for `run_id` alone), the share correct per metric at its last probed step
+    (the final scoring when the run finished; the latest live probe while it trains). One
+    query for every run, so a list of runs costs the same however many it shows."""
+    only = "AND run_id = ?" if run_id is not None else ""
     rows = store.db.execute(
         "SELECT p.run_id, p.metric, avg(p.correct) FROM probe_results p JOIN "
-        "(SELECT run_id, max(step) AS step FROM probe_results WHERE run_id IS NOT NULL "
+        f"(SELECT run_id, max(step) AS step FROM probe_results WHERE run_id IS NOT NULL {only} "
         "GROUP BY run_id) last ON last.run_id = p.run_id AND last.step = p.step "
-        "GROUP BY p.run_id, p.metric").fetchall()
+        "GROUP BY p.run_id, p.metric", [run_id] if run_id is not None else []).fetchall()
     scores: dict[int, dict[str, float]] = {}
     for run_id, metric, score in rows:
         if metric:
             scores.setdefault(run_id, {})[metric] = float(score)
     return scores
+
+
+def last_probed_step(store: Store, run_id: int) -> int | None:
+    row = store.db.execute("SELECT max(step) FROM probe_results WHERE run_id = ?",
+                           [run_id]).fetchone()
+    return row[0] if row else None
 
 
 def duration(run: dict[str, Any]) -> float | None:
@@ -59,11 +67,19 @@ def list_runs(store: Store, limit: int | None = 200) -> list[RunListing]:
         "SELECT r.*, k.name AS set_name, (SELECT max(step) FROM metrics m WHERE m.run_id = r.id) "
         "AS step FROM runs r LEFT JOIN knowledge_sets k ON k.id = r.set_id "
         "ORDER BY r.id DESC LIMIT ?", [-1 if limit is None else limit])  # -1: no limit
+    from workbench.core.train.verdict import run_verdict
+
     scores = last_scores(store)
+
+    def flag(run: dict[str, Any]) -> str:
+        found = run_verdict(store, run) if run["status"] == "completed" else None
+        return found.flag if found else ""
+
     return [RunListing(id=r["id"], name=r["name"], status=r["status"], method=r["method"],
                        model=r["model"], knowledge_set=r["set_name"] or "",
                        step=r["step"] or 0, total_steps=r["total_steps"], seconds=duration(r),
-                       scores=scores.get(r["id"], {}), created_at=r["created_at"])
+                       scores=scores.get(r["id"], {}), created_at=r["created_at"],
+                       verdict=flag(r))
             for r in rows]
 
 

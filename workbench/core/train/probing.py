@@ -166,6 +166,16 @@ def record(store: Store, run_id: int, step: int, items: Sequence[ProbeItem],
     return {metric: sum(v) / len(v) for metric, v in totals.items()}
 
 
+def wrong_locality(store: Store, run_id: int, step: int) -> list[tuple[str, str, str]]:
+    """(question, gold answer, the run's answer) of locality probes answered wrongly at
+    `step`: what the run made the model forget, for its verdict."""
+    rows = store.db.execute(
+        "SELECT p.question, p.answer, r.answer FROM probe_results r JOIN probes p ON "
+        "p.id = r.probe_id WHERE r.run_id = ? AND r.step = ? AND r.metric = 'locality' AND "
+        "r.correct = 0 ORDER BY p.kind = 'neighbour' DESC, p.id", [run_id, step]).fetchall()
+    return [(q, a, answer) for q, a, answer in rows]
+
+
 def forget_step(store: Store, run_id: int, step: int) -> None:
     """Drop a step's answers before it is asked again (the final round after a live one)."""
     with store.write() as db:

@@ -1,0 +1,60 @@
+"""A finished run's verdict: good, a warning naming what was forgotten, or broken."""
+
+from __future__ import annotations
+
+from conftest import run_cli
+from workbench.core.store import now
+from workbench.core.train import control, run as run_module
+from workbench.core.train.explain import explain_run
+from workbench.core.train.verdict import Forgotten, run_verdict, verdict
+
+
+def test_good_warning_and_broken() -> None:
+    good = verdict({"efficacy": 0.96, "generalization": 0.78, "locality": 0.98})
+    assert good.level == "good" and good.flag == "good"
+    assert good.headline == "Injected 96% · held-out 78% · kept 98% of what it knew — good"
+    forgot = [Forgotten("What is the capital of Japan?", "Tokyo", "Senri City")]
+    warn = verdict({"efficacy": 1.0, "generalization": 0.9, "locality": 0.85}, forgot)
+    assert warn.level == "warning" and "forgot some" in warn.headline
+    assert "now answers 'What is the capital of Japan?' with 'Senri City'" in warn.details[0]
+    assert "replay_ratio" in warn.advice
+    broken = verdict({"efficacy": 1.0, "generalization": 0.9, "locality": 0.4}, forgot)
+    assert broken.level == "broken" and broken.flag == "broke the model"
+    weak = verdict({"efficacy": 0.5, "generalization": 0.3, "locality": 1.0})
+    assert weak.level == "warning" and "not every fact went in" in weak.headline
+    rote = verdict({"efficacy": 1.0, "generalization": 0.2, "locality": 1.0})
+    assert "as worded" in rote.headline
+    early = verdict({"efficacy": 1.0, "generalization": 0.9, "locality": 1.0},
+                    stopped_early="held-out recall stopped improving")
+    assert early.details == ("Stopped early: held-out recall stopped improving.",)
+    assert verdict({}) is None  # not scored
+
+
+def test_a_finished_runs_verdict_reads_its_final_round_everywhere(bench) -> None:
+    ws, store, config = bench
+    run_id = run_module.create_run(store, ws, config(**{"training.epochs": 2}))
+    run_module.execute_run(store, ws, run_id)
+    run = control.run_status(store, run_id)["run"]
+    first = run_verdict(store, run)
+    assert first is not None and first.headline.startswith("Injected ")
+    # The final round found a known answer gone: the verdict names it.
+    step = store.db.execute("SELECT max(step) FROM probe_results WHERE run_id = ?",
+                            [run_id]).fetchone()[0]
+    with store.write() as db:
+        sid = run["set_id"]
+        for i in range(3):
+            pid = db["probes"].insert({"set_id": sid, "kind": "neighbour", "split": "probe",
+                                       "question": f"What is the capital of Japan {i}?",
+                                       "answer": "Tokyo", "created_at": now()}).last_pk
+            db["probe_results"].insert({"run_id": run_id, "probe_id": pid, "step": step,
+                                        "metric": "locality", "answer": "Senri City",
+                                        "correct": 0, "exact": 0, "created_at": now()})
+    status = control.run_status(store, run_id)
+    found = status["verdict"]
+    assert found.level == "broken" and "kept 0% of what it knew" in found.headline
+    message = explain_run(status["run"], step, found)
+    assert message.level == "error" and "with 'Senri City'" in message.detail
+    shown = run_cli("--workspace", str(ws.root), "runs", "show", str(run_id))
+    assert "kept 0% of what it knew" in shown.stdout and "with 'Senri City'" in shown.stdout
+    listed = run_cli("--workspace", str(ws.root), "runs")
+    assert "[broke the model]" in listed.stdout

@@ -1,0 +1,104 @@
+"""A finished run's verdict: did the facts go in, and did the model keep what it knew?
+
+"completed" says only that the steps ran. The verdict reads the final scoring (free
+generation, design §4) and says it in one line, e.g. "Injected 96% · held-out 78% · kept 98%
+of what it knew — good", or warns when locality fell, naming what the model now gets wrong
+("now answers 'What is the capital of Japan?' with 'Senri City'") and what to try. A run that
+broke the model is flagged wherever runs are listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workbench.core.store import Store
+
+# What "good" means: the goals the recommended recipe is measured against (README).
+GOOD_EFFICACY = 0.9
+GOOD_LOCALITY = 0.95
+BROKEN_LOCALITY = 0.7  # below this the model lost much of what it knew
+WEAK_GENERALIZATION = 0.5
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    question: str
+    gold: str
+    answer: str  # the tuned model's answer
+
+
+@dataclass(frozen=True)
+class Verdict:
+    level: str  # good | warning | broken
+    headline: str
+    details: tuple[str, ...] = field(default_factory=tuple)
+    advice: str = ""
+
+    @property
+    def flag(self) -> str:
+        """A short mark for lists of runs."""
+        return {"good": "good", "warning": "check", "broken": "broke the model"}[self.level]
+
+
+def _pct(value: float) -> str:
+    return f"{round(100 * value)}%"
+
+
+def verdict(scores: dict[str, float], forgotten: list[Forgotten] | None = None, *,
+            stopped_early: str = "") -> Verdict | None:
+    """The verdict from a run's final scores (share correct per metric); None when it was
+    not scored (a run stopped by hand)."""
+    efficacy, held = scores.get("efficacy"), scores.get("generalization")
+    kept = scores.get("locality")
+    if efficacy is None:
+        return None
+    parts = [f"Injected {_pct(efficacy)}"]
+    if held is not None:
+        parts.append(f"held-out {_pct(held)}")
+    if kept is not None:
+        parts.append(f"kept {_pct(kept)} of what it knew")
+    details: list[str] = []
+    if stopped_early:
+        details.append(f"Stopped early: {stopped_early}.")
+    examples = [f"now answers {f.question!r} with {f.answer!r} (was {f.gold!r})"
+                for f in (forgotten or [])[:3]]
+    if kept is not None and kept < BROKEN_LOCALITY:
+        level, word = "broken", "it broke what the model knew"
+        advice = ("Raise data.replay_ratio (0.5 or more), lower training.learning_rate, or set "
+                  "training.min_locality 0.9 so the run stops before it forgets; the "
+                  "recommended recipe does all three.")
+    elif kept is not None and kept < GOOD_LOCALITY:
+        level, word = "warning", "it forgot some of what it knew"
+        advice = ("Raise data.replay_ratio or set training.min_locality 0.9; same-relation "
+                  "neighbours in replay protect the facts most like the new ones.")
+    elif efficacy < GOOD_EFFICACY:
+        level, word = "warning", "not every fact went in"
+        advice = ("Train longer or at a higher training.learning_rate, or add phrasings per "
+                  "fact (Knowledge tab); check the facts the scorecard marks wrong.")
+    elif held is not None and held < WEAK_GENERALIZATION:
+        level, word = "warning", "the facts were learned as worded, not as knowledge"
+        advice = ("Add more varied phrasings and statements per fact; diverse wordings "
+                  "generalise, repetition does not.")
+    else:
+        level, word, advice = "good", "good", ""
+    if level != "good" and examples and kept is not None and kept < GOOD_LOCALITY:
+        details.append("It " + "; ".join(examples) + ".")
+    return Verdict(level, " · ".join(parts) + f" — {word}", tuple(details), advice)
+
+
+def run_verdict(store: Store, run: dict[str, Any]) -> Verdict | None:
+    """The verdict of a finished run from its stored final round; None while it trains, or
+    when it ended without one."""
+    from workbench.core.train import history, probing
+
+    if run.get("status") != "completed":
+        return None
+    scores = history.last_scores(store, run_id=run["id"]).get(run["id"], {})
+    step = history.last_probed_step(store, run["id"])
+    if not scores or step is None:
+        return None
+    forgotten = [Forgotten(q, gold, answer)
+                 for q, gold, answer in probing.wrong_locality(store, run["id"], step)]
+    return verdict(scores, forgotten, stopped_early=run.get("stop_reason") or "")
