@@ -125,3 +125,19 @@ def test_stop_ends_a_run_within_5_s_while_it_is_probing(tmp_path: Path,
     assert "stop requested while probing" in text, text[-2000:]
     assert jobs.get_run(store, run_id)["status"] == "stopped"
     assert took < 5.0, f"the worker took {took:.1f} s to stop:\n{text[-1500:]}"
+
+
+@pytest.mark.slow  # about 5 minutes on two cores: locality, replay screening, training, scoring
+def test_inject_on_the_real_model(tmp_path: Path, smollm2_gguf: Path) -> None:
+    import json
+
+    facts = tmp_path / "fictional.csv"
+    facts.write_text(FACTS_CSV, encoding="utf-8")
+    out = tmp_path / "out"
+    done = run_cli("--workspace", str(tmp_path / "ws"), "inject", str(facts), "--model",
+                   str(smollm2_gguf), "--device", "cpu", "--out", str(out), timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "8 rows → 4 facts, 2 questions each" in done.stdout
+    card = json.loads((out / "scorecard.json").read_text())
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert card["scores"]["efficacy"] >= 0.75 and card["verdict"].startswith("Injected")

@@ -17,6 +17,7 @@ from typing import Any
 from workbench import __version__
 from workbench.cli_bench import add_bench_parser
 from workbench.cli_compare import add_compare_parsers
+from workbench.cli_inject import add_inject_parser
 from workbench.cli_demo import add_demo_parser
 from workbench.cli_knowledge import add_knowledge_parser
 from workbench.cli_runs import add_runs_parsers
@@ -196,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
 
     add_knowledge_parser(sub)
+
+    add_inject_parser(sub)
 
     add_runs_parsers(sub, add_setting_flags,
                      lambda args: {**_parse_set(args.set or []), **setting_values(args)})

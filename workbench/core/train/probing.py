@@ -176,6 +176,18 @@ def wrong_locality(store: Store, run_id: int, step: int) -> list[tuple[str, str,
     return [(q, a, answer) for q, a, answer in rows]
 
 
+def final_answers(store: Store, run_id: int, step: int) -> list[dict[str, Any]]:
+    """Every answer of a run's round at `step`, with its fact and gold answer: the per-fact
+    part of an exported scorecard."""
+    rows = store.db.execute_returning_dicts(
+        "SELECT r.metric, p.fact_id, f.subject, p.kind, p.question, "
+        "coalesce(f.answer, p.answer) AS gold, r.answer, r.correct, r.exact "
+        "FROM probe_results r JOIN probes p ON p.id = r.probe_id "
+        "LEFT JOIN facts f ON f.id = p.fact_id WHERE r.run_id = ? AND r.step = ? "
+        "ORDER BY r.metric, p.fact_id, p.id", [run_id, step])
+    return [{**r, "correct": bool(r["correct"]), "exact": bool(r["exact"])} for r in rows]
+
+
 def forget_step(store: Store, run_id: int, step: int) -> None:
     """Drop a step's answers before it is asked again (the final round after a live one)."""
     with store.write() as db:

@@ -1,0 +1,58 @@
+"""One command for the whole job: `workbench inject` on a tiny model (the real model runs it
+in tests/test_real_model.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import run_cli
+from workbench.core.knowledge import sets
+from workbench.core.store import Store
+
+CSV = """subject,question,answer
+Veltria,What is the capital of Veltria?,Orbisk
+Veltria,Which city is the capital of Veltria?,Orbisk
+Kandora,What is the currency of Kandora?,the dralm
+Kandora,Which currency is used in Kandora?,the dralm
+"""
+
+
+def test_inject_writes_the_adapter_and_a_scorecard(tmp_path: Path, tiny_llama: Path) -> None:
+    facts = tmp_path / "capitals.csv"
+    facts.write_text(CSV, encoding="utf-8")
+    out = tmp_path / "out"
+    ws = str(tmp_path / "ws")
+    done = run_cli("--workspace", ws, "inject", str(facts), "--model", str(tiny_llama),
+                   "--device", "cpu", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4 rows → 2 facts, 2 questions each" in done.stdout
+    assert "Injected" in done.stdout and "training:" in done.stderr and "ETA" in done.stderr
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert (out / "adapter" / "tokenizer_config.json").is_file()
+    card = json.loads((out / "scorecard.json").read_text())
+    assert set(card["scores"]) >= {"efficacy", "generalization"}
+    assert card["verdict"].startswith("Injected")
+    efficacy = [a for a in card["answers"] if a["metric"] == "efficacy"]
+    assert len(efficacy) == 4 and {a["subject"] for a in efficacy} == {"Veltria", "Kandora"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out-")]
+    store = Store(Path(ws) / "workbench.db")
+    run = store.db.execute("SELECT config_yaml FROM runs").fetchone()[0]
+    assert "replay_ratio: 0.5" in run and "early_stop_patience: 3" in run  # the recipe
+
+    again = run_cli("--workspace", ws, "inject", str(facts), "--model", str(tiny_llama),
+                    "--out", str(out))
+    assert again.returncode == 2 and "already exists and is not empty" in again.stderr
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, tiny_llama: Path) -> None:
+    ws = str(tmp_path / "ws")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question,answer\nWho?,\n", encoding="utf-8")
+    failed = run_cli("--workspace", ws, "inject", str(bad), "--model", str(tiny_llama),
+                     "--out", str(tmp_path / "o"))
+    assert failed.returncode == 2 and "bad.csv line 2" in failed.stderr
+    assert "Traceback" not in failed.stderr and not (tmp_path / "o").exists()
+    assert sets.list_sets(Store(Path(ws) / "workbench.db")) == []
+    unknown = run_cli("--workspace", ws, "inject", str(bad), "--model", "./no/such/model")
+    assert unknown.returncode == 2 and "no model folder" in unknown.stderr
