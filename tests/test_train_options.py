@@ -72,7 +72,12 @@ def test_falling_locality_stops_the_run_and_keeps_the_best_round(bench, monkeypa
     kept = load_file(str(out / "adapter" / "adapter_model.safetensors"))
     best = load_file(str(out / "best" / "adapter_model.safetensors"))
     assert kept.keys() == best.keys() and all((kept[k] == best[k]).all() for k in kept)
-    assert store.db.execute("SELECT best_step FROM runs WHERE id = ?", [run_id]).fetchone()[0] == 10
+    row = store.db.execute("SELECT best_step, stop_reason FROM runs WHERE id = ?", [run_id]).fetchone()
+    assert row[0] == 10 and row[1].startswith("locality fell to 0.50")
+    from workbench.core.train.verdict import run_verdict
+
+    found = run_verdict(store, run_module.jobs.get_run(store, run_id))
+    assert found is not None and "Stopped early: locality fell to 0.50" in found.details[0]
 
 
 def test_held_out_plateau_stops_the_run_and_the_last_round_is_kept_when_best(bench,

@@ -304,8 +304,20 @@ def _migration_6(conn: sqlite3.Connection) -> None:
             _merge_facts(conn, ids[0], ids[1:])
 
 
+_SCHEMA_RUN_STOP_REASON = """
+-- Why a run stopped before its last step (efficacy target, held-out plateau, locality floor):
+-- the verdict and the run's headline say it.
+ALTER TABLE runs ADD COLUMN stop_reason TEXT NOT NULL DEFAULT '';
+"""
+
+
+def _migration_7(conn: sqlite3.Connection) -> None:
+    run_script(conn, _SCHEMA_RUN_STOP_REASON)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
-    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6]
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6,
+    _migration_7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -113,10 +113,12 @@ def claim(store: Store, run_id: int, device: str, *, resume: bool) -> None:
         db["runs"].update(run_id, fields)
 
 
-def finish(store: Store, run_id: int, status: str, *, error: str = "", tail: str = "") -> None:
+def finish(store: Store, run_id: int, status: str, *, error: str = "", tail: str = "",
+           stop_reason: str = "") -> None:
     with store.write() as db:
         db["runs"].update(run_id, {"status": status, "error": error[:2000], "log_tail": tail,
-                                   "ended_at": now(), "pid": None})
+                                   "ended_at": now(), "pid": None,
+                                   "stop_reason": stop_reason[:500]})
 
 
 def stop_requested(store: Store, run_id: int) -> bool:

@@ -177,7 +177,7 @@ def execute_run(store: Store, workspace: Workspace, run_id: int, *, resume: bool
                          progress=progress)
         summary.seconds = time.perf_counter() - started
         if main:
-            jobs.finish(store, run_id, summary.status)
+            jobs.finish(store, run_id, summary.status, stop_reason=summary.stopped_early)
             log.info("run %d %s after %d steps", run_id, summary.status, summary.steps)
         return summary
     except BaseException as err:

@@ -1,0 +1,176 @@
+"""The evidence for the recommended recipe: injection on a real model, scored by free
+generation, defaults against the alternatives.
+
+SmolLM2-135M-Instruct (the `real` tier's model, through our GGUF import) learns 90 fictional
+facts, two questions each, three relations (capital, currency, founder;
+`workbench.testing.fictional_facts`). The set is prepared as `workbench inject` prepares it
+(template phrasings, 2 held-out phrasings per fact, locality probes with same-relation
+neighbours), once, and every variant trains on that same set:
+
+- `default`: exactly what `workbench inject` runs (the recommended recipe, nothing changed);
+- the others change one thing of it (no replay, other replay ratios, learning rates, target
+  modules, ranks, epochs, located and prompt distillation, statements off, …).
+
+For each: efficacy (the facts' own questions), held-out (phrasings never trained on),
+locality (known answers still correct, of which same-relation neighbours are also shown
+alone), steps, why it stopped, and the time from pressing Train to the scored result (model
+load, replay screening, training, probe rounds and the final scoring; the set's preparation is
+timed once, separately).
+
+    python bench/recipe.py                      # every variant (hours on a CPU)
+    python bench/recipe.py default no-replay    # some; results merge into bench/results/recipe.*
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from results_io import RESULTS, write_results  # noqa: E402
+
+SCRATCH = ROOT / "test-artifacts" / "recipe-bench"
+GOALS = {"efficacy": 0.97, "generalization": 0.85, "locality": 0.95, "minutes": 10.0}
+
+# name → (overrides of the recommended config, why it is here)
+VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
+    "default": ({}, "the recommended recipe, as `workbench inject` runs it"),
+    "no-replay": ({"data.replay_ratio": 0.0}, "replay off (the old default)"),
+    "replay-0.2": ({"data.replay_ratio": 0.2}, "a little replay"),
+    "replay-0.7": ({"data.replay_ratio": 0.7}, "mostly replay"),
+    "lr-3e-4": ({"training.learning_rate": 3e-4}, "a common LoRA learning rate"),
+    "lr-2e-3": ({"training.learning_rate": 2e-3}, "twice the recommended rate"),
+    "attn-only": ({"method.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+                  "LoRA on attention only"),
+    "mlp-only": ({"method.target_modules": ["gate_proj", "up_proj", "down_proj"]},
+                 "LoRA on the MLP only (where facts are said to live)"),
+    "rank-4": ({"method.lora_r": 4, "method.lora_alpha": 8.0}, "a small adapter"),
+    "rank-64": ({"method.lora_r": 64, "method.lora_alpha": 128.0}, "a large adapter"),
+    "no-early-stop": ({"training.early_stop_patience": 0, "training.min_locality": 0.0},
+                      "all epochs, no early stop (trained to convergence)"),
+    "no-statements": ({"data.include_statements": False}, "questions only, no statements"),
+    "located": ({"method.name": "located"}, "one module of one layer (LocFT-BF style)"),
+    "distill": ({"method.name": "prompt_distillation"},
+                "prompt distillation: a student without the fact matches a teacher with it"),
+    "rslora": ({"method.name": "rslora"}, "rsLoRA scaling"),
+    "dora": ({"method.name": "dora"}, "DoRA"),
+}
+
+
+def prepare(model: Path) -> tuple[Any, Any, float, dict[str, int]]:
+    """The workspace with the prepared set (reused between invocations when present)."""
+    from workbench.core.config import ModelConfig
+    from workbench.core.inject import prepare as prepare_set
+    from workbench.core.knowledge import sets, transfer
+    from workbench.core.models import load_model
+    from workbench.core.store import Store
+    from workbench.core.workspace import resolve_workspace
+    from workbench.testing import fictional_facts, write_facts_csv
+
+    ws = resolve_workspace(SCRATCH / "ws")
+    store = Store(ws.db_path)
+    meta = SCRATCH / "prepared.json"
+    if meta.is_file():
+        saved = json.loads(meta.read_text())
+        return ws, store, saved["seconds"], saved["counts"]
+    csv = write_facts_csv(SCRATCH / "facts.csv", fictional_facts())
+    started = time.perf_counter()
+    loaded = load_model(ModelConfig(name_or_path=str(model), device="cpu"))
+    with sets.ensuring_set(store, "fictional") as sid:
+        transfer.import_path(store, sid, csv)
+    counts = prepare_set(store, sid, loaded, stage=lambda name: lambda f, m: None)
+    seconds = time.perf_counter() - started
+    meta.write_text(json.dumps({"seconds": seconds, "counts": counts}))
+    return ws, store, seconds, counts
+
+
+def run_variant(name: str, ws: Any, store: Any, model: Path) -> dict[str, Any]:
+    from workbench.core.inject import recommended_config
+    from workbench.core.train import history
+    from workbench.core.train.run import create_run, execute_run
+
+    overrides, why = VARIANTS[name]
+    cfg = recommended_config(store, "fictional", str(model), device="cpu")
+    cfg = cfg.with_values({**overrides, "name": f"recipe bench: {name}"})
+    run_id = create_run(store, ws, cfg)
+    started = time.perf_counter()
+    summary = execute_run(store, ws, run_id)
+    seconds = time.perf_counter() - started
+    step = history.last_probed_step(store, run_id)
+    neighbours = store.db.execute(
+        "SELECT avg(r.correct), count(*) FROM probe_results r JOIN probes p ON p.id = r.probe_id "
+        "WHERE r.run_id = ? AND r.step = ? AND p.kind = 'neighbour'", [run_id, step]).fetchone()
+    return {"variant": name, "why": why, "overrides": overrides, "run": run_id,
+            "status": summary.status, "steps": summary.steps, "scores": summary.scores,
+            "neighbours_kept": neighbours[0], "neighbours": neighbours[1],
+            "stopped_early": summary.stopped_early, "seconds": seconds,
+            "config": {k: v for k, v in cfg.to_dict()["training"].items()
+                       if k in ("learning_rate", "epochs", "micro_batch_size")}
+            | {"replay_ratio": cfg.data.replay_ratio, "method": cfg.method.name,
+               "lora_r": cfg.method.lora_r}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="*", metavar="VARIANT",
+                        help=f"any of: {', '.join(VARIANTS)} (default: all)")
+    args = parser.parse_args()
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    args.variants = args.variants or list(VARIANTS)
+    from workbench.demo.build import machine_summary
+    from workbench.realmodel import smollm2_folder
+
+    model = smollm2_folder()
+    ws, store, prep_s, counts = prepare(model)
+    path = RESULTS / "recipe.json"
+    result = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    for name in args.variants:
+        print(f"--- {name}", flush=True)
+        result["runs"][name] = run_variant(name, ws, store, model)
+        result.update(date=str(date.today()), machine=machine_summary(), prepare_seconds=prep_s,
+                      prepared=counts, goals=GOALS)
+        write_results("recipe", result, markdown(result))  # after each: partial runs count
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    order = [n for n in VARIANTS if n in r["runs"]]
+    lines = [
+        "# The recipe on a real model: SmolLM2-135M-Instruct, 90 fictional facts × 2 questions",
+        "",
+        f"{r['machine']}; {r['date']}. Scored by free generation (greedy, chat template, first "
+        "line). Goals for `default`: efficacy ≥97%, held-out ≥85%, locality ≥95%, ≤10 min from "
+        "pressing Train to the scored result. `python bench/recipe.py [VARIANT…]`.",
+        "",
+        f"Set preparation (import, phrasings, held-out split, locality with neighbours), once: "
+        f"{r['prepare_seconds'] / 60:.1f} min; {r['prepared']}.",
+        "",
+        "| variant | what changes | efficacy | held-out | locality (neighbours) | steps | "
+        "Train → scored | stopped because |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in order:
+        v = r["runs"][name]
+        s = v["scores"]
+        lines.append(
+            f"| {name} | {v['why']} | {_pct(s.get('efficacy'))} | {_pct(s.get('generalization'))}"
+            f" | {_pct(s.get('locality'))} ({_pct(v['neighbours_kept'])} of {v['neighbours']}) | "
+            f"{v['steps']} | {v['seconds'] / 60:.1f} min | {v['stopped_early'] or 'all epochs'} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
