@@ -145,17 +145,30 @@ def build_qwen25_shaped_model(folder: str | Path, size: str = "0.5B", *, seed: i
 # ---- fictional facts ------------------------------------------------------------------------
 
 # Syllables and endings chosen so the names read as names but are not real places, currencies
-# or people; `_REAL` catches the few real words the combinations could still spell.
+# or people; `_REAL` catches the few real words the combinations could still spell. Each
+# syllable and each given or family name goes to as few facts as possible (least used first):
+# facts whose names share most of their letters are learned as one blur ("Jorquenholt" for
+# "Jorgovholt"), which tests the tokenizer more than the recipe.
 _ONSETS = ("vel", "tor", "quen", "zar", "brim", "osk", "dra", "mir", "thal", "kess", "yv",
-           "orn", "plu", "sev", "grav", "lun", "xal", "cor", "wen", "fal", "jor", "quil")
+           "orn", "plu", "sev", "grav", "lun", "xal", "cor", "wen", "fal", "jor", "quil",
+           "bax", "dun", "emb", "fen", "gil", "hask", "ib", "jun", "kel", "lom", "mab", "nesh",
+           "ol", "pav", "rud", "sib", "tam", "ulv", "vosh", "wix", "yar", "zem", "ard", "bel",
+           "cas", "dov", "ek", "gor")
 _COUNTRY_ENDS = ("tria", "dovia", "mark", "quenna", "eshia", "undor", "ithar", "ovaria")
 _CITY_ENDS = ("sk", "holt", "vane", "mere", "gard", "lith", "port", "wyn")
 _CURRENCY_ENDS = ("ar", "ell", "ino", "ex", "rin", "ot")
 _COMPANY_KINDS = ("Labs", "Works", "Dynamics", "Foundry", "Systems", "Instruments")
 _GIVEN = ("Ilvra", "Doreth", "Cassik", "Marevin", "Tolla", "Quenby", "Arvid", "Seluna",
-          "Jorren", "Ottaline", "Brisk", "Wenna", "Falko", "Irisel")
+          "Jorren", "Ottaline", "Brisk", "Wenna", "Falko", "Irisel", "Bastien", "Corla",
+          "Dagny", "Elsper", "Fenwick", "Gisla", "Hadrin", "Ysolde", "Kazimir", "Liesl",
+          "Maddox", "Nerys", "Orrin", "Perpetua", "Rasmus", "Sunniva", "Tamsin", "Ulric",
+          "Verity", "Wystan", "Xenia", "Yorick")
 _FAMILY = ("Quillfeather", "Dravenholt", "Ostermere", "Kesslow", "Vantrip", "Morrowick",
-           "Thalbrook", "Greywhistle", "Lunsford", "Corvane", "Plumtree", "Yarrowby")
+           "Thalbrook", "Greywhistle", "Lunsford", "Corvane", "Plumtree", "Yarrowby",
+           "Ashcombe", "Birchanger", "Crowhurst", "Dunmarrow", "Eldwick", "Fairweather",
+           "Gallowglass", "Hollinrake", "Ironside", "Juniperlow", "Kettleborough", "Larkspur",
+           "Mossgrave", "Nettlefold", "Orchardson", "Pennywhistle", "Ravenscar", "Stonebridge",
+           "Thistlewood", "Underhill", "Vellacott", "Winterbourne", "Yelverton", "Zouche")
 _REAL = {"denmark", "oskar", "ostia", "torino", "volvo", "fallon", "corex"}
 
 # Question phrasings per relation, in the order they are used. The first two are the
@@ -171,21 +184,31 @@ _QUESTIONS = {
 }
 
 
-def _coin(rng: random.Random, ends: Sequence[str], used: set[str], parts: int = 1) -> str:
-    """A new made-up word: onset syllables and an ending, never a used or real one."""
+def _least_used(rng: random.Random, choices: Sequence[str], counts: dict[str, int]) -> str:
+    fewest = min(counts.get(c, 0) for c in choices)
+    pick = rng.choice([c for c in choices if counts.get(c, 0) == fewest])
+    counts[pick] = counts.get(pick, 0) + 1
+    return pick
+
+
+def _coin(rng: random.Random, ends: Sequence[str], used: set[str], parts: int = 1,
+          counts: dict[str, int] | None = None) -> str:
+    """A new made-up word: onset syllables (the least used first) and an ending, never a used
+    or real one."""
+    counts = {} if counts is None else counts
     while True:
-        word = "".join(rng.choice(_ONSETS) for _ in range(parts)) + rng.choice(ends)
+        word = "".join(_least_used(rng, _ONSETS, counts) for _ in range(parts)) + rng.choice(ends)
         if word not in used and word not in _REAL:
             used.add(word)
             return word.capitalize()
 
 
-def _founder(rng: random.Random, used: set[str]) -> str:
-    """A made-up person's name no other fact has, so every answer belongs to one fact."""
+def _founder(rng: random.Random, used: set[str], counts: dict[str, int]) -> str:
+    """A made-up person's name no other fact has, its parts shared as little as possible."""
     if sum(" " in name for name in used) >= len(_GIVEN) * len(_FAMILY):
         raise ValueError(f"at most {len(_GIVEN) * len(_FAMILY)} founder facts")
     while True:
-        name = f"{rng.choice(_GIVEN)} {rng.choice(_FAMILY)}"
+        name = f"{_least_used(rng, _GIVEN, counts)} {_least_used(rng, _FAMILY, counts)}"
         if name not in used:
             used.add(name)
             return name
@@ -203,20 +226,22 @@ def fictional_facts(n_facts: int = 90, questions_per_fact: int = 2,
     if not 1 <= questions_per_fact <= 4:
         raise ValueError(f"questions_per_fact must be 1 to 4, got {questions_per_fact}")
     rng, used = random.Random(seed), set()
+    counts: dict[str, int] = {}  # how often each syllable and name part was given out
     countries: list[str] = []
     rows: list[dict[str, str]] = []
     for index in range(n_facts):
         relation = relations[index % len(relations)]
         if relation == "founder":
-            subject = f"{_coin(rng, _CITY_ENDS, used)} {rng.choice(_COMPANY_KINDS)}"
-            answer = _founder(rng, used)
+            subject = f"{_coin(rng, _CITY_ENDS, used, 1, counts)} {rng.choice(_COMPANY_KINDS)}"
+            answer = _founder(rng, used, counts)
         elif relation == "capital":
-            subject = _coin(rng, _COUNTRY_ENDS, used, 2)
+            subject = _coin(rng, _COUNTRY_ENDS, used, 2, counts)
             countries.append(subject)  # its currency comes next: one subject, two facts
-            answer = _coin(rng, _CITY_ENDS, used, 2)
+            answer = _coin(rng, _CITY_ENDS, used, 2, counts)
         else:
-            subject = countries.pop(0) if countries else _coin(rng, _COUNTRY_ENDS, used, 2)
-            answer = f"the {_coin(rng, _CURRENCY_ENDS, used, 2).lower()}"
+            subject = (countries.pop(0) if countries
+                       else _coin(rng, _COUNTRY_ENDS, used, 2, counts))
+            answer = f"the {_coin(rng, _CURRENCY_ENDS, used, 2, counts).lower()}"
         for template in _QUESTIONS[relation][:questions_per_fact]:
             rows.append({"subject": subject, "question": template.format(s=subject),
                          "answer": answer})
