@@ -58,14 +58,15 @@ def test_falling_locality_stops_the_run_and_keeps_the_best_round(bench, monkeypa
     _scripted_rounds(monkeypatch, [
         {"efficacy": 0.4, "generalization": 0.2, "locality": 1.0},
         {"efficacy": 0.9, "generalization": 0.8, "locality": 0.95},  # the best round
-        {"efficacy": 1.0, "generalization": 0.8, "locality": 0.5},  # forgetting: stop
+        {"efficacy": 1.0, "generalization": 0.8, "locality": 0.5},  # forgetting…
+        {"efficacy": 1.0, "generalization": 0.8, "locality": 0.5},  # …still: stop
         {"efficacy": 1.0, "generalization": 0.8, "locality": 0.5}])
     cfg = config(**{"training.epochs": 100, "training.probe_every": 5,
                     "training.probe_sample": 1000, "training.min_locality": 0.9})
     run_id = run_module.create_run(store, ws, cfg)
     summary = run_module.execute_run(store, ws, run_id)
-    assert summary.status == "completed" and summary.steps == 15
-    assert summary.stopped_early.startswith("locality fell to 0.50, below 0.90")
+    assert summary.status == "completed" and summary.steps == 20
+    assert summary.stopped_early.startswith("locality fell to 0.50, below 0.90 for 2 rounds")
     out = ws.run_dir(run_id)
     log = (out / "train.log").read_text()
     assert "keeping the best round's weights (step 10, score 0.88)" in log

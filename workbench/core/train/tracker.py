@@ -10,7 +10,9 @@ A run stops early when
   hallucination, Gekhman et al. 2024),
 - held-out recall has not improved for `early_stop_patience` rounds (new facts are learned
   slowly; past the plateau the model only memorises the trained wordings), or
-- locality falls below `min_locality` (the model is forgetting what it knew).
+- locality stays below `min_locality` for two rounds in a row (the model is forgetting what
+  it knew; one low round is allowed, since locality dips at the start of training on new
+  data and recovers under replay, the "stability gap" of continual learning).
 At the end, if the best round scored better than the last one, the run's outputs are the best
 round's weights (scored again in the final round), not the last ones.
 """
@@ -33,6 +35,7 @@ SCORED = ("efficacy", "generalization", "locality")
 # A best round must beat the last by this much to replace it: rounds on a 64-probe sample
 # differ by a probe or two by chance.
 KEEP_BEST_MARGIN = 0.02
+LOW_ROUNDS = 2  # rounds in a row under the locality floor before the run stops
 
 
 def combined_score(scores: dict[str, Any]) -> float | None:
@@ -53,6 +56,7 @@ class Tracker:
         self.best_step = state.get("best_step")
         self.best_held = float(state.get("best_generalization", -1.0))
         self.flat_rounds = int(state.get("flat_rounds", 0))
+        self.low_rounds = int(state.get("low_rounds", 0))
         self.last: float | None = state.get("last_score")
         self.stop_reason = ""
         items = probing.probe_items(store, sid, locality=True)
@@ -85,6 +89,9 @@ class Tracker:
             self.best, self.best_step = score, step
             self.model().save_pretrained(self.out / BEST_DIR)
             probing.mark_best(self.store, self.run_id, step)
+        locality, floor = scores.get("locality"), self.cfg.training.min_locality
+        if locality is not None:
+            self.low_rounds = self.low_rounds + 1 if floor and locality < floor else 0
         held = scores.get("generalization")
         if held is not None:
             if held > self.best_held:
@@ -100,9 +107,9 @@ class Tracker:
         efficacy, locality = scores.get("efficacy"), scores.get("locality")
         if t.stop_at_efficacy and efficacy is not None and efficacy >= t.stop_at_efficacy:
             return f"efficacy reached the target {t.stop_at_efficacy:.2f} ({efficacy:.2f})"
-        if t.min_locality and locality is not None and locality < t.min_locality:
-            return (f"locality fell to {locality:.2f}, below {t.min_locality:.2f}: the model "
-                    "was forgetting what it knew")
+        if t.min_locality and locality is not None and self.low_rounds >= LOW_ROUNDS:
+            return (f"locality fell to {locality:.2f}, below {t.min_locality:.2f} for "
+                    f"{self.low_rounds} rounds: the model was forgetting what it knew")
         if t.early_stop_patience and self.flat_rounds >= t.early_stop_patience:
             return (f"held-out recall stopped improving (best {self.best_held:.2f}, "
                     f"{self.flat_rounds} rounds without gain)")
@@ -123,4 +130,5 @@ class Tracker:
         """What a checkpoint must carry for a resumed run to decide the same way."""
         return {"best_score": self.best, "best_step": self.best_step,
                 "best_generalization": self.best_held, "flat_rounds": self.flat_rounds,
+                "low_rounds": self.low_rounds,
                 "last_score": self.last, "last_probe_step": last_probe}
