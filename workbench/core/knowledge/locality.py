@@ -95,7 +95,7 @@ def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int 
                 "aliases": json.dumps(aliases, ensure_ascii=False), "origin": "screening",
                 "approved": 1, "created_at": now(),
             }).last_pk
-            # The base model's own answer: locality = the tuned answer is unchanged from it.
+            # The base model's own answer: what a tuned answer is "unchanged" from.
             db["probe_results"].insert({
                 "run_id": None, "probe_id": pid, "step": None, "answer": answer, "correct": 1,
                 "exact": int(is_exact(answer, item["answer"], aliases)), "created_at": now(),

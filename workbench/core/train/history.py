@@ -8,6 +8,7 @@ from typing import Any
 
 from workbench.core.store import Store, now
 from workbench.core.train import jobs
+from workbench.core.train.probing import UNCHANGED
 
 SCORE_METRICS = ("efficacy", "generalization", "locality")
 
@@ -23,23 +24,26 @@ class RunListing:
     step: int
     total_steps: int | None
     seconds: float | None
-    scores: dict[str, float]  # the last probed step's share correct per metric
+    scores: dict[str, float]  # the last probed step's share correct per metric (+ unchanged)
     created_at: float
 
 
 def last_scores(store: Store) -> dict[int, dict[str, float]]:
     """Per run, the share correct per metric at its last probed step (the final scoring when
-    the run finished; the latest live probe while it trains). One query for every run, so a
-    list of runs costs the same however many it shows."""
+    the run finished; the latest live probe while it trains), plus `locality_unchanged` where
+    locality was asked. One query for every run, so a list of runs costs the same however
+    many it shows."""
     rows = store.db.execute(
-        "SELECT p.run_id, p.metric, avg(p.correct) FROM probe_results p JOIN "
+        "SELECT p.run_id, p.metric, avg(p.correct), avg(p.unchanged) FROM probe_results p JOIN "
         "(SELECT run_id, max(step) AS step FROM probe_results WHERE run_id IS NOT NULL "
         "GROUP BY run_id) last ON last.run_id = p.run_id AND last.step = p.step "
         "GROUP BY p.run_id, p.metric").fetchall()
     scores: dict[int, dict[str, float]] = {}
-    for run_id, metric, score in rows:
+    for run_id, metric, score, unchanged in rows:
         if metric:
             scores.setdefault(run_id, {})[metric] = float(score)
+        if unchanged is not None:  # avg() skips the NULLs of other metrics
+            scores.setdefault(run_id, {})[UNCHANGED] = float(unchanged)
     return scores
 
 
