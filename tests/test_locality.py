@@ -173,7 +173,7 @@ def test_neighbour_locality_is_built_per_relation_and_leaves_some_for_replay(
     monkeypatch.setattr(locality, "ask_questions", _knowing(relations, asked))
     counts = locality.build_locality(store, sid, HUB_MODEL, general=30, per_relation=20)  # type: ignore[arg-type]
     by_name = {r.name: r for r in relations}
-    # Every capital and founder is known (one in three left for replay, at most 20 kept).
+    # Every capital and founder is known (one in four left for replay, at most 20 kept).
     assert counts.by_relation == {"capital": 20, "founder": 20}
     assert counts.kept_neighbours >= 40 and counts.kept_general > 0
     assert "40 neighbours for 2 relations: capital 20, founder 20" in counts.message()
@@ -210,3 +210,26 @@ def test_a_wrong_answer_in_the_sets_wording_falls_back_to_the_canonical_one(
     assert all(q.startswith("What is the currency of") for q in stored[:5])
     base = store.db.execute("SELECT answer FROM probe_results WHERE run_id IS NULL").fetchall()
     assert len(base) == len(stored) and base[0][0].startswith("I believe it is")
+
+
+@pytest.mark.real
+def test_neighbour_locality_built_for_capitals_currencies_and_founders_on_the_real_model(
+        tmp_path: Path, smollm2_dir: Path) -> None:
+    from workbench.core.config import ModelConfig
+    from workbench.core.models import load_model
+
+    store = Store(tmp_path / "w.db")
+    sid = _set(store, FACTS)
+    loaded = load_model(ModelConfig(name_or_path=str(smollm2_dir)))
+    counts = locality.build_locality(store, sid, loaded, general=0, per_fact=0)
+    # What SmolLM2-135M-Instruct knows: most capitals and currencies, fewer founders.
+    assert set(counts.by_relation) == {"capital", "currency", "founder"}, counts.message()
+    assert counts.by_relation["capital"] >= 15 and counts.by_relation["currency"] >= 10
+    assert counts.by_relation["founder"] >= 5 and counts.kept_neighbours >= 40, counts.message()
+    stored = {p.question for p in probes.list_phrasings(store, sid, kinds=["neighbour"])}
+    assert "What is the capital of Japan?" in stored
+    # Kept only where the base model's own answer was right.
+    rows = store.db.execute("SELECT p.answer, p.aliases, r.answer FROM probes p JOIN probe_results r "
+                            "ON r.probe_id = p.id WHERE p.set_id = ?", [sid]).fetchall()
+    assert len(rows) == counts.kept_neighbours
+    assert all(is_correct(base, gold, json.loads(aliases)) for gold, aliases, base in rows)

@@ -191,9 +191,9 @@ def add_knowledge_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("set")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--general", type=int, default=120, help="general questions to try")
-    p.add_argument("--per-relation", type=int, default=20, metavar="N",
+    p.add_argument("--per-relation", type=int, default=25, metavar="N",
                    help="at most N neighbours per relation of the set's questions (the capital "
-                   "of Japan for the capital of a new country) [default: 20]")
+                   "of Japan for the capital of a new country) [default: 25]")
     p.set_defaults(func=cmd_locality)
 
     p = ks.add_parser("abstain", help="add questions whose right answer is \"I don't know\" "

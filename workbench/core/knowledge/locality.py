@@ -8,7 +8,7 @@ has one); then a random sample of that list. The base model answers every candid
 those it answers correctly are kept as locality probes, with its answer stored beside them so
 the scorecard can tell a tuned answer that is still correct from one that is also unchanged.
 
-Of the same-relation neighbours the base knows, one in three is left out of locality for
+Of the same-relation neighbours the base knows, one in four is left out of locality for
 replay (`replay.py`) to train on: training then anchors the relation too, and locality is
 never measured on a replayed question.
 """
@@ -75,7 +75,7 @@ def neighbours(facts: Sequence[Fact], pool: Sequence[dict[str, Any]],
     return list(chosen.values())
 
 
-LEFT_FOR_REPLAY = 3  # of the same-relation neighbours the base knows, every third is replay's
+LEFT_FOR_REPLAY = 4  # of the same-relation neighbours the base knows, every fourth is replay's
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def _item(question: str, answer: str, aliases: Sequence[str]) -> dict[str, Any]:
 
 
 def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int = 120,
-                   per_fact: int = 2, per_relation: int = 20, seed: int = 0,
+                   per_fact: int = 2, per_relation: int = 25, seed: int = 0,
                    progress: Progress = no_progress) -> LocalityCounts:
     """Screen candidates with the base model and store the correct ones as locality probes
     (replacing earlier ones): up to `per_relation` same-relation neighbours per relation of
