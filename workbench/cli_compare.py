@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench.core.progress import TerminalProgress
 from workbench.core.workspace import open_workspace
 
 if TYPE_CHECKING:  # the core's compare modules import torch: loaded only when a command runs
@@ -21,10 +22,7 @@ if TYPE_CHECKING:  # the core's compare modules import torch: loaded only when a
 BASELINE_CHOICES = ("in-context", "retrieval")
 
 
-def _progress(fraction: float, message: str) -> None:
-    print(f"\r{fraction:5.0%}  {message:<50}", end="", file=sys.stderr, flush=True)
-    if fraction >= 1:
-        print(file=sys.stderr)
+_progress = TerminalProgress()  # one line on stderr with an ETA per long step
 
 
 def _run_dir(store: Store, workspace: Workspace, run_id: int) -> Path:

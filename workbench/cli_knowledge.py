@@ -10,6 +10,7 @@ from workbench.core.config import DEFAULT_MODEL, ModelConfig
 from workbench.core.knowledge import probes, sets, transfer
 from workbench.core.knowledge.io import parse_mapping
 from workbench.core.store import Store
+from workbench.core.progress import TerminalProgress
 from workbench.core.workspace import open_workspace
 
 
@@ -24,10 +25,7 @@ def _load(model: str):  # noqa: ANN202 - LoadedModel, imported lazily (torch)
     return load_model(ModelConfig(name_or_path=model))
 
 
-def _progress(fraction: float, message: str) -> None:
-    print(f"\r{fraction:5.0%}  {message:<50}", end="", file=sys.stderr, flush=True)
-    if fraction >= 1:
-        print(file=sys.stderr)
+_progress = TerminalProgress()  # one line on stderr with an ETA per long step
 
 
 def cmd_list(args: argparse.Namespace) -> int:

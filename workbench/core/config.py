@@ -197,6 +197,12 @@ class TrainingConfig(Section):
         10, "Score recall of the injected facts every N steps (0 = only at the end).",
         minimum=0,
     )
+    probe_sample: int = setting(
+        64, "Probes asked in each live recall round (the same ones every round, split between "
+        "the facts' own questions and held-out phrasings; 0 = all). The final round asks every "
+        "probe. On a CPU a real model answers a few questions a second.",
+        minimum=0, advanced=True,
+    )
     stop_at_efficacy: float = setting(
         0.0,
         "Stop early once this share of facts is recalled as trained (e.g. 1.0); training on "

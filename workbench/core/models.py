@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 from workbench.core.config import ModelConfig
 from workbench.core.device import memory_in_use, pick_device, pick_dtype
 from workbench.core.errors import ModelLoadError
+from workbench.core.gguf_import import import_gguf, is_gguf_path, starts_as_gguf
 from workbench.core.paths import DEMO_MODEL, DEMO_MODEL_DIR
+from workbench.core.progress import Progress, no_progress
 
 if TYPE_CHECKING:
     import torch
@@ -49,8 +51,11 @@ class ModelSource:
     kind: str  # "local" | "hub"
     location: str  # absolute folder path, or the hub id
     revision: str | None = None
+    gguf: str = ""  # the GGUF file the local folder was converted from, if any
 
     def describe(self) -> str:
+        if self.gguf:
+            return f"GGUF file {self.gguf}"
         return f"folder {self.location}" if self.kind == "local" else f"hub model {self.location}"
 
 
@@ -81,10 +86,16 @@ class LoadedModel:
         return int(self.model.get_memory_footprint())
 
 
-def resolve_source(name_or_path: str, revision: str | None = None) -> ModelSource:
-    """Decide whether `name_or_path` is a local folder or a hub id, checking what we can
-    without loading anything."""
+def resolve_source(name_or_path: str, revision: str | None = None, *,
+                   progress: Progress = no_progress) -> ModelSource:
+    """Decide whether `name_or_path` is a local folder, a GGUF file or a hub id, checking what
+    we can without loading anything. A GGUF file is converted into a cached folder on first
+    use (`gguf_import`), which is the one slow case; `progress` follows it."""
     raw = name_or_path.strip()
+    # By name, or by content: Ollama keeps its GGUF files as extension-less blobs.
+    if is_gguf_path(raw) or starts_as_gguf(Path(raw).expanduser()):
+        folder = import_gguf(raw, progress=progress)
+        return ModelSource("local", str(folder), revision, gguf=str(Path(raw).expanduser()))
     if raw == DEMO_MODEL:
         if not (DEMO_MODEL_DIR / "config.json").is_file():
             raise ModelLoadError(f"the embedded demo model is missing from {DEMO_MODEL_DIR}",
@@ -93,8 +104,9 @@ def resolve_source(name_or_path: str, revision: str | None = None) -> ModelSourc
     path = Path(raw).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ModelLoadError(f"{path} is a file, not a model folder",
-                                 hint="pass the folder that holds config.json and the weights")
+            raise ModelLoadError(f"{path} is a file, not a model folder or a .gguf file",
+                                 hint="pass the folder that holds config.json and the weights, "
+                                      "or a .gguf model file")
         if not (path / "config.json").is_file():
             raise ModelLoadError(
                 f"folder {path} has no config.json, so it is not a Hugging Face model folder",
@@ -106,7 +118,8 @@ def resolve_source(name_or_path: str, revision: str | None = None) -> ModelSourc
     if looks_like_path or not _HUB_ID.match(raw):
         raise ModelLoadError(
             f"no model folder at {path} and {raw!r} is not a valid hub id",
-            hint="give an existing folder or a hub id like Qwen/Qwen2.5-0.5B-Instruct",
+            hint="give an existing folder, a .gguf file or a hub id like "
+                 "Qwen/Qwen2.5-0.5B-Instruct",
         )
     return ModelSource("hub", raw, revision)
 
@@ -263,20 +276,21 @@ def preload_libraries() -> None:
         getattr(transformers, name)
 
 
-def load_tokenizer(cfg: ModelConfig) -> Any:
+def load_tokenizer(cfg: ModelConfig, *, progress: Progress = no_progress) -> Any:
     """The model's tokenizer alone (with the chat template the run would use): cheap, for
     counting tokens before a model is loaded."""
-    source = resolve_source(cfg.name_or_path, cfg.revision)
+    source = resolve_source(cfg.name_or_path, cfg.revision, progress=progress)
     tokenizer = _load_tokenizer(source, cfg)
     _ensure_chat_template(tokenizer)
     return tokenizer
 
 
-def load_model(cfg: ModelConfig, *, quantization: str | None = None) -> LoadedModel:
+def load_model(cfg: ModelConfig, *, quantization: str | None = None,
+               progress: Progress = no_progress) -> LoadedModel:
     """Load model + tokenizer as `cfg` says (`quantization` overrides cfg.quantization, e.g.
-    the run's effective quantization for QLoRA)."""
+    the run's effective quantization for QLoRA). `progress` follows a first-use GGUF import."""
     quantization = quantization or cfg.quantization
-    source = resolve_source(cfg.name_or_path, cfg.revision)
+    source = resolve_source(cfg.name_or_path, cfg.revision, progress=progress)
     if source.kind == "local":
         _check_local_files(Path(source.location))
     else:
@@ -346,13 +360,15 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def check_model(cfg: ModelConfig, *, quantization: str | None = None) -> dict[str, Any]:
+def check_model(cfg: ModelConfig, *, quantization: str | None = None,
+                progress: Progress = no_progress) -> dict[str, Any]:
     """Load a model and report what a user needs to know: size, precision, device, memory.
     Used by `workbench models check` and the Method tab's "check model" button."""
-    loaded = load_model(cfg, quantization=quantization)
+    loaded = load_model(cfg, quantization=quantization, progress=progress)
     tok = loaded.tokenizer
     return {
         "source": loaded.source.describe(),
+        "converted_to": loaded.source.location if loaded.source.gguf else "",
         "architecture": type(loaded.model).__name__,
         "parameters": loaded.parameters,
         "dtype": str(loaded.dtype).removeprefix("torch."),

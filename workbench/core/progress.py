@@ -1,12 +1,48 @@
 """The progress callback long core operations report to: (fraction done 0..1, message).
-The CLI prints it, the UI forwards it to gr.Progress."""
+The CLI prints it with an ETA (`TerminalProgress`), the UI forwards it to gr.Progress."""
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
+from typing import TextIO
 
 Progress = Callable[[float, str], None]
 
 
 def no_progress(_fraction: float, _message: str) -> None:
     return None
+
+
+def eta_text(elapsed: float, fraction: float) -> str:
+    """'ETA 1m 05s' from the time so far, assuming the rest goes at the same pace; '' until
+    there is something to extrapolate from."""
+    if fraction <= 0.02 or fraction >= 1 or elapsed < 1:
+        return ""
+    left = elapsed * (1 - fraction) / fraction
+    minutes, seconds = divmod(int(left + 0.5), 60)
+    return f"ETA {minutes}m {seconds:02d}s" if minutes else f"ETA {seconds}s"
+
+
+class TerminalProgress:
+    """One updating line on stderr: percentage, message, ETA. The clock restarts at 0 % and
+    after 100 %, so one instance serves stage after stage, each with its own ETA."""
+
+    def __init__(self, stage: str = "", stream: TextIO | None = None) -> None:
+        self.stream = stream  # None: sys.stderr at call time (tests capture it)
+        self.stage = stage
+        self.started: float | None = None
+
+    def __call__(self, fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if self.started is None or fraction <= 0:
+            self.started = now
+        eta = eta_text(now - self.started, fraction)
+        label = f"{self.stage}: {message}" if self.stage else message
+        line = f"{fraction:5.0%}  {label}" + (f"  ({eta})" if eta else "")
+        stream = self.stream or sys.stderr
+        print(f"\r{line:<78}", end="", file=stream, flush=True)
+        if fraction >= 1:
+            print(file=stream)
+            self.started = None

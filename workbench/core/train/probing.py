@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,8 +84,37 @@ def _locality_items(store: Store, sid: int) -> list[ProbeItem]:
             for r in rows]
 
 
-def ask_items(loaded: LoadedModel, model: Any, items: Sequence[ProbeItem]) -> list[str]:
-    """Greedy answers of `model` (the training model, possibly wrapped) to every item."""
+def live_sample(items: Sequence[ProbeItem], limit: int, *, seed: int = 0) -> list[ProbeItem]:
+    """At most `limit` items for a live round, the same ones every round (so the curve
+    follows one group of questions), split evenly between the metrics and spread over the
+    facts. On a real model on a CPU a round of every probe of 90 facts takes minutes; the
+    final round still asks them all."""
+    if limit <= 0 or len(items) <= limit:
+        return list(items)
+    by_metric: dict[str, list[ProbeItem]] = {}
+    for item in items:
+        by_metric.setdefault(item.metric, []).append(item)
+    share = max(1, limit // len(by_metric))
+    chosen: list[ProbeItem] = []
+    for metric, group in by_metric.items():
+        rng = random.Random(f"{seed}:{metric}")
+        # One per fact first (a random fact order), then second questions, and so on.
+        per_fact: dict[int | None, list[ProbeItem]] = {}
+        for item in group:
+            per_fact.setdefault(item.fact_id, []).append(item)
+        facts = list(per_fact)
+        rng.shuffle(facts)
+        rounds = [per_fact[f][k] for k in range(max(len(v) for v in per_fact.values()))
+                  for f in facts if k < len(per_fact[f])]
+        chosen += rounds[:share]
+    keep = {id(item) for item in chosen}
+    return [item for item in items if id(item) in keep]  # the stored order
+
+
+def ask_items(loaded: LoadedModel, model: Any, items: Sequence[ProbeItem], *,
+              should_stop: Callable[[], bool] | None = None) -> list[str]:
+    """Greedy answers of `model` (the training model, possibly wrapped) to every item.
+    Raises `generate.Interrupted` as soon as `should_stop()` (a Stop mid-round)."""
     view = dataclasses.replace(loaded, model=model)
     answers: list[str] = [""] * len(items)
     by_system: dict[str, list[int]] = {}
@@ -95,7 +125,7 @@ def ask_items(loaded: LoadedModel, model: Any, items: Sequence[ProbeItem]) -> li
     try:
         for system, indices in by_system.items():
             replies = ask_questions(view, [items[i].question for i in indices], system=system,
-                                    max_new_tokens=32)
+                                    max_new_tokens=32, should_stop=should_stop)
             for i, reply in zip(indices, replies):
                 answers[i] = reply
     finally:

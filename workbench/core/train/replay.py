@@ -15,6 +15,7 @@ answers correctly are kept.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.locality import knowledge_pool, neighbours, relations_for
@@ -33,7 +34,7 @@ def replay_count(n_train: int, ratio: float) -> int:
 
 
 def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
-                    seed: int = 0) -> list[Example]:
+                    seed: int = 0, should_stop: Callable[[], bool] | None = None) -> list[Example]:
     if n <= 0:
         return []
     probes = [r[0] for r in store.db.execute("SELECT question FROM probes WHERE set_id = ?", [sid])]
@@ -57,7 +58,8 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
     candidates = pool[:min(len(pool), 3 * n)]
     # Batches of 64: on the demo model 400 questions take 1.6 s instead of 2.6 s at 16, and
     # this wait sits between pressing Train and the first step.
-    answers = ask_questions(loaded, [item["question"] for item in candidates], batch_size=64)
+    answers = ask_questions(loaded, [item["question"] for item in candidates], batch_size=64,
+                            should_stop=should_stop)
     known = [Example("qa", item["question"], answer) for item, answer in zip(candidates, answers)
              if answer and is_correct(answer, item["answer"], item.get("aliases", []))]
     # Too few known questions: repeat them rather than train on wrong answers.

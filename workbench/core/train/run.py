@@ -27,6 +27,7 @@ from typing import Any
 
 from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
+from workbench.core.generate import Interrupted
 from workbench.core.knowledge import probes, sets
 from workbench.core.knowledge.render import RenderReport, examples_from_phrasings, render_set
 from workbench.core.methods.registry import Method, get_method
@@ -92,8 +93,10 @@ def render_knowledge(store: Store, cfg: RunConfig, tokenizer: Any) -> RenderRepo
     return report
 
 
-def training_examples(store: Store, cfg: RunConfig, loaded: LoadedModel, method: Method) -> list[Any]:
-    """The rendered knowledge, paired with teacher renderings for distillation, plus replay."""
+def training_examples(store: Store, cfg: RunConfig, loaded: LoadedModel, method: Method, *,
+                      should_stop: Callable[[], bool] | None = None) -> list[Any]:
+    """The rendered knowledge, paired with teacher renderings for distillation, plus replay
+    (whose screening of the base model's answers a Stop interrupts)."""
     from workbench.core.methods import distill
     from workbench.core.train.replay import replay_count, replay_examples
 
@@ -108,7 +111,8 @@ def training_examples(store: Store, cfg: RunConfig, loaded: LoadedModel, method:
                                  hint="use data.mode qa and facts with questions")
     n_replay = replay_count(len(rendered), cfg.data.replay_ratio)
     if n_replay and not method.distills:
-        replay = replay_examples(store, sid, loaded, n_replay, seed=cfg.training.seed)
+        replay = replay_examples(store, sid, loaded, n_replay, seed=cfg.training.seed,
+                                 should_stop=should_stop)
         log.info("replay: %d of %d wanted examples the base model answers correctly",
                  len(replay), n_replay)
         rendered = rendered + render_set(replay, loaded.tokenizer, cfg.data.max_seq_len).rendered
@@ -193,7 +197,7 @@ def _failure(err: BaseException) -> tuple[str, str]:
     """(status, message) for a run that ended by an exception."""
     if isinstance(err, Diverged):
         return "diverged", str(err)
-    if isinstance(err, SystemExit):  # SIGTERM before the first step
+    if isinstance(err, (SystemExit, Interrupted)):  # SIGTERM or Stop before the first step
         return "stopped", "stopped before training began"
     if isinstance(err, KeyboardInterrupt):
         return "interrupted", "interrupted by the user"
@@ -213,7 +217,7 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     log.info("loading %s", cfg.model.name_or_path)
     loaded = load_model(cfg.model, quantization=cfg.effective_quantization)
     method = get_method(cfg.method.name)
-    examples = training_examples(store, cfg, loaded, method)
+    examples = training_examples(store, cfg, loaded, method, should_stop=stop.requested)
     model = method.apply(loaded.model, cfg.method)
     loop = TrainLoop(model, examples, cfg.training, pad_id=loaded.tokenizer.pad_token_id,
                      device=loaded.device, loss=method.loss_for(cfg.method),
@@ -234,7 +238,8 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     sid = sets.set_id(store, cfg.data.knowledge_set)
     tracker = _Tracker(store, run_id, loaded, loop, out, sid,
                        probing.probe_items(store, sid) if main else [],
-                       best=state.get("best_generalization", -1.0), adapter=method.adapter, cfg=cfg)
+                       best=state.get("best_generalization", -1.0), adapter=method.adapter, cfg=cfg,
+                       should_stop=stop.requested)
     if main:
         with store.write() as db:
             db["runs"].update(run_id, {"total_steps": loop.total})
@@ -254,7 +259,11 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
             progress(metrics, loop.total)
             every = cfg.training.probe_every
             if every and step % every == 0 and step < loop.total:
-                early = bool(tracker.probe(step).get("early_stop"))
+                try:
+                    early = bool(tracker.probe(step).get("early_stop"))
+                except Interrupted:  # a Stop mid-round: the round is dropped, the step kept
+                    log.info("stop requested while probing at step %d", step)
+                    return _agree(loop, True)
                 last_probe = step
         if _checkpoint_due(cfg, step, loop):
             loop.save(out, tracker.extra(last_probe))
@@ -266,9 +275,19 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
         # Saved before the final scoring, which may take longer than a supervisor's grace
         # period between SIGTERM and SIGKILL (`jobs.STOP_GRACE_S`).
         loop.save(out, tracker.extra(result.steps))
-    scores = {}
-    if main:
-        scores = tracker.probe(result.steps, final=True)
+    scores: dict[str, Any] = {}
+    if main and stop.requested():
+        # A user's Stop ends the run now: scoring every probe of a real set takes minutes on
+        # a CPU. The checkpoint is saved; Compare scores the run, Resume continues it.
+        log.info("stopped at step %d: the final scoring was skipped (score the run in "
+                 "Compare, or resume it)", result.steps)
+    elif main:
+        try:
+            scores = tracker.probe(result.steps, final=True)
+        except Interrupted:  # a Stop (or SIGTERM) during the final scoring
+            log.info("stopped during the final scoring at step %d", result.steps)
+            scores = {}
+            result.stopped = True
     if main:
         save_outputs(loop.unwrapped, loaded.tokenizer, cfg, out, method.adapter)
     telemetry.close()
@@ -304,12 +323,14 @@ class _Tracker:
 
     def __init__(self, store: Store, run_id: int, loaded: LoadedModel, loop: TrainLoop, out: Path,
                  sid: int, items: list[probing.ProbeItem], *, best: float, adapter: bool,
-                 cfg: RunConfig) -> None:
+                 cfg: RunConfig, should_stop: Callable[[], bool]) -> None:
         self.store, self.run_id, self.loaded, self.loop, self.out = store, run_id, loaded, loop, out
         self.sid, self.items, self.best, self.adapter, self.cfg = sid, items, best, adapter, cfg
+        self.should_stop = should_stop
 
     def probe(self, step: int, final: bool = False) -> dict[str, Any]:
-        items = self.items
+        items = probing.live_sample(self.items, self.cfg.training.probe_sample,
+                                    seed=self.cfg.training.seed)
         if final:
             items = probing.probe_items(self.store, self.sid, locality=True)
             with self.store.write() as db:  # a stop right after a live probe asks again
@@ -317,7 +338,9 @@ class _Tracker:
                            [self.run_id, step])
         if not items:
             return {}
-        answers = probing.ask_items(self.loaded, self.loop.unwrapped, items)
+        log.info("step %d: asking %d probes%s", step, len(items), " (final round)" if final else "")
+        answers = probing.ask_items(self.loaded, self.loop.unwrapped, items,
+                                    should_stop=self.should_stop)
         scores: dict[str, Any] = probing.record(self.store, self.run_id, step, items, answers)
         log.info("step %d recall: %s", step, ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
         held = scores.get("generalization")
