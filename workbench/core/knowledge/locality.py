@@ -25,7 +25,7 @@ from typing import Any
 
 from workbench.core.errors import KnowledgeError
 from workbench.core.generate import ask_questions
-from workbench.core.knowledge.relations import (Relation, asks_about, load_relations,
+from workbench.core.knowledge.relations import (Neighbour, Relation, asks_about, load_relations,
                                                 same_relation_neighbours)
 from workbench.core.knowledge.sets import list_facts, set_id, touch
 from workbench.core.knowledge.types import Fact
@@ -86,7 +86,8 @@ class LocalityCounts:
     by_relation: dict[str, int] = field(default_factory=dict)  # same-relation ones per relation
 
     def message(self) -> str:
-        relations = ", ".join(f"{name.replace('_', ' ')} {n}" for name, n in self.by_relation.items())
+        relations = ", ".join(f"{name.replace('_', ' ')} {n}"
+                              for name, n in self.by_relation.items())
         same = sum(self.by_relation.values())
         parts = [f"{same} neighbours for {len(self.by_relation)} relation"
                  f"{'' if len(self.by_relation) == 1 else 's'}: {relations}"] if same else []
@@ -100,13 +101,31 @@ class LocalityCounts:
 def relations_for(loaded: LoadedModel) -> list[Relation]:
     """The shipped relations with real entities, or none for a model whose folder ships its
     own knowledge list (the demo model knows only its synthetic world, not Japan)."""
-    if loaded.source.kind == "local" and (Path(loaded.source.location) / MODEL_KNOWLEDGE_FILE).is_file():
+    own = Path(loaded.source.location) / MODEL_KNOWLEDGE_FILE
+    if loaded.source.kind == "local" and own.is_file():
         return []
     return load_relations()
 
 
-def _item(question: str, answer: str, aliases: Sequence[str]) -> dict[str, Any]:
-    return {"question": question, "answer": answer, "aliases": list(aliases)}
+def _for_locality(same: Sequence[Neighbour], known: dict[int, tuple[str, str]], per_relation: int,
+                  ) -> tuple[list[tuple[dict[str, Any], str]], dict[str, int]]:
+    """The known neighbours (index → question it was answered in, base answer) locality
+    keeps: up to `per_relation` per relation, leaving every LEFT_FOR_REPLAY-th to replay.
+    Returns ([(probe item, base answer)], kept per relation)."""
+    kept: list[tuple[dict[str, Any], str]] = []
+    by_relation: dict[str, int] = {}
+    seen: dict[str, int] = {}  # per relation, known neighbours so far
+    for i in sorted(known):
+        n = same[i]
+        seen[n.relation] = seen.get(n.relation, 0) + 1
+        full = by_relation.get(n.relation, 0) >= per_relation
+        if seen[n.relation] % LEFT_FOR_REPLAY == 0 or full:
+            continue
+        by_relation[n.relation] = by_relation.get(n.relation, 0) + 1
+        question, answer = known[i]
+        item = {"question": question, "answer": n.answer, "aliases": list(n.aliases)}
+        kept.append((item, answer))
+    return kept, by_relation
 
 
 def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int = 120,
@@ -124,7 +143,8 @@ def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int 
     pool = knowledge_pool(loaded)
     # A pool question about a same-relation entity ("What is the capital of France?") would
     # measure the same thing twice: the neighbour stands for it.
-    pool = [item for item in pool if not any(asks_about(item["question"], n, relations) for n in same)]
+    pool = [item for item in pool
+            if not any(asks_about(item["question"], n, relations) for n in same)]
     near = neighbours(facts, pool, per_fact)
     near_q = {item["question"] for item in near}
     rest = [item for item in pool if item["question"] not in near_q]
@@ -135,31 +155,19 @@ def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int 
     progress(0.0, f"asking the base model {asked} questions")
     answers = ask_questions(loaded, first + [item["question"] for _, item in candidates],
                             progress=lambda f, m: progress(0.75 * f, m))
-    known: dict[int, tuple[str, str]] = {}  # neighbour index → (question, base answer)
-    for i, (n, answer) in enumerate(zip(same, answers)):
-        if is_correct(answer, n.answer, n.aliases):
-            known[i] = (n.questions[0], answer)
+    known = {i: (n.questions[0], a) for i, (n, a) in enumerate(zip(same, answers))
+             if is_correct(a, n.answer, n.aliases)}
     retry = [i for i, n in enumerate(same) if i not in known and len(n.questions) > 1]
     if retry:
         again = ask_questions(loaded, [same[i].questions[1] for i in retry],
                               progress=lambda f, m: progress(0.75 + 0.2 * f, m))
         asked += len(retry)
-        for i, answer in zip(retry, again):
-            if is_correct(answer, same[i].answer, same[i].aliases):
-                known[i] = (same[i].questions[1], answer)
-    kept_same: list[tuple[dict[str, Any], str]] = []
-    by_relation: dict[str, int] = {}
-    seen: dict[str, int] = {}  # per relation, known neighbours so far
-    for i in sorted(known):
-        n = same[i]
-        k = seen[n.relation] = seen.get(n.relation, 0) + 1
-        if k % LEFT_FOR_REPLAY == 0 or by_relation.get(n.relation, 0) >= per_relation:
-            continue
-        by_relation[n.relation] = by_relation.get(n.relation, 0) + 1
-        kept_same.append((_item(known[i][0], n.answer, n.aliases), known[i][1]))
-    kept_rest = [(kind, item, answer) for (kind, item), answer in zip(candidates, answers[len(first):])
-                 if is_correct(answer, item["answer"], item.get("aliases", []))]
-    rows = [("neighbour", item, answer) for item, answer in kept_same] + kept_rest
+        known |= {i: (same[i].questions[1], a) for i, a in zip(retry, again)
+                  if is_correct(a, same[i].answer, same[i].aliases)}
+    kept_same, by_relation = _for_locality(same, known, per_relation)
+    rows = [("neighbour", item, answer) for item, answer in kept_same]
+    rows += [(kind, item, answer) for (kind, item), answer in zip(candidates, answers[len(first):])
+             if is_correct(answer, item["answer"], item.get("aliases", []))]
     with store.write() as db:
         db.execute("DELETE FROM probes WHERE set_id = ? AND kind IN ('locality', 'neighbour')", [sid])
         for kind, item, answer in rows:

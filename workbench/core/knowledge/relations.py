@@ -63,7 +63,8 @@ def load_relations(path: Path = RELATIONS_FILE) -> list[Relation]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as err:
-        raise KnowledgeError(f"cannot read the relations list {path}: {err.strerror or err}") from None
+        raise KnowledgeError(f"cannot read the relations list {path}: "
+                             f"{err.strerror or err}") from None
     relations = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -188,7 +189,8 @@ def relations_of(facts: Sequence[Fact], relations: Sequence[Relation]) -> dict[s
     return found
 
 
-def same_relation_neighbours(facts: Sequence[Fact], relations: Sequence[Relation]) -> list[Neighbour]:
+def same_relation_neighbours(facts: Sequence[Fact],
+                             relations: Sequence[Relation]) -> list[Neighbour]:
     """For every relation of the facts, each of its real entities asked in the facts' own
     wording (the templates take turns, so every phrasing is covered) and, as a fallback, the
     canonical one. Entities that are themselves a fact's subject are left out (the set may be
