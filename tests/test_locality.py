@@ -176,7 +176,7 @@ def test_neighbour_locality_is_built_per_relation_and_leaves_some_for_replay(
     # Every capital and founder is known (one in four left for replay, at most 20 kept).
     assert counts.by_relation == {"capital": 20, "founder": 20}
     assert counts.kept_neighbours >= 40 and counts.kept_general > 0
-    assert "40 neighbours for 2 relations: capital 20, founder 20" in counts.message()
+    assert "40 neighbours for 2 relations (capital 20, founder 20)" in counts.message()
     stored = [p.question for p in probes.list_phrasings(store, sid, kinds=["neighbour"])]
     assert "What is the capital of Japan?" in stored and "Who founded Microsoft?" in stored
     founders = {rel.fill(by_name["founder"].template, e.subject) for e in by_name["founder"].entities}
@@ -222,10 +222,11 @@ def test_neighbour_locality_built_for_capitals_currencies_and_founders_on_the_re
     sid = _set(store, FACTS)
     loaded = load_model(ModelConfig(name_or_path=str(smollm2_dir)))
     counts = locality.build_locality(store, sid, loaded, general=0, per_fact=0)
-    # What SmolLM2-135M-Instruct knows: most capitals and currencies, fewer founders.
+    # What SmolLM2-135M-Instruct knows: most capitals and currencies, fewer founders (on a
+    # CPU: capital 25, currency 21, founder 12).
     assert set(counts.by_relation) == {"capital", "currency", "founder"}, counts.message()
-    assert counts.by_relation["capital"] >= 15 and counts.by_relation["currency"] >= 10
-    assert counts.by_relation["founder"] >= 5 and counts.kept_neighbours >= 40, counts.message()
+    assert counts.by_relation["capital"] >= 20 and counts.by_relation["currency"] >= 15
+    assert counts.by_relation["founder"] >= 8 and counts.kept_neighbours >= 50, counts.message()
     stored = {p.question for p in probes.list_phrasings(store, sid, kinds=["neighbour"])}
     assert "What is the capital of Japan?" in stored
     # Kept only where the base model's own answer was right.

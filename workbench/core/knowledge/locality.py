@@ -86,16 +86,19 @@ class LocalityCounts:
     by_relation: dict[str, int] = field(default_factory=dict)  # same-relation ones per relation
 
     def message(self) -> str:
-        relations = ", ".join(f"{name.replace('_', ' ')} {n}"
-                              for name, n in self.by_relation.items())
         same = sum(self.by_relation.values())
-        parts = [f"{same} neighbours for {len(self.by_relation)} relation"
-                 f"{'' if len(self.by_relation) == 1 else 's'}: {relations}"] if same else []
+        parts = []
+        if same:
+            relations = ", ".join(f"{name.replace('_', ' ')} {n}"
+                                  for name, n in self.by_relation.items())
+            count = len(self.by_relation)
+            parts.append(f"{same} neighbours for {count} relation{'' if count == 1 else 's'} "
+                         f"({relations})")
         if self.kept_neighbours - same or not same:
             parts.append(f"{self.kept_neighbours - same} similar-wording neighbours")
         parts.append(f"{self.kept_general} general questions")
-        return (f"Asked the base model {self.asked} questions; kept {', '.join(parts)} "
-                "that it answers correctly.")
+        return (f"Asked the base model {self.asked} questions; kept those it answers correctly: "
+                f"{', '.join(parts[:-1])} and {parts[-1]}.")
 
 
 def relations_for(loaded: LoadedModel) -> list[Relation]:
