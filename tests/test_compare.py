@@ -265,7 +265,7 @@ def test_scorecard_metrics_are_exact_on_a_hand_built_case(tmp_path: Path) -> Non
     assert build_scorecard(store, pool, sid, [tuned]).summary() == s and pool.asked == 14
     # The CLI table and the report put "unchanged" right beside locality's headline.
     from workbench.cli_compare import scorecard_lines
-    from workbench.core.compare.report import _summary
+    from workbench.core.compare.report import _samples, _summary
 
     lines = scorecard_lines(card, {})
     header = next(line for line in lines if line.startswith("subject"))
@@ -273,6 +273,8 @@ def test_scorecard_metrics_are_exact_on_a_hand_built_case(tmp_path: Path) -> Non
     tuned_row = next(line for line in lines if line.startswith(card.labels["run:1"]))
     assert re.split(r"\s{2,}", tuned_row)[3:5] == ["100% (50%)", "50%"]
     assert "<th>unchanged</th>" in _summary(card) and ">50%</td>" in _summary(card)
+    # In the sample answers, "four" is still right (✓) but no longer the base's words.
+    assert _samples(card, "locality").count("(reworded)") == 1
 
 
 @pytest.mark.parametrize("text, expected", [
