@@ -76,6 +76,7 @@ def neighbours(facts: Sequence[Fact], pool: Sequence[dict[str, Any]],
 
 
 LEFT_FOR_REPLAY = 4  # of the same-relation neighbours the base knows, every fourth is replay's
+MIN_ROUND = 8  # neighbours asked at least per relation and round, while it needs more
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,44 @@ def relations_for(loaded: LoadedModel) -> list[Relation]:
     return load_relations()
 
 
+def _known_neighbours(loaded: LoadedModel, same: Sequence[Neighbour], per_relation: int,
+                      progress: Progress) -> tuple[dict[int, tuple[str, str]], int]:
+    """Ask the neighbours in rounds, each relation only until it has enough known ones for
+    `per_relation` probes after replay's share: a relation the model knows well stops early,
+    one it knows poorly goes on down its list. A neighbour answered wrongly in the set's
+    wording is asked once more in the canonical one. Returns ({neighbour index: (question it
+    was answered in, base answer)}, questions asked)."""
+    want = -(-per_relation * LEFT_FOR_REPLAY // (LEFT_FOR_REPLAY - 1))
+    order: dict[str, list[int]] = {}
+    for i, n in enumerate(same):
+        order.setdefault(n.relation, []).append(i)
+    known: dict[int, tuple[str, str]] = {}
+    tried: set[int] = set()
+    asked = 0
+    while True:
+        batch = []
+        for indices in order.values():
+            have = sum(i in known for i in indices)
+            left = [i for i in indices if i not in tried]
+            # At least a few more, so a relation the model hardly knows is not asked one by one.
+            batch += left[:max(want - have, MIN_ROUND)] if have < want else []
+        if not batch:
+            return known, asked
+        progress(len(tried) / max(1, len(same)), f"asking the base model {len(batch)} neighbours")
+        tried.update(batch)
+        retry = []
+        for i, answer in zip(batch, ask_questions(loaded, [same[i].questions[0] for i in batch])):
+            if is_correct(answer, same[i].answer, same[i].aliases):
+                known[i] = (same[i].questions[0], answer)
+            elif len(same[i].questions) > 1:
+                retry.append(i)
+        again = ask_questions(loaded, [same[i].questions[1] for i in retry]) if retry else []
+        for i, answer in zip(retry, again):
+            if is_correct(answer, same[i].answer, same[i].aliases):
+                known[i] = (same[i].questions[1], answer)
+        asked += len(batch) + len(retry)
+
+
 def _for_locality(same: Sequence[Neighbour], known: dict[int, tuple[str, str]], per_relation: int,
                   ) -> tuple[list[tuple[dict[str, Any], str]], dict[str, int]]:
     """The known neighbours (index → question it was answered in, base answer) locality
@@ -137,8 +176,7 @@ def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int 
     """Screen candidates with the base model and store the correct ones as locality probes
     (replacing earlier ones): up to `per_relation` same-relation neighbours per relation of
     the set's facts, `per_fact` similar-wording neighbours per fact and `general` general
-    questions. A neighbour the base gets wrong in the set's wording is asked once more in the
-    relation's canonical wording."""
+    questions. Neighbours are asked only as far down each relation's list as needed."""
     set_id(store, sid)
     facts = list_facts(store, sid)
     relations = relations_for(loaded)
@@ -153,24 +191,16 @@ def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int 
     rest = [item for item in pool if item["question"] not in near_q]
     sample = random.Random(seed).sample(rest, min(general, len(rest)))
     candidates = [("neighbour", item) for item in near] + [("locality", item) for item in sample]
-    first = [n.questions[0] for n in same]
-    asked = len(first) + len(candidates)
-    progress(0.0, f"asking the base model {asked} questions")
-    answers = ask_questions(loaded, first + [item["question"] for _, item in candidates],
-                            progress=lambda f, m: progress(0.75 * f, m))
-    known = {i: (n.questions[0], a) for i, (n, a) in enumerate(zip(same, answers))
-             if is_correct(a, n.answer, n.aliases)}
-    retry = [i for i, n in enumerate(same) if i not in known and len(n.questions) > 1]
-    if retry:
-        again = ask_questions(loaded, [same[i].questions[1] for i in retry],
-                              progress=lambda f, m: progress(0.75 + 0.2 * f, m))
-        asked += len(retry)
-        known |= {i: (same[i].questions[1], a) for i, a in zip(retry, again)
-                  if is_correct(a, same[i].answer, same[i].aliases)}
+    progress(0.0, f"asking the base model {len(candidates)} general questions")
+    answers = ask_questions(loaded, [item["question"] for _, item in candidates],
+                            progress=lambda f, m: progress(0.5 * f, m)) if candidates else []
+    rows = [(kind, item, answer) for (kind, item), answer in zip(candidates, answers)
+            if is_correct(answer, item["answer"], item.get("aliases", []))]
+    known, asked = _known_neighbours(loaded, same, per_relation,
+                                     lambda f, m: progress(0.5 + 0.45 * f, m))
     kept_same, by_relation = _for_locality(same, known, per_relation)
-    rows = [("neighbour", item, answer) for item, answer in kept_same]
-    rows += [(kind, item, answer) for (kind, item), answer in zip(candidates, answers[len(first):])
-             if is_correct(answer, item["answer"], item.get("aliases", []))]
+    rows = [("neighbour", item, answer) for item, answer in kept_same] + rows
+    asked += len(candidates)
     with store.write() as db:
         db.execute("DELETE FROM probes WHERE set_id = ? AND kind IN ('locality', 'neighbour')", [sid])
         for kind, item, answer in rows:
