@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -82,7 +83,9 @@ def test_the_scorecard_shows_the_taught_facts_went_in_and_nothing_else_moved(tau
     assert card.score(BASE.key, "efficacy") == 0.0  # the five were chosen as unknown to it
     assert card.score(tuned.key, "generalization") >= 0.8
     assert card.score(tuned.key, "locality") >= 0.9
-    assert card.score(BASE.key, "locality") is None  # the base is locality's reference
+    assert card.score(BASE.key, "locality") >= 0.9  # it was built from what the base knows
+    assert card.unchanged(BASE.key) is None  # the base is the reference of "unchanged"
+    assert card.unchanged(tuned.key) is not None
     assert card.reused == []
     # The same card again comes from the store, not from the model.
     again = build_scorecard(taught.store, pool, taught.sid, [tuned], set_name="five")
@@ -230,7 +233,8 @@ def test_scorecard_metrics_are_exact_on_a_hand_built_case(tmp_path: Path) -> Non
         ("base", "Two plus two?"): "five",
         ("base", "Who is Zorblax?"): "A famous painter.",
         # tuned: normalisation (case, punctuation, articles), an alias, a miss, one locality
-        # answer changed only in case/punctuation (unchanged), one changed, and an abstention
+        # answer changed only in case/punctuation (unchanged), one changed but right (still
+        # correct, not unchanged), and an abstention
         ("run:1", "Where was Ada born?"): "The answer is: LONDON!",
         ("run:1", "Who wrote Hamlet?"): "Shakespeare",
         ("run:1", "Ada's birthplace?"): "greater london",
@@ -247,16 +251,30 @@ def test_scorecard_metrics_are_exact_on_a_hand_built_case(tmp_path: Path) -> Non
     assert s["run:1"] == {
         "efficacy": 1.0, "efficacy_exact": 0.5,  # "Shakespeare" is an exact alias; LONDON! is in a sentence
         "generalization": 0.5, "generalization_exact": 0.5,  # "greater london" exact alias
-        "locality": 0.5, "locality_exact": 1.0,  # France unchanged; four changed but right
+        "locality": 1.0, "locality_exact": 0.5,  # both right; "four" is exact
+        "locality_unchanged": 0.5,  # France unchanged; four changed (but right)
         "abstention": 1.0, "abstention_exact": 1.0,
     }
     assert s["base"] == {
         "efficacy": 0.0, "efficacy_exact": 0.0, "generalization": 0.0, "generalization_exact": 0.0,
-        "locality": None, "locality_exact": 0.5, "abstention": 0.0, "abstention_exact": 0.0,
+        "locality": 0.5, "locality_exact": 0.0, "locality_unchanged": None,
+        "abstention": 0.0, "abstention_exact": 0.0,
     }
     assert pool.asked == 14  # every probe of both subjects, in one pass
     # Stored and reused: nothing is asked again.
     assert build_scorecard(store, pool, sid, [tuned]).summary() == s and pool.asked == 14
+    # The CLI table and the report put "unchanged" right beside locality's headline.
+    from workbench.cli_compare import scorecard_lines
+    from workbench.core.compare.report import _samples, _summary
+
+    lines = scorecard_lines(card, {})
+    header = next(line for line in lines if line.startswith("subject"))
+    assert header.split()[5:8] == ["locality", "(2)", "unchanged"]
+    tuned_row = next(line for line in lines if line.startswith(card.labels["run:1"]))
+    assert re.split(r"\s{2,}", tuned_row)[3:5] == ["100% (50%)", "50%"]
+    assert "<th>unchanged</th>" in _summary(card) and ">50%</td>" in _summary(card)
+    # In the sample answers, "four" is still right (✓) but no longer the base's words.
+    assert _samples(card, "locality").count("(reworded)") == 1
 
 
 @pytest.mark.parametrize("text, expected", [

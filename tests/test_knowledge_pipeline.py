@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli
 from workbench.core.config import ModelConfig
 from workbench.core.errors import KnowledgeError
-from workbench.core.knowledge import locality, probes, sets, transfer
+from workbench.core.knowledge import locality, probes, relations, sets, transfer
 from workbench.core.knowledge.render import examples_from_phrasings, render_set
 from workbench.core.knowledge.screen import label, screen_facts
 from workbench.core.model_cache import ModelCache
@@ -100,23 +100,30 @@ def test_locality_keeps_only_what_the_base_answers_correctly(store, tiny_llama, 
     pool = locality.load_general_knowledge()
     assert len(pool) >= 200
     gold = {item["question"]: item["answer"] for item in pool}
+    for n in relations.same_relation_neighbours(sets.list_facts(store, sid), relations.load_relations()):
+        gold.update((q, n.answer) for q in n.questions)
+    asked = []
 
     def half_right(_loaded, questions, **_kw):  # the base knows every other question
+        asked.extend(questions)
         return [gold[q] if i % 2 == 0 else "no idea" for i, q in enumerate(questions)]
 
     monkeypatch.setattr(locality, "ask_questions", half_right)
     counts = locality.build_locality(store, sid, loaded=HUB_MODEL, general=40, per_fact=2)  # type: ignore[arg-type]
-    kept = counts["kept_general"] + counts["kept_neighbours"]
-    assert counts["asked"] >= 40 and kept == (counts["asked"] + 1) // 2
+    kept = counts.kept_general + counts.kept_neighbours
+    assert counts.asked == len(asked) >= 40 and 0 < kept < counts.asked
+    # Born in a city and wrote a book: both relations of the set get neighbours.
+    assert set(counts.by_relation) == {"birthplace", "author"}
     rows = probes.list_phrasings(store, sid, kinds=["locality", "neighbour"])
     assert len(rows) == kept and all(r.split == "probe" for r in rows)
+    assert all(gold[r.question] == r.answer for r in rows)  # only what the base got right
     base = store.db.execute("SELECT count(*) FROM probe_results WHERE run_id IS NULL").fetchone()[0]
     assert base == kept
     # The real model path runs too (a random model keeps few or none).
     loaded = load_model(ModelConfig(name_or_path=str(tiny_llama), device="cpu"))
     monkeypatch.undo()
     real = locality.build_locality(store, sid, loaded, general=10, per_fact=1)
-    assert real["asked"] >= 10
+    assert real.asked >= 10
 
 
 def test_neighbours_share_the_relation_of_the_fact() -> None:

@@ -76,8 +76,9 @@ def test_the_knowledge_pipeline_trains_scores_and_exports(tmp_path: Path, smol, 
     counts = screen_facts(store, sid, smol, samples=2)
     assert counts["known"] == 0, "the facts are fictional: the base model cannot know them"
     assert all(f.known_detail.startswith("greedy wrong") for f in sets.list_facts(store, sid))
-    kept = locality.build_locality(store, sid, smol, general=30)
-    assert kept["kept_general"] >= 10, kept  # it knows capitals, authors, …
+    kept = locality.build_locality(store, sid, smol, general=30, per_relation=8)
+    assert kept.kept_general >= 10, kept.message()  # it knows capitals, authors, …
+    assert set(kept.by_relation) == {"capital", "currency", "founder"}, kept.message()
 
     cfg = RunConfig().with_values({
         "model.name_or_path": str(smollm2_gguf), "model.device": "cpu",

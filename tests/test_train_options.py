@@ -133,11 +133,16 @@ def test_replay_keeps_only_questions_the_base_answers(bench, monkeypatch) -> Non
     sid = sets.set_id(store, "demo")
     asked = []
 
+    from workbench.core.knowledge.locality import load_general_knowledge
+    from workbench.core.knowledge.relations import load_relations, same_relation_neighbours
+
+    gold = {item["question"]: item["answer"] for item in load_general_knowledge()}
+    for n in same_relation_neighbours(sets.list_facts(store, sid), load_relations()):
+        gold[n.questions[0]] = n.answer
+
     def base_answers(loaded, questions, **kwargs):
         asked.extend(questions)
         # The base "knows" every other question.
-        from workbench.core.knowledge.locality import load_general_knowledge
-        gold = {item["question"]: item["answer"] for item in load_general_knowledge()}
         return [gold[q] if i % 2 == 0 else "no idea" for i, q in enumerate(questions)]
 
     monkeypatch.setattr(replay, "ask_questions", base_answers)
@@ -147,6 +152,10 @@ def test_replay_keeps_only_questions_the_base_answers(bench, monkeypatch) -> Non
     assert {e.prompt for e in examples} <= set(asked[::2])  # only the known ones
     set_questions = {r[0] for r in store.db.execute("SELECT question FROM probes WHERE set_id = ?", [sid])}
     assert not set_questions & {e.prompt for e in examples}
+    # Same-relation neighbours come first, the set's relations in turn.
+    related = {n.questions[0]: n.relation
+               for n in same_relation_neighbours(sets.list_facts(store, sid), load_relations())}
+    assert [related.get(q) for q in asked[:4]] == ["birthplace", "author", "capital", "founder"]
     assert replay.replay_count(15, 0.25) == 5 and replay.replay_count(15, 0.0) == 0
 
 

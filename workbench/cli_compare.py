@@ -60,14 +60,31 @@ def _cell(card: Scorecard, key: str, metric: str) -> str:
     return "—" if exact is None else f"{_percent(score)} ({_percent(exact)})"
 
 
+def _columns(card: Scorecard, key: str) -> list[str]:
+    """One cell per metric, with locality's stricter "unchanged" share right after it."""
+    from workbench.core.compare.pool import BASE
+    from workbench.core.compare.scorecard import METRICS
+
+    cells = []
+    for m in METRICS:
+        cells.append(_cell(card, key, m))
+        if m == "locality":
+            has = card.counts()["locality"] > 0
+            cells.append(_percent(card.unchanged(key)) if has and key != BASE.key else
+                         ("reference" if has else "—"))
+    return cells
+
+
 def scorecard_lines(card: Scorecard, unavailable: dict[str, str]) -> list[str]:
-    """Subjects as rows, one column per metric with its probe count in the header."""
+    """Subjects as rows, one column per metric with its probe count in the header (and
+    locality's "unchanged" beside it)."""
     from workbench.core.compare.scorecard import METRICS
 
     counts = card.counts()
-    header = ["subject", *[f"{m} ({counts[m]})" for m in METRICS]]
-    rows = [[card.labels[s.key], *[_cell(card, s.key, m) for m in METRICS]]
-            for s in card.subjects]
+    header = ["subject"]
+    for m in METRICS:
+        header += [f"{m} ({counts[m]})"] + (["unchanged"] if m == "locality" else [])
+    rows = [[card.labels[s.key], *_columns(card, s.key)] for s in card.subjects]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [f"scorecard on knowledge set {card.set_name!r}", ""]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
@@ -75,7 +92,8 @@ def scorecard_lines(card: Scorecard, unavailable: dict[str, str]) -> list[str]:
                if card.form_line(s.key)]
     lines += ["", *by_form] if by_form else []
     lines += ["", "share of probes answered correctly, exact match in brackets;",
-              "locality: answers unchanged from the base's, gold accuracy in brackets"]
+              "locality: known questions still answered correctly; unchanged: the stricter "
+              "share whose answer text is the base's"]
     lines += [f"{card.labels[k]}: {note}" for k, note in card.notes.items()]
     if card.reused:
         lines.append(f"reused stored answers of {', '.join(card.reused)} (--fresh asks again)")

@@ -113,9 +113,9 @@ def cmd_locality(args: argparse.Namespace) -> int:
 
     store = _store(args)
     counts = build_locality(store, sets.set_id(store, args.set), _load(args.model),
-                            general=args.general, progress=_progress)
-    print(f"asked {counts['asked']}; kept {counts['kept_general']} general and "
-          f"{counts['kept_neighbours']} neighbour questions the base model answers correctly")
+                            general=args.general, per_relation=args.per_relation,
+                            progress=_progress)
+    print(counts.message())
     return 0
 
 
@@ -196,6 +196,9 @@ def add_knowledge_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("set")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--general", type=int, default=120, help="general questions to try")
+    p.add_argument("--per-relation", type=int, default=25, metavar="N",
+                   help="at most N neighbours per relation of the set's questions (the capital "
+                   "of Japan for the capital of a new country) [default: 25]")
     p.set_defaults(func=cmd_locality)
 
     p = ks.add_parser("abstain", help="add questions whose right answer is \"I don't know\" "

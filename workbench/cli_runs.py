@@ -72,7 +72,7 @@ def cmd_train(args: argparse.Namespace, values: dict[str, Any]) -> int:
                           progress=_progress_bar())
     if main:
         print(file=sys.stderr)
-        scores = ", ".join(f"{k} {v:.2f}" for k, v in summary.scores.items())
+        scores = ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in summary.scores.items())
         loss = f"{summary.final_loss:.4f}" if summary.final_loss is not None else "-"
         print(f"run {run_id} {summary.status}: {summary.steps} steps, final loss {loss}, "
               f"{summary.seconds:.1f} s{'; ' + scores if scores else ''}; outputs in "

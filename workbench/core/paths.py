@@ -18,3 +18,6 @@ DEMO_SET_FILE = ASSETS / "demo-knowledge.json"
 # A model folder may ship the general-knowledge questions *it* knows (the demo model knows
 # only its world); locality probes and replay then draw from that list instead.
 MODEL_KNOWLEDGE_FILE = "general_knowledge.jsonl"
+# Relations (capital, currency, founder, …) with real entities: same-relation neighbours of a
+# set's facts for locality and replay (knowledge/relations.py).
+RELATIONS_FILE = ASSETS / "locality" / "relations.jsonl"

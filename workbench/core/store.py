@@ -315,9 +315,21 @@ def _migration_7(conn: sqlite3.Connection) -> None:
     run_script(conn, _SCHEMA_RUN_STOP_REASON)
 
 
+_SCHEMA_LOCALITY_UNCHANGED = """
+-- Locality answers: 1 when the tuned answer's text is the base's (after normalising), 0 when
+-- it changed; NULL for other metrics and for the base's own answers. `correct` says whether
+-- it is still right, the headline; this is the stricter view beside it.
+ALTER TABLE probe_results ADD COLUMN unchanged INTEGER;
+"""
+
+
+def _migration_8(conn: sqlite3.Connection) -> None:
+    run_script(conn, _SCHEMA_LOCALITY_UNCHANGED)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6,
-    _migration_7]
+    _migration_7, _migration_8]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

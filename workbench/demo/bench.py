@@ -94,8 +94,8 @@ def report(result: BenchResult) -> str:
         f"{100 * s.get('locality', 0):.1f} % | {result.steps} | {result.wall_seconds:.1f} s |\n\n"
         "Scored by free generation (greedy, chat template). Efficacy: each fact's own "
         "question; generalization: phrasings held out from training; locality: questions about "
-        "known people unrelated to the new ones (no shared first name or surname), whose "
-        "answers must stay unchanged. Wall time: from starting the run to the "
+        "known people unrelated to the new ones (no shared first name or surname), which "
+        "must still be answered correctly. Wall time: from starting the run to the "
         "final scores, model loading and probing included.\n\n"
         f"Run configuration:\n\n```yaml\n{result.config}```\n"
     )

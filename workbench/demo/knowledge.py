@@ -106,7 +106,7 @@ def _fill(store: Store, sid: int, payload: dict[str, Any]) -> None:
                 "question": item["question"], "answer": item["answer"], "aliases": "[]",
                 "origin": "asset", "approved": 1, "created_at": now(),
             }).last_pk
-            # The base model's answer, recorded at build time: locality = unchanged from it.
+            # The base model's answer, recorded at build time: what "unchanged" compares with.
             db["probe_results"].insert({
                 "run_id": None, "probe_id": pid, "step": None, "answer": item["reference"],
                 "correct": 1, "exact": int(is_exact(item["reference"], item["answer"])),

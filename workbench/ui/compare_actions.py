@@ -192,10 +192,13 @@ def summary_markdown(card: Scorecard) -> str:
             if not counts[m]:
                 continue
             v, exact = card.score(s.key, m), card.score(s.key, m, exact=True)
-            # Beside the headline: strict exact match; for locality, the gold accuracy.
-            extra = "" if exact is None or m == "abstention" else \
-                f" ({'right' if m == 'locality' else 'exact'} {exact:.0%})"
-            scores.append(f"{METRIC_LABELS[m]} {'reference' if v is None else f'{v:.0%}'}{extra}")
+            # Beside the headline (still correct): strict exact match; for locality also the
+            # stricter share whose text is the base's (none for the base: its own reference).
+            details = [] if exact is None or m == "abstention" else [f"exact {exact:.0%}"]
+            same = card.unchanged(s.key) if m == "locality" else None
+            details += [] if same is None else [f"unchanged {same:.0%}"]
+            extra = f" ({', '.join(details)})" if details else ""
+            scores.append(f"{METRIC_LABELS[m]} {'—' if v is None else f'{v:.0%}'}{extra}")
         note = f" — {card.notes[s.key]}" if s.key in card.notes else ""
         forms = f" ({card.form_line(s.key)})" if card.form_line(s.key) else ""
         lines.append(f"- **{card.labels[s.key]}**{note}: " + "; ".join(scores) + forms)

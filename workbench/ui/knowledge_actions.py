@@ -231,8 +231,7 @@ def locality(store: Store, cache: ModelCache, name: str | None, model: str, gene
     loaded = cache.get(ModelConfig(name_or_path=model.strip()))
     counts = build_locality(store, resolve_set(store, name), loaded, general=int(general),
                             progress=progress)
-    return (f"Asked {counts['asked']} questions; kept {counts['kept_general']} general and "
-            f"{counts['kept_neighbours']} neighbour questions the base model answers correctly.")
+    return counts.message()
 
 
 def preview(store: Store, cache: ModelCache, name: str | None, model: str, mode: str,

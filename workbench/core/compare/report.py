@@ -24,7 +24,7 @@ from workbench.core.compare.scorecard import METRICS, Mark, Scorecard, ScoreRow
 from workbench.core.store import Store
 from workbench.core.train.history import duration
 from workbench.core.train.jobs import get_run
-from workbench.core.train.probing import recall_curve
+from workbench.core.train.probing import UNCHANGED, recall_curve
 from workbench.core.workspace import Workspace
 
 SAMPLE_ROWS = 20  # sample answers shown per metric
@@ -45,7 +45,8 @@ pre { background: #f7f7f7; padding: 12px; overflow-x: auto; font-size: 13px; }
 METRIC_HELP = {
     "efficacy": "the trained questions",
     "generalization": "held-out paraphrases, never trained on",
-    "locality": "unrelated questions; ✓ = the same answer as the base's",
+    "locality": "questions the base answered right; ✓ = still right, \"reworded\" = its "
+                "text differs from the base's",
     "abstention": "questions whose right answer is 'I don't know'",
 }
 
@@ -120,31 +121,40 @@ def _charts(figures: Sequence[go.Figure]) -> str:
 
 def _summary(card: Scorecard) -> str:
     counts = card.counts()
-    header = ["subject", *[f"{m} ({counts[m]})" for m in METRICS]]
+    header = ["subject"]
+    for m in METRICS:  # locality's stricter "unchanged" share right beside it
+        header += [f"{m} ({counts[m]})"] + (["unchanged"] if m == "locality" else [])
     summary = card.summary()
     rows = []
     for s in card.subjects:
         score = summary[s.key]
-        cells = [f"<td class='num'>{_score_cell(score[m], score[m + '_exact'])}</td>"
-                 for m in METRICS]
+        cells = []
+        for m in METRICS:
+            cells.append(f"<td class='num'>{_score_cell(score[m], score[m + '_exact'])}</td>")
+            if m == "locality":
+                same = score[UNCHANGED]
+                text = ("reference" if s == BASE else "—") if same is None else _percent(same)
+                cells.append(f"<td class='num'>{text if counts[m] else '—'}</td>")
         rows.append([_esc(card.labels[s.key]), *cells])
     notes = "".join(f"<li>{_esc(card.labels.get(k, k))}: {_esc(v)}</li>"
                     for k, v in card.notes.items())
     notes += "".join(f"<li>{_esc(card.labels[s.key])}: {_esc(card.form_line(s.key))}</li>"
                      for s in card.subjects if card.form_line(s.key))
     return (f"<h2>Scorecard</h2><p class='muted'>Knowledge set {_esc(card.set_name)}. Share "
-            "of probes answered correctly, exact match in brackets; locality counts answers "
-            "unchanged from the base's (the base is its reference), gold accuracy in brackets."
+            "of probes answered correctly, exact match in brackets. Locality: questions the "
+            "base answered right, still answered right; unchanged: the stricter share whose "
+            "answer text is the base's (the base is its reference)."
             f"</p>{_table(header, rows)}" + (f"<ul class='muted'>{notes}</ul>" if notes else ""))
 
 
 def _answer_cell(mark: Mark | None, reference: bool) -> str:
     if mark is None:
         return "<td>—</td>"
-    if reference:  # the base's locality answers are what the others are compared with
-        return f"<td>{_esc(mark.answer)}</td>"
     sign, color = ("✓", RIGHT) if mark.correct else ("✗", WRONG)
-    return f"<td style='background:{color}'>{sign} {_esc(mark.answer)}</td>"
+    # A locality answer that is still right but worded differently from the base's.
+    note = (" <span class='muted'>(reworded)</span>"
+            if mark.correct and mark.unchanged is False and not reference else "")
+    return f"<td style='background:{color}'>{sign} {_esc(mark.answer)}{note}</td>"
 
 
 def _samples(card: Scorecard, metric: str) -> str:

@@ -6,8 +6,9 @@ every subject greedily, with the chat template, in the batched generation of `Co
 - **efficacy**: each fact's own (trained) question answered correctly;
 - **generalization**: held-out paraphrases answered correctly, also per form (question,
   imperative, inverted, completion: `by_form`);
-- **locality**: locality probes whose answer is unchanged from the base's (the base's own
-  answers, asked in the same pass), with the gold accuracy on them beside it;
+- **locality**: locality probes (questions the base answered right when they were built)
+  still answered correctly; beside it, the stricter share whose answer text is unchanged
+  from the base's (asked in the same pass), since a reworded answer can still be right;
 - **abstention** (when the set has abstention probes): questions whose right answer is
   "unknown", answered with "I don't know" rather than a made-up fact.
 
@@ -32,7 +33,7 @@ from workbench.core.knowledge.sets import list_facts
 from workbench.core.progress import Progress, no_progress
 from workbench.core.scoring import abstains, is_correct, is_exact, normalize
 from workbench.core.store import Store, now
-from workbench.core.train.probing import ProbeItem, by_form, form_line, probe_items
+from workbench.core.train.probing import UNCHANGED, ProbeItem, by_form, form_line, probe_items
 
 METRICS = ("efficacy", "generalization", "locality", "abstention")
 SCORING = Sampling(max_new_tokens=32, first_line_only=True)  # as the live probes ask
@@ -42,8 +43,9 @@ VERSION = 1  # bump when how answers are asked changes: stored answers are then 
 @dataclass(frozen=True)
 class Mark:
     answer: str
-    correct: bool  # counts for the metric (locality: unchanged from base)
-    exact: bool  # strict exact match with the gold answer (locality: gold accuracy as well)
+    correct: bool  # counts for the metric (locality: still correct, like efficacy)
+    exact: bool  # strict exact match with the gold answer
+    unchanged: bool | None = None  # locality only: the answer text is the base's
 
 
 @dataclass
@@ -65,10 +67,9 @@ class Scorecard:
         return {m: sum(r.item.metric == m for r in self.rows) for m in METRICS}
 
     def score(self, key: str, metric: str, *, exact: bool = False) -> float | None:
-        """Share of `metric`'s probes `key` got right; None when there are none (or for the
-        base's locality, which is the reference itself)."""
+        """Share of `metric`'s probes `key` got right; None when there are none."""
         marks = [r.marks[key] for r in self.rows if r.item.metric == metric and key in r.marks]
-        if not marks or (metric == "locality" and key == BASE.key and not exact):
+        if not marks:
             return None
         return sum(m.exact if exact else m.correct for m in marks) / len(marks)
 
@@ -81,9 +82,18 @@ class Scorecard:
         """ "held-out: question 80%, imperative 70%, …" for `key`; '' without held-out probes."""
         return form_line(self.by_form(key))
 
+    def unchanged(self, key: str) -> float | None:
+        """Share of locality probes whose answer text is the base's; None when there are none,
+        and for the base, which is the reference itself."""
+        marks = [r.marks[key] for r in self.rows if r.item.metric == "locality" and key in r.marks]
+        if not marks or key == BASE.key:
+            return None
+        return sum(bool(m.unchanged) for m in marks) / len(marks)
+
     def summary(self) -> dict[str, dict[str, float | None]]:
         return {s.key: {**{m: self.score(s.key, m) for m in METRICS},
-                        **{f"{m}_exact": self.score(s.key, m, exact=True) for m in METRICS}}
+                        **{f"{m}_exact": self.score(s.key, m, exact=True) for m in METRICS},
+                        UNCHANGED: self.unchanged(s.key)}
                 for s in self.subjects}
 
     def as_json(self) -> dict[str, Any]:
@@ -97,7 +107,8 @@ class Scorecard:
             "rows": [{"probe_id": r.item.probe_id, "fact_id": r.item.fact_id,
                       "metric": r.item.metric, "form": r.item.form, "question": r.item.question,
                       "gold": r.item.answer, "aliases": list(r.item.aliases),
-                      "answers": {k: {"answer": m.answer, "correct": m.correct, "exact": m.exact}
+                      "answers": {k: {"answer": m.answer, "correct": m.correct, "exact": m.exact,
+                                      **({} if m.unchanged is None else {"unchanged": m.unchanged})}
                                   for k, m in r.marks.items()}}
                      for r in self.rows],
         }
@@ -117,8 +128,9 @@ def scorecard_items(store: Store, sid: int) -> list[ProbeItem]:
 
 def mark(item: ProbeItem, answer: str, base_answer: str) -> Mark:
     if item.metric == "locality":
-        return Mark(answer, normalize(answer) == normalize(base_answer),
-                    is_correct(answer, item.answer, item.aliases) if item.answer else False)
+        right = bool(item.answer) and is_correct(answer, item.answer, item.aliases)
+        return Mark(answer, right, bool(item.answer) and is_exact(answer, item.answer, item.aliases),
+                    normalize(answer) == normalize(base_answer))
     if item.metric == "abstention":
         return Mark(answer, abstains(answer), abstains(answer))
     return Mark(answer, is_correct(answer, item.answer, item.aliases),

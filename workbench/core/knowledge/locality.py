@@ -1,11 +1,16 @@
 """Locality probes: what the model already knows and must still know after injection.
 
-Candidates are (a) a general-knowledge list shipped in assets/, or the model's own list when
-its folder has one, and (b) neighbours: the general-knowledge questions most similar in
-wording to the set's own questions (same relation, e.g. "capital of", "born in"), where an
-edit is most likely to spill over. The base
-model answers every candidate; only those it answers correctly are kept as locality probes,
-with its answer stored as the reference that a tuned model must reproduce.
+Candidates are, first, same-relation neighbours (`relations.py`): the set's own questions
+asked about real entities ("What is the capital of Freedonia?" → "What is the capital of
+Japan?"), where an edit is most likely to spill over; then the general-knowledge questions
+most similar in wording to the set's (a shipped list, or the model's own list when its folder
+has one); then a random sample of that list. The base model answers every candidate; only
+those it answers correctly are kept as locality probes, with its answer stored beside them so
+the scorecard can tell a tuned answer that is still correct from one that is also unchanged.
+
+Of the same-relation neighbours the base knows, one in four is left out of locality for
+replay (`replay.py`) to train on: training then anchors the relation too, and locality is
+never measured on a replayed question.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ import json
 import random
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workbench.core.errors import KnowledgeError
 from workbench.core.generate import ask_questions
+from workbench.core.knowledge.relations import (Neighbour, Relation, asks_about, load_relations,
+                                                same_relation_neighbours)
 from workbench.core.knowledge.sets import list_facts, set_id, touch
 from workbench.core.knowledge.types import Fact
 from workbench.core.models import LoadedModel
@@ -67,41 +75,148 @@ def neighbours(facts: Sequence[Fact], pool: Sequence[dict[str, Any]],
     return list(chosen.values())
 
 
+LEFT_FOR_REPLAY = 4  # of the same-relation neighbours the base knows, every fourth is replay's
+MIN_ROUND = 8  # neighbours asked at least per relation and round, while it needs more
+
+
+@dataclass(frozen=True)
+class LocalityCounts:
+    asked: int
+    kept_general: int
+    kept_neighbours: int  # same-relation and similar-wording neighbours
+    by_relation: dict[str, int] = field(default_factory=dict)  # same-relation ones per relation
+
+    def message(self) -> str:
+        same = sum(self.by_relation.values())
+        parts = []
+        if same:
+            relations = ", ".join(f"{name.replace('_', ' ')} {n}"
+                                  for name, n in self.by_relation.items())
+            count = len(self.by_relation)
+            parts.append(f"{same} neighbours for {count} relation{'' if count == 1 else 's'} "
+                         f"({relations})")
+        if self.kept_neighbours - same or not same:
+            parts.append(f"{self.kept_neighbours - same} similar-wording neighbours")
+        parts.append(f"{self.kept_general} general questions")
+        return (f"Asked the base model {self.asked} questions; kept those it answers correctly: "
+                f"{', '.join(parts[:-1])} and {parts[-1]}.")
+
+
+def relations_for(loaded: LoadedModel) -> list[Relation]:
+    """The shipped relations with real entities, or none for a model whose folder ships its
+    own knowledge list (the demo model knows only its synthetic world, not Japan)."""
+    own = Path(loaded.source.location) / MODEL_KNOWLEDGE_FILE
+    if loaded.source.kind == "local" and own.is_file():
+        return []
+    return load_relations()
+
+
+def _known_neighbours(loaded: LoadedModel, same: Sequence[Neighbour], per_relation: int,
+                      progress: Progress) -> tuple[dict[int, tuple[str, str]], int]:
+    """Ask the neighbours in rounds, each relation only until it has enough known ones for
+    `per_relation` probes after replay's share: a relation the model knows well stops early,
+    one it knows poorly goes on down its list. A neighbour answered wrongly in the set's
+    wording is asked once more in the canonical one. Returns ({neighbour index: (question it
+    was answered in, base answer)}, questions asked)."""
+    want = -(-per_relation * LEFT_FOR_REPLAY // (LEFT_FOR_REPLAY - 1))
+    order: dict[str, list[int]] = {}
+    for i, n in enumerate(same):
+        order.setdefault(n.relation, []).append(i)
+    known: dict[int, tuple[str, str]] = {}
+    tried: set[int] = set()
+    asked = 0
+    while True:
+        batch = []
+        for indices in order.values():
+            have = sum(i in known for i in indices)
+            left = [i for i in indices if i not in tried]
+            # At least a few more, so a relation the model hardly knows is not asked one by one.
+            batch += left[:max(want - have, MIN_ROUND)] if have < want else []
+        if not batch:
+            return known, asked
+        progress(len(tried) / max(1, len(same)), f"asking the base model {len(batch)} neighbours")
+        tried.update(batch)
+        retry = []
+        for i, answer in zip(batch, ask_questions(loaded, [same[i].questions[0] for i in batch])):
+            if is_correct(answer, same[i].answer, same[i].aliases):
+                known[i] = (same[i].questions[0], answer)
+            elif len(same[i].questions) > 1:
+                retry.append(i)
+        again = ask_questions(loaded, [same[i].questions[1] for i in retry]) if retry else []
+        for i, answer in zip(retry, again):
+            if is_correct(answer, same[i].answer, same[i].aliases):
+                known[i] = (same[i].questions[1], answer)
+        asked += len(batch) + len(retry)
+
+
+def _for_locality(same: Sequence[Neighbour], known: dict[int, tuple[str, str]], per_relation: int,
+                  ) -> tuple[list[tuple[dict[str, Any], str]], dict[str, int]]:
+    """The known neighbours (index → question it was answered in, base answer) locality
+    keeps: up to `per_relation` per relation, leaving every LEFT_FOR_REPLAY-th to replay.
+    Returns ([(probe item, base answer)], kept per relation)."""
+    kept: list[tuple[dict[str, Any], str]] = []
+    by_relation: dict[str, int] = {}
+    seen: dict[str, int] = {}  # per relation, known neighbours so far
+    for i in sorted(known):
+        n = same[i]
+        seen[n.relation] = seen.get(n.relation, 0) + 1
+        full = by_relation.get(n.relation, 0) >= per_relation
+        if seen[n.relation] % LEFT_FOR_REPLAY == 0 or full:
+            continue
+        by_relation[n.relation] = by_relation.get(n.relation, 0) + 1
+        question, answer = known[i]
+        item = {"question": question, "answer": n.answer, "aliases": list(n.aliases)}
+        kept.append((item, answer))
+    return kept, by_relation
+
+
 def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int = 120,
-                   per_fact: int = 2, seed: int = 0,
-                   progress: Progress = no_progress) -> dict[str, int]:
+                   per_fact: int = 2, per_relation: int = 25, seed: int = 0,
+                   progress: Progress = no_progress) -> LocalityCounts:
     """Screen candidates with the base model and store the correct ones as locality probes
-    (replacing earlier ones). Returns counts of asked and kept."""
+    (replacing earlier ones): up to `per_relation` same-relation neighbours per relation of
+    the set's facts, `per_fact` similar-wording neighbours per fact and `general` general
+    questions. Neighbours are asked only as far down each relation's list as needed."""
     set_id(store, sid)
+    facts = list_facts(store, sid)
+    relations = relations_for(loaded)
+    same = same_relation_neighbours(facts, relations)
     pool = knowledge_pool(loaded)
-    near = neighbours(list_facts(store, sid), pool, per_fact)
+    # A pool question about a same-relation entity ("What is the capital of France?") would
+    # measure the same thing twice: the neighbour stands for it.
+    pool = [item for item in pool
+            if not any(asks_about(item["question"], n, relations) for n in same)]
+    near = neighbours(facts, pool, per_fact)
     near_q = {item["question"] for item in near}
     rest = [item for item in pool if item["question"] not in near_q]
     sample = random.Random(seed).sample(rest, min(general, len(rest)))
     candidates = [("neighbour", item) for item in near] + [("locality", item) for item in sample]
-    progress(0.0, f"asking the base model {len(candidates)} questions")
+    progress(0.0, f"asking the base model {len(candidates)} general questions")
     answers = ask_questions(loaded, [item["question"] for _, item in candidates],
-                            progress=lambda f, m: progress(0.95 * f, m))
-    kept = {"locality": 0, "neighbour": 0}
+                            progress=lambda f, m: progress(0.5 * f, m)) if candidates else []
+    rows = [(kind, item, answer) for (kind, item), answer in zip(candidates, answers)
+            if is_correct(answer, item["answer"], item.get("aliases", []))]
+    known, asked = _known_neighbours(loaded, same, per_relation,
+                                     lambda f, m: progress(0.5 + 0.45 * f, m))
+    kept_same, by_relation = _for_locality(same, known, per_relation)
+    rows = [("neighbour", item, answer) for item, answer in kept_same] + rows
+    asked += len(candidates)
     with store.write() as db:
         db.execute("DELETE FROM probes WHERE set_id = ? AND kind IN ('locality', 'neighbour')", [sid])
-        for (kind, item), answer in zip(candidates, answers):
+        for kind, item, answer in rows:
             aliases = item.get("aliases", [])
-            if not is_correct(answer, item["answer"], aliases):
-                continue
             pid = db["probes"].insert({
                 "set_id": sid, "fact_id": None, "kind": kind, "split": "probe",
                 "question": item["question"], "answer": item["answer"],
                 "aliases": json.dumps(aliases, ensure_ascii=False), "origin": "screening",
                 "approved": 1, "created_at": now(),
             }).last_pk
-            # The base model's own answer: locality = the tuned answer is unchanged from it.
+            # The base model's own answer: what a tuned answer is "unchanged" from.
             db["probe_results"].insert({
                 "run_id": None, "probe_id": pid, "step": None, "answer": answer, "correct": 1,
                 "exact": int(is_exact(answer, item["answer"], aliases)), "created_at": now(),
             })
-            kept[kind] += 1
         touch(db, sid)
     progress(1.0, "done")
-    return {"asked": len(candidates), "kept_general": kept["locality"],
-            "kept_neighbours": kept["neighbour"]}
+    return LocalityCounts(asked, sum(kind == "locality" for kind, _, _ in rows),
+                          sum(kind == "neighbour" for kind, _, _ in rows), by_relation)

@@ -8,6 +8,7 @@ from typing import Any
 
 from workbench.core.store import Store, now
 from workbench.core.train import jobs
+from workbench.core.train.probing import UNCHANGED
 
 SCORE_METRICS = ("efficacy", "generalization", "locality")
 
@@ -23,25 +24,28 @@ class RunListing:
     step: int
     total_steps: int | None
     seconds: float | None
-    scores: dict[str, float]  # the last probed step's share correct per metric
+    scores: dict[str, float]  # the last probed step's share correct per metric (+ unchanged)
     created_at: float
     verdict: str = ""  # a finished run's verdict flag: good | check | broke the model
 
 
 def last_scores(store: Store, *, run_id: int | None = None) -> dict[int, dict[str, float]]:
     """Per run (or for `run_id` alone), the share correct per metric at its last probed step
-    (the final scoring when the run finished; the latest live probe while it trains). One
-    query for every run, so a list of runs costs the same however many it shows."""
+    (the final scoring when the run finished; the latest live probe while it trains), plus
+    `locality_unchanged` where locality was asked. One query for every run, so a list of runs
+    costs the same however many it shows."""
     only = "AND run_id = ?" if run_id is not None else ""
     rows = store.db.execute(
-        "SELECT p.run_id, p.metric, avg(p.correct) FROM probe_results p JOIN "
+        "SELECT p.run_id, p.metric, avg(p.correct), avg(p.unchanged) FROM probe_results p JOIN "
         f"(SELECT run_id, max(step) AS step FROM probe_results WHERE run_id IS NOT NULL {only} "
         "GROUP BY run_id) last ON last.run_id = p.run_id AND last.step = p.step "
         "GROUP BY p.run_id, p.metric", [run_id] if run_id is not None else []).fetchall()
     scores: dict[int, dict[str, float]] = {}
-    for run_id, metric, score in rows:
+    for rid, metric, score, unchanged in rows:
         if metric:
-            scores.setdefault(run_id, {})[metric] = float(score)
+            scores.setdefault(rid, {})[metric] = float(score)
+        if unchanged is not None:  # avg() skips the NULLs of other metrics
+            scores.setdefault(rid, {})[UNCHANGED] = float(unchanged)
     return scores
 
 

@@ -5,7 +5,10 @@ it answer as trained?) and its held-out paraphrases (generalization: does the kn
 transfer to wordings never trained on?), greedy, with the chat template, exactly as a user
 would ask (design §4). Teacher-forced scores would flatter the edit about 2×, so they are not
 used here. At the end, locality probes (questions the base answered correctly) are asked too:
-a probe keeps its locality when the tuned answer is unchanged from the base's.
+a probe keeps its locality when the tuned answer is still correct (the gold answer or an alias
+occurs in it, as for efficacy). Whether the text is also unchanged from the base's answer is
+stored beside it as a stricter view: a chatty model rewords many answers it still gets right,
+so "unchanged" alone reads as damage where there is none.
 
 Each answer becomes a `probe_results` row (run, step, metric), so the UI can draw per-fact
 curves and the scorecard can show every answer. Held-out probes come in several forms
@@ -30,6 +33,7 @@ from workbench.core.scoring import is_correct, is_exact, normalize
 from workbench.core.store import Store, now
 
 METRICS = ("efficacy", "generalization", "locality")
+UNCHANGED = "locality_unchanged"  # beside the metrics: locality answers whose text is the base's
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,17 @@ class ProbeItem:
     answer: str  # gold answer
     aliases: tuple[str, ...]
     system: str = ""
-    reference: str = ""  # locality: the base model's answer the tuned one should keep
+    reference: str = ""  # locality: the base model's answer, to tell whether it is unchanged
     form: str = ""  # efficacy/generalization: how the phrasing asks (knowledge.forms)
+
+
+@dataclass(frozen=True)
+class AnswerMark:
+    """How one answer scores."""
+
+    correct: bool  # gold or alias occurs: the headline of every metric, locality included
+    exact: bool  # strict exact match with the gold answer
+    unchanged: bool | None  # locality only: the text is the base's (normalised); else None
 
 
 def probe_items(store: Store, sid: int, *, locality: bool = False) -> list[ProbeItem]:
@@ -125,11 +138,22 @@ def ask_items(loaded: LoadedModel, model: Any, items: Sequence[ProbeItem], *,
     return answers
 
 
-def score(item: ProbeItem, answer: str) -> tuple[bool, bool]:
-    """(counts as correct, exact). Locality counts when the answer is unchanged from base."""
-    if item.metric == "locality":
-        return normalize(answer) == normalize(item.reference), is_exact(answer, item.answer, item.aliases)
-    return is_correct(answer, item.answer, item.aliases), is_exact(answer, item.answer, item.aliases)
+def score(item: ProbeItem, answer: str) -> AnswerMark:
+    """Correct and exact against the gold answer; for locality also whether it is unchanged."""
+    unchanged = normalize(answer) == normalize(item.reference) if item.metric == "locality" else None
+    return AnswerMark(is_correct(answer, item.answer, item.aliases),
+                   is_exact(answer, item.answer, item.aliases), unchanged)
+
+
+def shares(verdicts: Sequence[tuple[str, AnswerMark]]) -> dict[str, float]:
+    """Share correct per metric, plus `locality_unchanged` (the share of locality answers
+    whose text is the base's) when there were locality answers."""
+    totals: dict[str, list[int]] = {}
+    for metric, verdict in verdicts:
+        totals.setdefault(metric, []).append(int(verdict.correct))
+        if verdict.unchanged is not None:
+            totals.setdefault(UNCHANGED, []).append(int(verdict.unchanged))
+    return {metric: sum(v) / len(v) for metric, v in totals.items()}
 
 
 def by_form(marked: Iterable[tuple[ProbeItem, bool]],
@@ -152,18 +176,19 @@ def form_line(shares: dict[str, float]) -> str:
 
 def record(store: Store, run_id: int, step: int, items: Sequence[ProbeItem],
            answers: Sequence[str]) -> dict[str, float]:
-    """Write one probe_results row per answer; return the share correct per metric."""
-    totals: dict[str, list[int]] = {}
-    rows = []
+    """Write one probe_results row per answer; return the share correct per metric (and the
+    share of locality answers unchanged, as `locality_unchanged`)."""
+    verdicts, rows = [], []
     for item, answer in zip(items, answers):
-        correct, exact = score(item, answer)
-        totals.setdefault(item.metric, []).append(int(correct))
+        verdict = score(item, answer)
+        verdicts.append((item.metric, verdict))
         rows.append({"run_id": run_id, "probe_id": item.probe_id, "step": step, "metric": item.metric,
-                     "answer": answer, "correct": int(correct), "exact": int(exact),
+                     "answer": answer, "correct": int(verdict.correct), "exact": int(verdict.exact),
+                     "unchanged": None if verdict.unchanged is None else int(verdict.unchanged),
                      "created_at": now()})
     with store.write() as db:
         db["probe_results"].insert_all(rows)
-    return {metric: sum(v) / len(v) for metric, v in totals.items()}
+    return shares(verdicts)
 
 
 def wrong_locality(store: Store, run_id: int, step: int) -> list[tuple[str, str, str]]:
@@ -200,11 +225,15 @@ def mark_best(store: Store, run_id: int, step: int) -> None:
 
 
 def recall_curve(store: Store, run_id: int) -> list[dict[str, Any]]:
-    """Per probed step, the share correct of each metric: the live recall chart's data."""
+    """Per probed step, the share correct of each metric (and `locality_unchanged` where
+    locality was asked): the live recall chart's data."""
     rows = store.db.execute_returning_dicts(
-        "SELECT step, metric, avg(correct) AS score, count(*) AS n FROM probe_results "
-        "WHERE run_id = ? GROUP BY step, metric ORDER BY step", [run_id])
+        "SELECT step, metric, avg(correct) AS score, avg(unchanged) AS unchanged, count(*) AS n "
+        "FROM probe_results WHERE run_id = ? GROUP BY step, metric ORDER BY step", [run_id])
     curve: dict[int, dict[str, Any]] = {}
     for r in rows:
-        curve.setdefault(r["step"], {"step": r["step"]})[r["metric"]] = r["score"]
+        point = curve.setdefault(r["step"], {"step": r["step"]})
+        point[r["metric"]] = r["score"]
+        if r["unchanged"] is not None:  # avg() skips the NULLs of other metrics
+            point[UNCHANGED] = r["unchanged"]
     return list(curve.values())

@@ -76,7 +76,7 @@ class Tracker:
         scores = probing.record(self.store, self.run_id, step, items, answers)
         log.info("step %d recall: %s", step, ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
         if final and (line := probing.form_line(probing.by_form(
-                (item, probing.score(item, answer)[0]) for item, answer in zip(items, answers)))):
+                (item, probing.score(item, answer).correct) for item, answer in zip(items, answers)))):
             log.info("step %d %s", step, line)
         if not final:
             self._after_live_round(step, scores)
