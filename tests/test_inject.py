@@ -27,7 +27,7 @@ def test_inject_writes_the_adapter_and_a_scorecard(tmp_path: Path, tiny_llama: P
                    "--device", "cpu", "--out", str(out), "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "4 rows → 2 facts, 2 questions each" in done.stdout
-    assert "Injected" in done.stdout and "training:" in done.stderr and "ETA" in done.stderr
+    assert "Injected" in done.stdout and "training: step" in done.stderr
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert (out / "adapter" / "tokenizer_config.json").is_file()
     card = json.loads((out / "scorecard.json").read_text())
@@ -56,3 +56,23 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, tiny_llama: Pa
     assert sets.list_sets(Store(Path(ws) / "workbench.db")) == []
     unknown = run_cli("--workspace", ws, "inject", str(bad), "--model", "./no/such/model")
     assert unknown.returncode == 2 and "no model folder" in unknown.stderr
+
+
+def test_each_stage_gets_its_own_eta(monkeypatch) -> None:
+    import io
+
+    from workbench.core import progress
+
+    clock = iter([100.0, 110.0, 200.0, 200.5, 204.5])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    bar = progress.TerminalProgress("locality", stream=out)
+    bar(0.0, "asking")          # the clock starts
+    bar(0.5, "half")            # 10 s for half: 10 s left
+    bar(1.0, "done")            # the stage ends; the next call starts a new clock
+    bar.stage = "training"
+    bar(0.1, "step 1")          # 0.5 s: too early to extrapolate
+    bar(0.4, "step 4")          # 4 s for 40 %: 6 s left
+    text = out.getvalue()
+    assert "locality: half  (ETA 10s)" in text and "training: step 4  (ETA 6s)" in text
+    assert "step 1  (ETA" not in text

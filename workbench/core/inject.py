@@ -76,7 +76,9 @@ def prepare(store: Store, sid: int, loaded: Any, *, stage: Stage) -> dict[str, i
     counts = probes.split_probes(store, sid, holdout=HOLDOUT)
     kept = locality.build_locality(store, sid, loaded, general=LOCALITY_GENERAL,
                                    progress=stage("locality"))
-    return {**counts, **{k: v for k, v in kept.items() if isinstance(v, int)}}
+    return {**counts, "asked_for_locality": kept.asked, "kept_general": kept.kept_general,
+            "kept_neighbours": kept.kept_neighbours, **{f"neighbours_{name}": n for name, n
+                                                        in kept.by_relation.items()}}
 
 
 def recommended_config(store: Store, set_name: str, model: str, *, method: str | None = None,
