@@ -48,6 +48,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "replay-0.7": ({"data.replay_ratio": 0.7}, "mostly replay"),
     "lr-3e-4": ({"training.learning_rate": 3e-4}, "a common LoRA learning rate"),
     "lr-2e-3": ({"training.learning_rate": 2e-3}, "twice the recommended rate"),
+    "lr-2e-3-2ep": ({"training.learning_rate": 2e-3, "training.epochs": 2},
+                    "twice the rate, two epochs"),
     "attn-only": ({"method.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
                   "LoRA on attention only"),
     "mlp-only": ({"method.target_modules": ["gate_proj", "up_proj", "down_proj"]},

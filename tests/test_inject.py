@@ -76,3 +76,16 @@ def test_each_stage_gets_its_own_eta(monkeypatch) -> None:
     text = out.getvalue()
     assert "locality: half  (ETA 10s)" in text and "training: step 4  (ETA 6s)" in text
     assert "step 1  (ETA" not in text
+
+
+def test_ui_progress_messages_carry_an_eta(monkeypatch) -> None:
+    from workbench.core import progress
+
+    clock = iter([0.0, 30.0, 60.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    seen: list[tuple[float, str]] = []
+    bar = progress.with_eta(lambda f, m: seen.append((f, m)))
+    bar(0.0, "asking")
+    bar(0.25, "32 of 128 answered")
+    bar(1.0, "done")
+    assert seen == [(0.0, "asking"), (0.25, "32 of 128 answered (ETA 1m 30s)"), (1.0, "done")]

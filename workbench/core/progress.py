@@ -25,6 +25,23 @@ def eta_text(elapsed: float, fraction: float) -> str:
     return f"ETA {minutes}m {seconds:02d}s" if minutes else f"ETA {seconds}s"
 
 
+def with_eta(progress: Progress) -> Progress:
+    """`progress` with "(ETA …)" added to each message (the UI's progress bars); the clock
+    restarts at 0 % and after 100 %, like `TerminalProgress`'s."""
+    started: list[float | None] = [None]
+
+    def call(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if started[0] is None or fraction <= 0:
+            started[0] = now
+        eta = eta_text(now - started[0], fraction)
+        progress(fraction, f"{message} ({eta})" if eta else message)
+        if fraction >= 1:
+            started[0] = None
+
+    return call
+
+
 class TerminalProgress:
     """One updating line on stderr: percentage, message, ETA. The clock restarts at 0 % and
     after 100 %, so one instance serves stage after stage, each with its own ETA."""

@@ -18,6 +18,7 @@ import gradio as gr
 from workbench.core.compare.chat import ask_panes, clean_question, clean_system, save_turn
 from workbench.core.compare.pool import Sampling
 from workbench.core.errors import WorkbenchError
+from workbench.core.progress import with_eta
 from workbench.ui import compare_actions as act
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
@@ -188,7 +189,7 @@ def build(ctx: AppContext) -> CompareView:
     def score(keys: list[str], set_name: str | None, again: bool,
               progress: gr.Progress = gr.Progress()) -> list[Any]:
         card, notes = act.scorecard(ctx, keys, set_name, fresh=again,
-                                    progress=lambda f, message: progress(f, desc=message))
+                                    progress=with_eta(lambda f, message: progress(f, desc=message)))
         text = act.summary_markdown(card)
         if notes:
             text += "\n\n" + "\n".join(f"- ⚠ {v}" for v in notes.values())

@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from workbench.core.knowledge import sets
+from workbench.core.progress import with_eta
 from workbench.ui import knowledge_actions as act
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
@@ -148,7 +149,7 @@ def build(ctx: AppContext) -> None:
     def with_status(fn):  # noqa: ANN001, ANN202 - returns the refreshed views and a message
         @shows_errors
         def run(name, *args: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
-            message = fn(name, *args, progress=lambda f, m: progress(f, desc=m))
+            message = fn(name, *args, progress=with_eta(lambda f, m: progress(f, desc=m)))
             return (*refresh(name), message)
         return run
 
