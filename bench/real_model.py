@@ -126,7 +126,7 @@ def main() -> None:
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
         results = {"before": measure(old, csv, model_dir), "after": measure(ROOT, csv, model_dir)}
-    results.update(date=str(date.today()), machine=machine_summary(), before_commit=args.before,
+    results.update(date=str(date.today()), machine=machine_summary("cpu"), before_commit=args.before,
                    model="SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float32)")
     write_results("real_model", results, markdown(results))
 

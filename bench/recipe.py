@@ -139,7 +139,7 @@ def main() -> None:
     for name in args.variants:
         print(f"--- {name}", flush=True)
         result["runs"][name] = run_variant(name, ws, store, model)
-        result.update(date=str(date.today()), machine=machine_summary(), prepare_seconds=prep_s,
+        result.update(date=str(date.today()), machine=machine_summary("cpu"), prepare_seconds=prep_s,
                       prepared=counts, goals=GOALS)
         write_results("recipe", result, markdown(result))  # after each: partial runs count
 

@@ -188,3 +188,19 @@ def test_runs_cli_lists_shows_and_refuses_bad_requests(bench) -> None:
     assert resume.returncode == 2 and "only stopped, interrupted or failed" in resume.stderr
     missing = run_cli("--workspace", str(ws.root), "runs", "show", "99")
     assert missing.returncode == 2 and "there is no run 99" in missing.stderr
+
+
+def test_the_last_weights_get_their_own_round_before_the_best_is_chosen(bench, monkeypatch) -> None:
+    """A run that goes on past its last live round: the weights it ends with are asked too,
+    and when they score worse than the best round, the best round's weights are kept."""
+    ws, store, config = bench
+    # Step 5 scores as scripted; the closing round at step 7 scores what the tiny model
+    # really answers, far below.
+    _scripted_rounds(monkeypatch, [{"efficacy": 0.9, "generalization": 0.9, "locality": 1.0}])
+    cfg = config(**{"training.max_steps": 7, "training.probe_every": 5,
+                    "training.probe_sample": 1000})
+    run_id = run_module.create_run(store, ws, cfg)
+    summary = run_module.execute_run(store, ws, run_id)
+    assert summary.steps == 7 and summary.stopped_early == ""
+    log = (ws.run_dir(run_id) / "train.log").read_text()
+    assert "step 7: asking" in log and "keeping the best round's weights (step 5" in log

@@ -283,9 +283,13 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
         log.info("stopped at step %d: the final scoring was skipped (score the run in "
                  "Compare, or resume it)", result.steps)
     elif main:
-        if tracker.restore_best(lambda folder: _load_adapter(loop.unwrapped, folder)):
-            log.info("the final round scores the kept weights")
         try:
+            # The last weights get a live round of their own (seconds), so the best round is
+            # weighed against them, not against a round some steps before the end.
+            if tracker.best_step is not None and last_probe != result.steps:
+                tracker.probe(result.steps, closing=True)
+            if tracker.restore_best(lambda folder: _load_adapter(loop.unwrapped, folder)):
+                log.info("the final round scores the kept weights")
             scores = tracker.probe(result.steps, final=True)
         except Interrupted:  # a Stop (or SIGTERM) during the final scoring
             log.info("stopped during the final scoring at step %d", result.steps)

@@ -62,9 +62,10 @@ class Tracker:
         items = probing.probe_items(store, sid, locality=True)
         self.live = probing.live_sample(items, cfg.training.probe_sample, seed=cfg.training.seed)
 
-    def probe(self, step: int, *, final: bool = False) -> dict[str, float]:
+    def probe(self, step: int, *, final: bool = False, closing: bool = False) -> dict[str, float]:
         """One round; raises `generate.Interrupted` on a Stop. Sets `stop_reason` when a live
-        round says the run should stop early."""
+        round says the run should stop early; a `closing` round (the last weights, after the
+        last step) only competes for best."""
         items = self.live
         if final:
             items = probing.probe_items(self.store, self.sid, locality=True)
@@ -79,10 +80,10 @@ class Tracker:
                 (item, probing.score(item, answer).correct) for item, answer in zip(items, answers)))):
             log.info("step %d %s", step, line)
         if not final:
-            self._after_live_round(step, scores)
+            self._after_live_round(step, scores, decide=not closing)
         return scores
 
-    def _after_live_round(self, step: int, scores: dict[str, float]) -> None:
+    def _after_live_round(self, step: int, scores: dict[str, float], *, decide: bool) -> None:
         score = combined_score(scores)
         self.last = score
         if score is not None and score > self.best and self.adapter:
@@ -98,6 +99,8 @@ class Tracker:
                 self.best_held, self.flat_rounds = held, 0
             else:
                 self.flat_rounds += 1
+        if not decide:
+            return
         self.stop_reason = self._reason(scores)
         if self.stop_reason:
             log.info("stopping early at step %d: %s", step, self.stop_reason)
