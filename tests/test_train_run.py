@@ -33,6 +33,7 @@ def test_cli_train_writes_metrics_and_a_reloadable_adapter(run_yaml, tiny_llama)
     result = run_cli("--workspace", str(ws), "train", str(path))
     assert result.returncode == 0, result.stderr
     assert "completed: 8 steps" in result.stdout
+    assert "Injected " in result.stdout  # the verdict, from the final round
     store = Store(ws / "workbench.db")
     run = store.db["runs"].get(1)
     assert run["status"] == "completed" and run["ended_at"] >= run["started_at"]

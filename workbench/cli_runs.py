@@ -77,6 +77,17 @@ def cmd_train(args: argparse.Namespace, values: dict[str, Any]) -> int:
         print(f"run {run_id} {summary.status}: {summary.steps} steps, final loss {loss}, "
               f"{summary.seconds:.1f} s{'; ' + scores if scores else ''}; outputs in "
               f"{summary.output_dir}")
+        from workbench.core.train.jobs import get_run
+        from workbench.core.train.verdict import run_verdict
+
+        found = run_verdict(store, get_run(store, run_id))
+        if found is not None:
+            print(found.headline)
+            for line in (*found.details, found.advice):
+                if line:
+                    print(f"  {line}")
+        elif summary.stopped_early:
+            print(f"stopped early: {summary.stopped_early}")
     return 0
 
 
