@@ -204,3 +204,15 @@ def test_the_last_weights_get_their_own_round_before_the_best_is_chosen(bench, m
     assert summary.steps == 7 and summary.stopped_early == ""
     log = (ws.run_dir(run_id) / "train.log").read_text()
     assert "step 7: asking" in log and "keeping the best round's weights (step 5" in log
+
+
+def test_live_samples_draw_locality_probes_at_random_not_the_first_stored() -> None:
+    from workbench.core.train.probing import ProbeItem, live_sample
+
+    items = [ProbeItem(i, i % 30, "efficacy", f"q{i}", "a", ()) for i in range(60)]
+    items += [ProbeItem(100 + i, None, "locality", f"l{i}", "a", ()) for i in range(120)]
+    chosen = live_sample(items, 40)
+    local = [x.probe_id for x in chosen if x.metric == "locality"]
+    assert len(local) == 20 and max(local) > 140  # not just the first 20 stored
+    assert len({x.fact_id for x in chosen if x.metric == "efficacy"}) == 20  # one per fact
+    assert live_sample(items, 40) == chosen  # the same sample every round

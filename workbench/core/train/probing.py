@@ -104,9 +104,12 @@ def live_sample(items: Sequence[ProbeItem], limit: int, *, seed: int = 0) -> lis
     for metric, group in by_metric.items():
         rng = random.Random(f"{seed}:{metric}")
         # One per fact first (a random fact order), then second questions, and so on.
-        per_fact: dict[int | None, list[ProbeItem]] = {}
+        # Probes of no fact (locality) are each their own group, so they are drawn at random
+        # too, not the first ones stored (which are one relation's neighbours).
+        per_fact: dict[int | str, list[ProbeItem]] = {}
         for item in group:
-            per_fact.setdefault(item.fact_id, []).append(item)
+            key = item.fact_id if item.fact_id is not None else f"probe {item.probe_id}"
+            per_fact.setdefault(key, []).append(item)
         facts = list(per_fact)
         rng.shuffle(facts)
         rounds = [per_fact[f][k] for k in range(max(len(v) for v in per_fact.values()))
