@@ -25,41 +25,48 @@ def eta_text(elapsed: float, fraction: float) -> str:
     return f"ETA {minutes}m {seconds:02d}s" if minutes else f"ETA {seconds}s"
 
 
+class _EtaClock:
+    """The ETA of one stage at a time: the clock starts at 0 % (or the first call) and stops
+    after 100 %, so stage after stage each gets its own."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+
+    def eta(self, fraction: float) -> str:
+        now = time.monotonic()
+        if self.started is None or fraction <= 0:
+            self.started = now
+        text = eta_text(now - self.started, fraction)
+        if fraction >= 1:
+            self.started = None
+        return text
+
+
 def with_eta(progress: Progress) -> Progress:
-    """`progress` with "(ETA …)" added to each message (the UI's progress bars); the clock
-    restarts at 0 % and after 100 %, like `TerminalProgress`'s."""
-    started: list[float | None] = [None]
+    """`progress` with "(ETA …)" added to each message (the UI's progress bars)."""
+    clock = _EtaClock()
 
     def call(fraction: float, message: str) -> None:
-        now = time.monotonic()
-        if started[0] is None or fraction <= 0:
-            started[0] = now
-        eta = eta_text(now - started[0], fraction)
+        eta = clock.eta(fraction)
         progress(fraction, f"{message} ({eta})" if eta else message)
-        if fraction >= 1:
-            started[0] = None
 
     return call
 
 
 class TerminalProgress:
-    """One updating line on stderr: percentage, message, ETA. The clock restarts at 0 % and
-    after 100 %, so one instance serves stage after stage, each with its own ETA."""
+    """One updating line on stderr: percentage, message, ETA; one instance serves stage after
+    stage (set `stage` to name the current one), each with its own ETA."""
 
     def __init__(self, stage: str = "", stream: TextIO | None = None) -> None:
         self.stream = stream  # None: sys.stderr at call time (tests capture it)
         self.stage = stage
-        self.started: float | None = None
+        self._clock = _EtaClock()
 
     def __call__(self, fraction: float, message: str) -> None:
-        now = time.monotonic()
-        if self.started is None or fraction <= 0:
-            self.started = now
-        eta = eta_text(now - self.started, fraction)
+        eta = self._clock.eta(fraction)
         label = f"{self.stage}: {message}" if self.stage else message
         line = f"{fraction:5.0%}  {label}" + (f"  ({eta})" if eta else "")
         stream = self.stream or sys.stderr
         print(f"\r{line:<78}", end="", file=stream, flush=True)
         if fraction >= 1:
             print(file=stream)
-            self.started = None
