@@ -71,12 +71,13 @@ def list_runs(store: Store, limit: int | None = 200) -> list[RunListing]:
         "SELECT r.*, k.name AS set_name, (SELECT max(step) FROM metrics m WHERE m.run_id = r.id) "
         "AS step FROM runs r LEFT JOIN knowledge_sets k ON k.id = r.set_id "
         "ORDER BY r.id DESC LIMIT ?", [-1 if limit is None else limit])  # -1: no limit
-    from workbench.core.train.verdict import run_verdict
+    from workbench.core.train.verdict import verdict
 
     scores = last_scores(store)
 
     def flag(run: dict[str, Any]) -> str:
-        found = run_verdict(store, run) if run["status"] == "completed" else None
+        """The verdict's level depends on the scores alone, already read for every run."""
+        found = verdict(scores.get(run["id"], {})) if run["status"] == "completed" else None
         return found.flag if found else ""
 
     return [RunListing(id=r["id"], name=r["name"], status=r["status"], method=r["method"],
