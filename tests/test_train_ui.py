@@ -17,7 +17,7 @@ from workbench.core import presets
 from workbench.core.config import RunConfig
 from workbench.core.device import DeviceInfo
 from workbench.core.errors import ConfigError, WorkbenchError
-from workbench.core.estimate import set_seq_len
+from workbench.core.estimate import set_tokens_or_none
 from workbench.core.train import control
 from workbench.demo.bench import demo_run_config
 from workbench.ui import method_actions, run_view
@@ -198,7 +198,7 @@ def test_the_cli_prints_the_same_memory_estimate(bench, tiny_llama: Path) -> Non
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("# estimated peak") and "fits" in lines[0]
-    length = set_seq_len(store, config())  # the set's longest example, not max_seq_len 512
+    length = set_tokens_or_none(store, config()).longest  # not max_seq_len 512
     assert 10 < length < 100
     assert any(f"micro batch 8 x {length} tokens" in line for line in lines), lines
     ctx = AppContext(ws, store, DeviceInfo("cpu", "test", 1 << 40))

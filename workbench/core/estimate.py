@@ -631,9 +631,3 @@ def set_tokens_or_none(store: Store, cfg: RunConfig, tokenizer: Any = None) -> S
         return set_tokens(store, cfg, tokenizer or load_tokenizer(cfg.model))
     except WorkbenchError:
         return None
-
-
-def set_seq_len(store: Store, cfg: RunConfig, tokenizer: Any = None) -> int | None:
-    """The longest example of `set_tokens_or_none`, or None."""
-    tokens = set_tokens_or_none(store, cfg, tokenizer)
-    return tokens.longest if tokens else None
