@@ -85,7 +85,7 @@ def recommended_config(store: Store, set_name: str, model: str, *, method: str |
                        device: str = "auto") -> RunConfig:
     """The run the recipe recommends for this set and model (method overridable)."""
     from workbench.core.device import describe_device, pick_device
-    from workbench.core.recipe import apply, recommend, situation_for
+    from workbench.core.recipe import Choice, apply, recommend, situation_for
 
     cfg = RunConfig().with_values({"model.name_or_path": model, "model.device": device,
                                    "data.knowledge_set": set_name,
@@ -93,7 +93,7 @@ def recommended_config(store: Store, set_name: str, model: str, *, method: str |
     choices = recommend(situation_for(store, cfg, describe_device(pick_device(device))))
     if method:
         choices = [c for c in choices if c.path != "method.name"]
-        choices.append(type(choices[0])("method.name", method, "chosen by the user"))
+        choices.append(Choice("method.name", method, "chosen by the user"))
     return apply(cfg, choices)
 
 

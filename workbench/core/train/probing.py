@@ -145,7 +145,7 @@ def score(item: ProbeItem, answer: str) -> AnswerMark:
     """Correct and exact against the gold answer; for locality also whether it is unchanged."""
     unchanged = normalize(answer) == normalize(item.reference) if item.metric == "locality" else None
     return AnswerMark(is_correct(answer, item.answer, item.aliases),
-                   is_exact(answer, item.answer, item.aliases), unchanged)
+                      is_exact(answer, item.answer, item.aliases), unchanged)
 
 
 def shares(verdicts: Sequence[tuple[str, AnswerMark]]) -> dict[str, float]:
