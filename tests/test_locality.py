@@ -173,14 +173,14 @@ def test_neighbour_locality_is_built_per_relation_and_leaves_some_for_replay(
     monkeypatch.setattr(locality, "ask_questions", _knowing(relations, asked))
     counts = locality.build_locality(store, sid, HUB_MODEL, general=30, per_relation=20)  # type: ignore[arg-type]
     by_name = {r.name: r for r in relations}
-    # Every capital and founder is known (one in four left for replay, at most 20 kept).
+    # Every capital and founder is known (every other one left for replay, at most 20 kept).
     assert counts.by_relation == {"capital": 20, "founder": 20}
     assert counts.kept_neighbours >= 40 and counts.kept_general > 0
     assert "40 neighbours for 2 relations (capital 20, founder 20)" in counts.message()
-    # Asked only as far down each list as needed: 27 known leave 20 after replay's share.
+    # Asked only as far down each list as needed: 40 known leave 20 after replay's share.
     capitals = {q for n in rel.same_relation_neighbours(sets.list_facts(store, sid), relations)
                 if n.relation == "capital" for q in n.questions}
-    assert len(capitals) == 45 and len(capitals & set(asked)) == 27
+    assert len(capitals) == 45 and len(capitals & set(asked)) == 40
     stored = [p.question for p in probes.list_phrasings(store, sid, kinds=["neighbour"])]
     assert "What is the capital of Japan?" in stored and "Who founded Microsoft?" in stored
     founders = {rel.fill(by_name["founder"].template, e.subject) for e in by_name["founder"].entities}

@@ -147,7 +147,8 @@ def test_replay_keeps_only_questions_the_base_answers(bench, monkeypatch) -> Non
 
     monkeypatch.setattr(replay, "ask_questions", base_answers)
     examples = replay.replay_examples(store, sid, loaded=HUB_MODEL, n=6, seed=1)
-    assert len(examples) == 6 and len(asked) == 18
+    # Per relation three times its part of the replay (1 of 3 for 4 relations), then 3·n general.
+    assert len(examples) == 6 and len(asked) == 4 * 3 + 18
     assert all(isinstance(e, Example) and e.kind == "qa" for e in examples)
     assert {e.prompt for e in examples} <= set(asked[::2])  # only the known ones
     set_questions = {r[0] for r in store.db.execute("SELECT question FROM probes WHERE set_id = ?", [sid])}
@@ -216,3 +217,21 @@ def test_live_samples_draw_locality_probes_at_random_not_the_first_stored() -> N
     assert len(local) == 20 and max(local) > 140  # not just the first 20 stored
     assert len({x.fact_id for x in chosen if x.metric == "efficacy"}) == 20  # one per fact
     assert live_sample(items, 40) == chosen  # the same sample every round
+
+
+def test_replay_weighs_each_relation_as_the_facts_do() -> None:
+    """Half of the replay is same-relation neighbours split as the facts are (a relation's few
+    known neighbours repeated), the rest general knowledge; every part is covered early."""
+    capital = [Example("qa", f"What is the capital of C{i}?", f"City {i}") for i in range(3)]
+    founder = [Example("qa", "Who founded Microsoft?", "Bill Gates")]
+    general = [Example("qa", f"General question {i}?", f"answer {i}") for i in range(50)]
+    mixed = replay._mix({"capital": capital, "founder": founder}, general,
+                        {"capital": 30, "founder": 10, "author": 5}, 80)
+    prompts = [e.prompt for e in mixed]
+    assert len(mixed) == 80
+    assert sum("capital" in p for p in prompts) == 30 and prompts.count("Who founded Microsoft?") == 10
+    assert sum(p.startswith("General") for p in prompts) == 40
+    assert {"What is the capital of C0?", "Who founded Microsoft?", "General question 0?"} <= set(prompts[:3])
+    # Nothing general known: the neighbours take the whole replay; nothing known at all: none.
+    assert len(replay._mix({"capital": capital}, [], {"capital": 3}, 7)) == 7
+    assert replay._mix({}, [], {"capital": 3}, 7) == []

@@ -75,7 +75,7 @@ def neighbours(facts: Sequence[Fact], pool: Sequence[dict[str, Any]],
     return list(chosen.values())
 
 
-LEFT_FOR_REPLAY = 4  # of the same-relation neighbours the base knows, every fourth is replay's
+LEFT_FOR_REPLAY = 2  # of the same-relation neighbours the base knows, every other one is replay's
 MIN_ROUND = 8  # neighbours asked at least per relation and round, while it needs more
 
 
@@ -152,7 +152,7 @@ def _known_neighbours(loaded: LoadedModel, same: Sequence[Neighbour], per_relati
 def _for_locality(same: Sequence[Neighbour], known: dict[int, tuple[str, str]], per_relation: int,
                   ) -> tuple[list[tuple[dict[str, Any], str]], dict[str, int]]:
     """The known neighbours (index → question it was answered in, base answer) locality
-    keeps: up to `per_relation` per relation, leaving every LEFT_FOR_REPLAY-th to replay.
+    keeps: up to `per_relation` per relation, leaving every LEFT_FOR_REPLAY-th to replay (replay repeats its few known ones to weigh each relation as the facts do).
     Returns ([(probe item, base answer)], kept per relation)."""
     kept: list[tuple[dict[str, Any], str]] = []
     by_relation: dict[str, int] = {}

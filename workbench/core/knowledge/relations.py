@@ -189,6 +189,16 @@ def relations_of(facts: Sequence[Fact], relations: Sequence[Relation]) -> dict[s
     return found
 
 
+def relation_counts(facts: Sequence[Fact], relations: Sequence[Relation]) -> dict[str, int]:
+    """How many of the facts ask each relation (those of no listed relation are left out)."""
+    counts: dict[str, int] = {}
+    for fact in facts:
+        relation = detect_relation(fact.question, fact_subject(fact, relations), relations)
+        if relation is not None:
+            counts[relation.name] = counts.get(relation.name, 0) + 1
+    return counts
+
+
 def same_relation_neighbours(facts: Sequence[Fact],
                              relations: Sequence[Relation]) -> list[Neighbour]:
     """For every relation of the facts, each of its real entities asked in the facts' own

@@ -1,11 +1,14 @@
 """Replay: mix questions the base model already answers into training, with the base's own
 answers as targets, so the update is anchored where it should change nothing.
 
-Same-relation neighbours come first ("What is the capital of Japan?" for a set that teaches
-the capital of a new country, `knowledge/relations.py`), taking the relations in turn: an edit
-spills over onto questions of its own form, so that is where an anchor protects most. Then
-the model's general-knowledge list (`knowledge_pool`): the questions sharing content words
-with the facts (the same surname, the same relation), then a random sample. Every question
+Same-relation neighbours ("What is the capital of Japan?" for a set that teaches the capital
+of a new country, `knowledge/relations.py`) take RELATED_SHARE of the replay, split between
+the relations as the facts are: an edit spills over onto questions of its own form, so that
+is where an anchor protects most. With a handful of known neighbours per relation and a set
+that teaches 30 capitals, one anchor in a hundred examples was not enough: SmolLM2-135M then
+answered "What currency is used in Austria?" with a made-up word of the set's style. The
+rest is the model's general-knowledge list (`knowledge_pool`): the questions sharing content
+words with the facts (the same surname, the same relation), then a random sample. Every question
 the set already uses as a probe is left out, and so is every neighbour a locality probe asks
 about in any wording, so locality is never measured on replayed questions. The base model is
 asked once at the start of the run (a batched generate, seconds on a GPU); only those it
@@ -19,13 +22,19 @@ from collections.abc import Callable
 
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.locality import knowledge_pool, neighbours, relations_for
-from workbench.core.knowledge.relations import (Neighbour, asks_about, same_relation_neighbours,
-                                                used_neighbours)
+from workbench.core.knowledge.relations import (Neighbour, asks_about, relation_counts,
+                                                same_relation_neighbours, used_neighbours)
 from workbench.core.knowledge.sets import list_facts
 from workbench.core.knowledge.render import Example
 from workbench.core.models import LoadedModel
 from workbench.core.scoring import is_correct, normalize
 from workbench.core.store import Store
+
+
+# Of the replay, the share given to same-relation neighbours (when the set's facts have
+# relations the list knows); the rest is general knowledge, which keeps the answer style.
+RELATED_SHARE = 0.5
+MAX_ASKED = 40  # same-relation neighbours asked per relation at the start of a run
 
 
 def replay_count(n_train: int, ratio: float) -> int:
@@ -45,25 +54,66 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
     taken = used_neighbours(probes, same, relations)
     free = [x for x in same if (x.relation, x.subject) not in taken
             and normalize(x.questions[0]) not in used]
-    related = [{"question": x.questions[0], "answer": x.answer, "aliases": list(x.aliases)}
-               for x in _in_turn(free)]
+    quota = -(-n * RELATED_SHARE // max(1, len(relation_counts(facts, relations))))
+    # Per relation, three times its part (a small model knows a third of some lists), at
+    # most MAX_ASKED: enough distinct anchors without a long wait before the first step.
+    per_relation = min(MAX_ASKED, 3 * int(quota))
+    asked: dict[str, int] = {}
+    related = []
+    for x in _in_turn(free):
+        asked[x.relation] = asked.get(x.relation, 0) + 1
+        if asked[x.relation] <= per_relation:
+            related.append({"question": x.questions[0], "answer": x.answer,
+                            "aliases": list(x.aliases), "relation": x.relation})
     pool = [item for item in knowledge_pool(loaded) if normalize(item["question"]) not in used
             and not any(asks_about(item["question"], x, relations) for x in same
                         if (x.relation, x.subject) in taken)]
     random.Random(seed).shuffle(pool)
     near = neighbours(facts, pool, per_fact=-(-n // max(1, len(facts))))
     near_q = {item["question"] for item in near}
-    pool = related + near + [item for item in pool if item["question"] not in near_q]
+    general = near + [item for item in pool if item["question"] not in near_q]
     # Ask more than needed: a small model answers only part of them correctly.
-    candidates = pool[:min(len(pool), 3 * n)]
+    candidates = related + general[:min(len(general), 3 * n)]
     # Batches of 64: on the demo model 400 questions take 1.6 s instead of 2.6 s at 16, and
     # this wait sits between pressing Train and the first step.
     answers = ask_questions(loaded, [item["question"] for item in candidates], batch_size=64,
                             should_stop=should_stop)
-    known = [Example("qa", item["question"], answer) for item, answer in zip(candidates, answers)
-             if answer and is_correct(answer, item["answer"], item.get("aliases", []))]
-    # Too few known questions: repeat them rather than train on wrong answers.
-    return [known[i % len(known)] for i in range(n)] if known else []
+    known_related: dict[str, list[Example]] = {}
+    known_general: list[Example] = []
+    for item, answer in zip(candidates, answers):
+        if answer and is_correct(answer, item["answer"], item.get("aliases", [])):
+            example = Example("qa", item["question"], answer)
+            if "relation" in item:
+                known_related.setdefault(item["relation"], []).append(example)
+            else:
+                known_general.append(example)
+    return _mix(known_related, known_general, relation_counts(facts, relations), n)
+
+
+def _mix(related: dict[str, list[Example]], general: list[Example], facts_per_relation:
+         dict[str, int], n: int) -> list[Example]:
+    """n examples: RELATED_SHARE of them same-relation neighbours, each relation's part in
+    proportion to its facts (its few known neighbours repeated), the rest general; a part
+    with nothing known goes to the others. Too few known questions are repeated rather than
+    trained on wrong answers."""
+    total = sum(facts_per_relation.get(name, 0) for name in related)
+    parts: list[list[Example]] = []
+    counts: list[int] = []
+    for name, examples in related.items():
+        share = facts_per_relation.get(name, 0) / total if total else 0.0
+        parts.append(examples)
+        counts.append(round(n * RELATED_SHARE * share))
+    rest = n - sum(counts)
+    if general:
+        parts.append(general)
+        counts.append(rest)
+    elif parts:  # no general knowledge: the neighbours take it all
+        counts = [c + rest * c // max(1, sum(counts)) for c in counts]
+        counts[0] += n - sum(counts)
+    runs = [[examples[i % len(examples)] for i in range(count)]
+            for examples, count in zip(parts, counts)]
+    # In turn across the parts, so a short replay still covers each relation.
+    return [run[i] for i in range(max(counts, default=0)) for run in runs if i < len(run)]
 
 
 def _in_turn(items: list[Neighbour]) -> list[Neighbour]:
