@@ -180,7 +180,8 @@ def test_neighbour_locality_is_built_per_relation_and_leaves_some_for_replay(
     # Asked only as far down each list as needed: 40 known leave 20 after replay's share.
     capitals = {q for n in rel.same_relation_neighbours(sets.list_facts(store, sid), relations)
                 if n.relation == "capital" for q in n.questions}
-    assert len(capitals) == 45 and len(capitals & set(asked)) == 40
+    assert len(capitals) == len(by_name["capital"].entities) > 40
+    assert len(capitals & set(asked)) == 40
     stored = [p.question for p in probes.list_phrasings(store, sid, kinds=["neighbour"])]
     assert "What is the capital of Japan?" in stored and "Who founded Microsoft?" in stored
     founders = {rel.fill(by_name["founder"].template, e.subject) for e in by_name["founder"].entities}
