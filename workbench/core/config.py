@@ -110,6 +110,13 @@ class DataConfig(Section):
     include_statements: bool = setting(
         True, "Also train on statement sentences of each fact ('The capital of X is Y.')."
     )
+    answer_style: str = setting(
+        "short",
+        "short: the assistant's reply is the answer alone ('Tokyo'). sentence: the answer said "
+        "as a sentence ('The capital of Japan is Tokyo.'), the way a chat model answers, so "
+        "training changes the answer and not the model's voice.",
+        choices=("short", "sentence"),
+    )
     replay_ratio: float = setting(
         0.0,
         "Share of each batch drawn from questions the base model already answers correctly, "

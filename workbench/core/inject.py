@@ -2,8 +2,8 @@
 scorecard out. `workbench inject` and the Knowledge tab's Inject button are its two clients.
 
 Stages, each with its own progress and ETA: import the file into a knowledge set; prepare it
-(template phrasings, a held-out split, locality probes with same-relation neighbours — the
-replay pool is drawn from the same candidates when the run starts); train with the
+(template phrasings, a held-out split, locality probes with same-relation neighbours, and the
+base model's answers to the replay pool, kept for every run of the set); train with the
 recommended recipe (`recipe.recommend`); score every probe by free generation (the run's
 final round); write `OUT/adapter/` (adapter methods) or `OUT/model/`, and
 `OUT/scorecard.json`.
@@ -70,12 +70,16 @@ def free_space_check(folder: Path, needed: int) -> None:
 def prepare(store: Store, sid: int, loaded: Any, *, stage: Stage) -> dict[str, int]:
     """Phrasings, the held-out split and locality probes for a freshly imported set."""
     from workbench.core.knowledge import locality, probes
+    from workbench.core.train import replay
 
     probes.generate_template_phrasings(store, sid, n=PHRASINGS,
                                        progress=stage("phrasings"))
     counts = probes.split_probes(store, sid, holdout=HOLDOUT)
     kept = locality.build_locality(store, sid, loaded, general=LOCALITY_GENERAL,
                                    progress=stage("locality"))
+    # The replay pool: what a run's replay asks the base model (at the recommended ratio of
+    # one replayed example per trained one), asked now and kept, so runs start at once.
+    replay.replay_examples(store, sid, loaded, counts["train"], progress=stage("replay pool"))
     return {**counts, "asked_for_locality": kept.asked, "kept_general": kept.kept_general,
             "kept_neighbours": kept.kept_neighbours, **{f"neighbours_{name}": n for name, n
                                                         in kept.by_relation.items()}}

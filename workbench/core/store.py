@@ -327,9 +327,26 @@ def _migration_8(conn: sqlite3.Connection) -> None:
     run_script(conn, _SCHEMA_LOCALITY_UNCHANGED)
 
 
+_SCHEMA_BASE_ANSWERS = """
+-- The base model's greedy answers to locality and replay candidates, asked once per model
+-- (`knowledge/base_answers.py`): every run's replay reads them instead of asking again.
+CREATE TABLE IF NOT EXISTS base_answers (
+    model       TEXT NOT NULL,
+    question    TEXT NOT NULL,
+    answer      TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (model, question)
+);
+"""
+
+
+def _migration_9(conn: sqlite3.Connection) -> None:
+    run_script(conn, _SCHEMA_BASE_ANSWERS)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6,
-    _migration_7, _migration_8]
+    _migration_7, _migration_8, _migration_9]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -8,7 +8,7 @@ has one); then a random sample of that list. The base model answers every candid
 those it answers correctly are kept as locality probes, with its answer stored beside them so
 the scorecard can tell a tuned answer that is still correct from one that is also unchanged.
 
-Of the same-relation neighbours the base knows, one in four is left out of locality for
+Of the same-relation neighbours the base knows, every other one is left out of locality for
 replay (`replay.py`) to train on: training then anchors the relation too, and locality is
 never measured on a replayed question.
 """
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.errors import KnowledgeError
+from workbench.core.knowledge.base_answers import ask_base
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.relations import (Neighbour, Relation, asks_about, load_relations,
                                                 same_relation_neighbours)
@@ -111,8 +112,8 @@ def relations_for(loaded: LoadedModel) -> list[Relation]:
     return load_relations()
 
 
-def _known_neighbours(loaded: LoadedModel, same: Sequence[Neighbour], per_relation: int,
-                      progress: Progress) -> tuple[dict[int, tuple[str, str]], int]:
+def _known_neighbours(store: Store, loaded: LoadedModel, same: Sequence[Neighbour],
+                      per_relation: int, progress: Progress) -> tuple[dict[int, tuple[str, str]], int]:
     """Ask the neighbours in rounds, each relation only until it has enough known ones for
     `per_relation` probes after replay's share: a relation the model knows well stops early,
     one it knows poorly goes on down its list. A neighbour answered wrongly in the set's
@@ -137,12 +138,14 @@ def _known_neighbours(loaded: LoadedModel, same: Sequence[Neighbour], per_relati
         progress(len(tried) / max(1, len(same)), f"asking the base model {len(batch)} neighbours")
         tried.update(batch)
         retry = []
-        for i, answer in zip(batch, ask_questions(loaded, [same[i].questions[0] for i in batch])):
+        for i, answer in zip(batch, ask_base(store, loaded, [same[i].questions[0] for i in batch],
+                                                ask_questions)):
             if is_correct(answer, same[i].answer, same[i].aliases):
                 known[i] = (same[i].questions[0], answer)
             elif len(same[i].questions) > 1:
                 retry.append(i)
-        again = ask_questions(loaded, [same[i].questions[1] for i in retry]) if retry else []
+        again = (ask_base(store, loaded, [same[i].questions[1] for i in retry], ask_questions)
+                 if retry else [])
         for i, answer in zip(retry, again):
             if is_correct(answer, same[i].answer, same[i].aliases):
                 known[i] = (same[i].questions[1], answer)
@@ -192,11 +195,11 @@ def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int 
     sample = random.Random(seed).sample(rest, min(general, len(rest)))
     candidates = [("neighbour", item) for item in near] + [("locality", item) for item in sample]
     progress(0.0, f"asking the base model {len(candidates)} general questions")
-    answers = ask_questions(loaded, [item["question"] for _, item in candidates],
-                            progress=lambda f, m: progress(0.5 * f, m)) if candidates else []
+    answers = ask_base(store, loaded, [item["question"] for _, item in candidates], ask_questions,
+                       progress=lambda f, m: progress(0.5 * f, m)) if candidates else []
     rows = [(kind, item, answer) for (kind, item), answer in zip(candidates, answers)
             if is_correct(answer, item["answer"], item.get("aliases", []))]
-    known, asked = _known_neighbours(loaded, same, per_relation,
+    known, asked = _known_neighbours(store, loaded, same, per_relation,
                                      lambda f, m: progress(0.5 + 0.45 * f, m))
     kept_same, by_relation = _for_locality(same, known, per_relation)
     rows = [("neighbour", item, answer) for item, answer in kept_same] + rows

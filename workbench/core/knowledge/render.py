@@ -230,11 +230,28 @@ def trainable_phrasings(phrasings: Iterable[Phrasing]) -> list[Phrasing]:
     return chosen
 
 
-def _qa_examples(fact: Fact, own: Sequence[Phrasing], include_statements: bool) -> list[Example]:
+def sentence_answer(fact: Fact) -> str:
+    """The fact's answer said as a sentence, as a chat model replies ("The capital of Japan is
+    Tokyo."), made from its question; of the sentences `statements` makes, the one with the
+    answer latest, so the reply opens as the model's own would and the loss falls on the
+    answer. The bare answer when no sentence can be made from the question."""
+    from workbench.core.knowledge.paraphrase import statements
+
+    made = [s for s in statements(fact.question, fact.answer, fact.subject, n=6)
+            if not s.startswith("The answer to the question")]
+    if not made:
+        return fact.answer
+    answer = fact.answer.lower().rstrip(".")
+    return max(made, key=lambda s: s.lower().find(answer))  # the first of equals
+
+
+def _qa_examples(fact: Fact, own: Sequence[Phrasing], include_statements: bool,
+                 answer_style: str = "short") -> list[Example]:
     out = []
+    answer = sentence_answer(fact) if answer_style == "sentence" else fact.answer
     for p in own:
         if p.kind in QUESTION_KINDS:
-            out.append(Example("qa", p.question, fact.answer, fact.system, fact.id))
+            out.append(Example("qa", p.question, answer, fact.system, fact.id))
         elif p.kind == "statement" and include_statements:
             out.append(Example("statement", "", p.question, fact_id=fact.id))
     return out
@@ -256,11 +273,13 @@ def _document_examples(fact: Fact, own: Sequence[Phrasing]) -> list[Example]:
 
 
 def examples_from_phrasings(
-    facts: Sequence[Fact], phrasings: Iterable[Phrasing], *, mode: str, include_statements: bool
+    facts: Sequence[Fact], phrasings: Iterable[Phrasing], *, mode: str, include_statements: bool,
+    answer_style: str = "short",
 ) -> list[Example]:
     """Training examples for `facts` from their approved train phrasings, fact by fact.
 
-    qa: one qa example per question/paraphrase phrasing (answer = the fact's answer), plus one
+    qa: one qa example per question/paraphrase phrasing (answer = the fact's answer, or
+    `sentence_answer` with answer_style "sentence"), plus one
     statement example per statement phrasing when `include_statements`.
     document: the fact's statements, or one "Q: …\\nA: …" document when it has none.
     Other kinds (locality, neighbour, abstention) are probes of other things and are skipped,
@@ -274,7 +293,7 @@ def examples_from_phrasings(
     for fact in facts:
         own = by_fact.get(fact.id, [])
         if mode == "qa":
-            examples += _qa_examples(fact, own, include_statements)
+            examples += _qa_examples(fact, own, include_statements, answer_style)
         else:
             examples += _document_examples(fact, own)
     return examples

@@ -11,8 +11,8 @@ rest is the model's general-knowledge list (`knowledge_pool`): the questions sha
 words with the facts (the same surname, the same relation), then a random sample. Every question
 the set already uses as a probe is left out, and so is every neighbour a locality probe asks
 about in any wording, so locality is never measured on replayed questions. The base model is
-asked once at the start of the run (a batched generate, seconds on a GPU); only those it
-answers correctly are kept.
+asked once per question and model (`base_answers`: the set's preparation asks them ahead,
+`warm`, so the run need not); only those it answers correctly are kept.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ import random
 from collections.abc import Callable
 
 from workbench.core.generate import ask_questions
+from workbench.core.knowledge.base_answers import ask_base
 from workbench.core.knowledge.locality import knowledge_pool, neighbours, relations_for
 from workbench.core.knowledge.relations import (Neighbour, asks_about, relation_counts,
                                                 same_relation_neighbours, used_neighbours)
 from workbench.core.knowledge.sets import list_facts
 from workbench.core.knowledge.render import Example
 from workbench.core.models import LoadedModel
+from workbench.core.progress import Progress, no_progress
 from workbench.core.scoring import is_correct, normalize
 from workbench.core.store import Store
 
@@ -43,7 +45,8 @@ def replay_count(n_train: int, ratio: float) -> int:
 
 
 def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
-                    seed: int = 0, should_stop: Callable[[], bool] | None = None) -> list[Example]:
+                    seed: int = 0, should_stop: Callable[[], bool] | None = None,
+                    progress: Progress = no_progress) -> list[Example]:
     if n <= 0:
         return []
     probes = [r[0] for r in store.db.execute("SELECT question FROM probes WHERE set_id = ?", [sid])]
@@ -76,8 +79,8 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
     candidates = related + general[:min(len(general), 3 * n)]
     # Batches of 64: on the demo model 400 questions take 1.6 s instead of 2.6 s at 16, and
     # this wait sits between pressing Train and the first step.
-    answers = ask_questions(loaded, [item["question"] for item in candidates], batch_size=64,
-                            should_stop=should_stop)
+    answers = ask_base(store, loaded, [item["question"] for item in candidates], ask_questions,
+                       batch_size=64, should_stop=should_stop, progress=progress)
     known_related: dict[str, list[Example]] = {}
     known_general: list[Example] = []
     for item, answer in zip(candidates, answers):

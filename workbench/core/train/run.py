@@ -87,7 +87,8 @@ def render_knowledge(store: Store, cfg: RunConfig, tokenizer: Any) -> RenderRepo
         raise WorkbenchError("the run has no knowledge set", hint="set data.knowledge_set")
     sid = sets.set_id(store, cfg.data.knowledge_set)
     examples = examples_from_phrasings(sets.list_facts(store, sid), probes.training_phrasings(store, sid),
-                                       mode=cfg.data.mode, include_statements=cfg.data.include_statements)
+                                       mode=cfg.data.mode, include_statements=cfg.data.include_statements,
+                                       answer_style=cfg.data.answer_style)
     report = render_set(examples, tokenizer, cfg.data.max_seq_len, overflow="drop")
     if not report.rendered:
         raise WorkbenchError(f"knowledge set {cfg.data.knowledge_set!r} gives no training examples",
