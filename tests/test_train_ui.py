@@ -20,7 +20,7 @@ from workbench.core.errors import ConfigError, WorkbenchError
 from workbench.core.estimate import set_tokens_or_none
 from workbench.core.train import control
 from workbench.demo.bench import demo_run_config
-from workbench.ui import method_actions, recipe_actions, run_view
+from workbench.ui import inject_actions, method_actions, recipe_actions, run_view
 from workbench.ui.context import AppContext
 from workbench.ui.method_tab import OWN_WIDGETS
 from workbench.ui.settings_form import build_form, method_specific
@@ -274,3 +274,37 @@ def test_the_recipe_panel_says_in_one_line_what_is_missing(bench) -> None:
     with pytest.raises(WorkbenchError, match="Choose a knowledge set"):
         recipe_actions.applied(ctx, config(**{"data.knowledge_set": ""}))
 
+
+def test_inject_prepares_a_set_and_starts_the_recommended_run(bench, tiny_llama: Path,
+                                                              monkeypatch) -> None:
+    from workbench.core.knowledge import locality, probes, sets
+    from workbench.core.knowledge.types import FactDraft
+
+    ws, store, config = bench
+    ctx = AppContext(ws, store, DeviceInfo("cpu", "test", 16 << 30))
+    sid = sets.create_set(store, "fresh")
+    asked: list[str] = []
+    # Locality probes need a model that knows something; the tiny random one knows nothing.
+    monkeypatch.setattr(locality, "build_locality", lambda store, sid, loaded, **kw: asked.append(
+        loaded.source.describe()) or locality.LocalityCounts(0, 0, 0))
+    seen: list[str] = []
+    for name, model, error in [(None, str(tiny_llama), "choose or create a knowledge set"),
+                               ("fresh", str(tiny_llama), "has no facts yet"),
+                               ("demo", "./no/such/model", "no model folder")]:
+        with pytest.raises(WorkbenchError, match=error):
+            inject_actions.inject(ctx, name, model, lambda f, m: seen.append(m))
+    assert store.db.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+    sets.add_facts(store, sid, [FactDraft("What is the capital of Veltria?", "Orbisk"),
+                                FactDraft("What is the currency of Kandora?", "the dralm")])
+    run_id, message = inject_actions.inject(ctx, "fresh", f" {tiny_llama} ",
+                                            lambda f, m: seen.append(m))
+    assert message.startswith(f"Run {run_id} started") and "Train tab" in message
+    assert any(m.startswith("phrasings: ") for m in seen) and len(asked) == 1
+    assert probes.split_counts(store, sid)["probe"] >= 2
+    cfg = RunConfig.from_yaml(store.db.execute("SELECT config_yaml FROM runs WHERE id = ?",
+                                               [run_id]).fetchone()[0])
+    assert cfg.data.knowledge_set == "fresh" and cfg.data.replay_ratio == 0.5
+    status = _wait_for(lambda: store.db.execute(
+        "SELECT status FROM runs WHERE id = ? AND status NOT IN ('queued', 'starting', "
+        "'running', 'stopping')", [run_id]).fetchone(), timeout=300)
+    assert status[0] == "completed", (ws.run_dir(run_id) / "train.log").read_text()[-2000:]
