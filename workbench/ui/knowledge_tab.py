@@ -1,6 +1,7 @@
 """The Knowledge tab: pick or create a set, add and edit facts, upload files, generate
-phrasings, hold out probes, screen with the base model and preview rendered examples.
-Layout and wiring only; what each button does is in `knowledge_actions`."""
+phrasings, hold out probes, screen with the base model, preview rendered examples, and Inject
+the set. Layout and wiring only; what each button does is in `knowledge_actions` (Inject:
+`inject_actions`, wired in `app` since it ends in the Train tab)."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def build(ctx: AppContext) -> KnowledgeView:
         proposals = gr.Dataframe(headers=act.PROPOSAL_COLUMNS, interactive=True, wrap=True)
         accept_btn = gr.Button("Add ticked proposals to the set")
 
-    with gr.Row(equal_height=True):
+    with gr.Row():
         model = gr.Textbox(label="Model for paraphrasing, screening, token counts and Inject",
                            value=ctx.default_model, elem_id="kn-model", scale=4,
                            info="hub id, local folder, or workbench-demo (the embedded demo "
