@@ -258,6 +258,8 @@ def test_method_tab_recommends_settings_and_applies_them(page, served_app: Serve
     from playwright.sync_api import expect
 
     from workbench.core.device import describe_device
+    from workbench.core.knowledge import sets
+    from workbench.core.knowledge.types import FactDraft
     from workbench.core.recipe import recommend_for, setting_label, shown
     from workbench.core.store import Store
     from workbench.demo.bench import demo_run_config
@@ -282,6 +284,23 @@ def test_method_tab_recommends_settings_and_applies_them(page, served_app: Serve
                                   timeout=20_000)
     expect(page.locator("#method-recipe-note")).to_contain_text("Applied")
     expect(panel.locator("li.wb-recipe-differs")).to_have_count(0)
+    # Another set while the form still holds the recommendation: the new one replaces it.
+    small = sets.create_set(store, "recipe small set")
+    sets.add_facts(store, small, [FactDraft("Who founded Sylvania?", "Queen Ilsa")])
+    small_cfg = demo_run_config().with_values({"data.knowledge_set": "recipe small set"})
+    _, small_choices = recommend_for(store, small_cfg, describe_device())
+    epochs = next(c.value for c in small_choices if c.path == "training.epochs")
+    page.reload(wait_until="load")  # the set list is read on load
+    page.get_by_role("tab", name="Method").click()
+    page.locator("#method-apply-recipe").click()
+    expect(panel).to_contain_text("applied, the form holds", timeout=20_000)
+    page.locator("#method-set input").click()
+    page.get_by_role("option", name="recipe small set").click()
+    expect(page.locator("#method-recipe-note")).to_contain_text("Applied automatically",
+                                                                timeout=20_000)
+    expect(page.locator("#cfg-training-epochs input")).to_have_value(str(epochs))
+    expect(panel).to_contain_text("model, 1 fact (", timeout=20_000)
+    expect(panel).to_contain_text("applied, the form holds", timeout=20_000)
     page.locator("#cfg-training-learning-rate input").fill("0.0042")  # still editable
     page.locator("#cfg-training-learning-rate input").blur()
     expect(panel.locator('li.wb-recipe-differs[data-path="training.learning_rate"]')

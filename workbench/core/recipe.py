@@ -184,8 +184,9 @@ def summary(s: Situation) -> str:
     """The situation in a few words: "a 4.7M-parameter model, 100 facts (5 phrasings each),
     on cpu"."""
     size = f"{s.params / 1e9:.1f}B" if s.params >= 1e9 else f"{s.params / 1e6:.1f}M"
-    return (f"a {size}-parameter model, {s.facts} facts ({s.examples_per_fact:.0f} phrasings "
-            f"each), on {s.device}")
+    facts = f"{s.facts} fact{'' if s.facts == 1 else 's'}"
+    return (f"a {size}-parameter model, {facts} ({s.examples_per_fact:.0f} phrasings each), "
+            f"on {s.device}")
 
 
 def shown(value: Any) -> str:
