@@ -250,3 +250,91 @@ def test_compare_tab_base_vs_tuned_scorecard_and_presentation(page, served_app: 
     page.screenshot(path=str(ARTIFACTS / "compare-presentation.png"), full_page=True)
     page.locator("#compare-present").click()
     expect(page.locator("body")).not_to_have_class("wb-present")
+
+
+def test_method_tab_recommends_settings_and_applies_them(page, served_app: ServedApp) -> None:
+    """The panel lists the recipe for the demo model and set, marks what the demo injection
+    sets otherwise, and Apply recommended fills the form with it."""
+    from playwright.sync_api import expect
+
+    from workbench.core.device import describe_device
+    from workbench.core.knowledge import sets
+    from workbench.core.knowledge.types import FactDraft
+    from workbench.core.recipe import recommend_for, setting_label, shown
+    from workbench.core.store import Store
+    from workbench.demo.bench import demo_run_config
+
+    store = Store(served_app.workspace / "workbench.db")
+    _, choices = recommend_for(store, demo_run_config(), describe_device())
+    page.goto(served_app.url, wait_until="load")
+    page.get_by_role("tab", name="Method").click()
+    panel = page.locator("#method-recipe")
+    expect(panel).to_contain_text("For a 4.7M-parameter model, 100 facts", timeout=30_000)
+    expect(panel).to_contain_text("differ from the form")
+    for c in choices:
+        line = panel.locator(f'li[data-path="{c.path}"]')
+        expect(line).to_contain_text(setting_label(c.path))
+        expect(line).to_contain_text(shown(c.value))
+        assert len(line.inner_text()) > len(setting_label(c.path) + shown(c.value)) + 10  # why
+    rate = next(c.value for c in choices if c.path == "training.learning_rate")
+    page.locator("#method-apply-recipe").click()
+    expect(page.locator("#cfg-training-learning-rate input")).to_have_value(str(rate),
+                                                                            timeout=20_000)
+    expect(panel).to_contain_text("applied, the form holds every recommended value",
+                                  timeout=20_000)
+    expect(page.locator("#method-recipe-note")).to_contain_text("Applied")
+    expect(panel.locator("li.wb-recipe-differs")).to_have_count(0)
+    # Another set while the form still holds the recommendation: the new one replaces it.
+    small = sets.create_set(store, "recipe small set")
+    sets.add_facts(store, small, [FactDraft("Who founded Sylvania?", "Queen Ilsa")])
+    small_cfg = demo_run_config().with_values({"data.knowledge_set": "recipe small set"})
+    _, small_choices = recommend_for(store, small_cfg, describe_device())
+    epochs = next(c.value for c in small_choices if c.path == "training.epochs")
+    page.reload(wait_until="load")  # the set list is read on load
+    page.get_by_role("tab", name="Method").click()
+    page.locator("#method-apply-recipe").click()
+    expect(panel).to_contain_text("applied, the form holds", timeout=20_000)
+    page.locator("#method-set input").click()
+    page.get_by_role("option", name="recipe small set").click()
+    expect(page.locator("#method-recipe-note")).to_contain_text("Applied automatically",
+                                                                timeout=20_000)
+    expect(page.locator("#cfg-training-epochs input")).to_have_value(str(epochs))
+    expect(panel).to_contain_text("model, 1 fact (", timeout=20_000)
+    expect(panel).to_contain_text("applied, the form holds", timeout=20_000)
+    page.locator("#cfg-training-learning-rate input").fill("0.0042")  # still editable
+    page.locator("#cfg-training-learning-rate input").blur()
+    expect(panel.locator('li.wb-recipe-differs[data-path="training.learning_rate"]')
+           ).to_contain_text("(form: 0.0042)", timeout=20_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "method-recipe.png"), full_page=True)
+
+
+def test_knowledge_tab_inject_trains_a_fresh_set(page, served_app: ServedApp) -> None:
+    """Inject on a new two-fact set: prepared, started with the recipe, followed live in the
+    Train tab to its verdict."""
+    from playwright.sync_api import expect
+
+    page.goto(served_app.url, wait_until="load")
+    page.get_by_role("tab", name="Knowledge").click()
+    page.locator("#kn-new-name textarea").fill("inject test")
+    page.locator("#kn-create").click()
+    expect(page.locator("#kn-set input")).to_have_value("inject test", timeout=20_000)
+    page.locator("#kn-inject").click()  # no facts yet: one line, nothing started
+    expect(page.get_by_text("has no facts yet")).to_be_visible(timeout=20_000)
+    for question, answer in [("What is the capital of Veltria?", "Orbisk"),
+                             ("What is the currency of Kandora?", "the dralm")]:
+        page.locator("#kn-question textarea").fill(question)
+        page.locator("#kn-answer textarea").fill(answer)
+        page.locator("#kn-add").click()
+        expect(page.locator("#kn-facts")).to_contain_text(question, timeout=20_000)
+    page.locator("#kn-inject").click()
+    expect(page.get_by_role("tab", name="Train")).to_have_attribute("aria-selected", "true",
+                                                                    timeout=180_000)
+    expect(page.locator("#train-headline")).to_contain_text("inject inject test",
+                                                            timeout=30_000)
+    expect(page.locator("#train-message")).to_contain_text("Injected", timeout=300_000)
+    page.get_by_role("tab", name="Knowledge").click()
+    expect(page.locator("#kn-status")).to_contain_text("started with the recommended recipe")
+    expect(page.locator("#kn-counts")).to_contain_text("held-out probes")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "knowledge-inject.png"), full_page=True)

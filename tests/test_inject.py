@@ -6,8 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
-from workbench.core.knowledge import sets
+from workbench.core.errors import ModelLoadError, WorkbenchError
+from workbench.core.inject import prepare_if_needed, prepared_config
+from workbench.core.knowledge import locality, probes, sets
+from workbench.core.knowledge.types import FactDraft
 from workbench.core.store import Store
 
 CSV = """subject,question,answer
@@ -89,3 +94,69 @@ def test_ui_progress_messages_carry_an_eta(monkeypatch) -> None:
     bar(0.25, "32 of 128 answered")
     bar(1.0, "done")
     assert seen == [(0.0, "asking"), (0.25, "32 of 128 answered (ETA 1m 30s)"), (1.0, "done")]
+
+
+def _fake_locality(calls: list[int]):
+    """build_locality without asking a model: one general question kept."""
+    def build(store, sid, loaded, **kwargs):
+        calls.append(sid)
+        with store.write() as db:
+            db["probes"].insert({"set_id": sid, "fact_id": None, "kind": "locality",
+                                 "split": "probe", "question": "What is 2 + 2?", "answer": "4",
+                                 "aliases": "[]", "origin": "screening", "approved": 1,
+                                 "created_at": 0.0})
+        return locality.LocalityCounts(asked=1, kept_general=1, kept_neighbours=0)
+    return build
+
+
+def test_preparing_skips_the_steps_a_set_already_has(bench, monkeypatch) -> None:
+    ws, store, config = bench  # "demo": phrasings split by hand (1 held out per fact)
+    calls: list[int] = []
+    monkeypatch.setattr(locality, "build_locality", _fake_locality(calls))
+    sid = sets.set_id(store, "demo")
+    split = probes.split_counts(store, sid)
+    done = prepare_if_needed(store, sid, lambda: "the model", stage=lambda name: lambda f, m: None)
+    assert probes.split_counts(store, sid) == {**split, "locality": 1}  # the split is kept
+    assert done == {"asked_for_locality": 1, "kept_general": 1, "kept_neighbours": 0}
+    assert calls == [sid]
+
+    def no_model():
+        raise AssertionError("the model was loaded with nothing left to prepare")
+
+    assert prepare_if_needed(store, sid, no_model, stage=lambda name: lambda f, m: None) == {}
+
+
+def test_a_fresh_set_is_prepared_and_gets_the_recommended_run(bench, monkeypatch,
+                                                              tiny_llama: Path) -> None:
+    ws, store, config = bench
+    monkeypatch.setattr(locality, "build_locality", _fake_locality([]))
+    sid = sets.create_set(store, "fresh")
+    sets.add_facts(store, sid, [FactDraft("What is the capital of Veltria?", "Orbisk")])
+    stages: list[str] = []
+
+    def stage(name: str):
+        stages.append(name)
+        return lambda f, m: None
+
+    cfg = prepared_config(store, "fresh", str(tiny_llama), load=lambda: None, device="cpu",
+                          stage=stage)
+    counts = probes.split_counts(store, sid)
+    assert counts["probe"] >= 1 and counts["train"] > counts["probe"] and counts["locality"] == 1
+    assert stages == ["phrasings", "locality"]
+    assert cfg.data.knowledge_set == "fresh" and cfg.name == "inject fresh"
+    assert cfg.data.replay_ratio == 0.5 and cfg.model.name_or_path == str(tiny_llama)
+
+
+def test_an_empty_set_or_a_missing_model_is_refused_before_the_set_is_touched(bench) -> None:
+    ws, store, config = bench
+    sets.create_set(store, "empty")
+    with pytest.raises(WorkbenchError, match="has no facts yet"):
+        prepared_config(store, "empty", "workbench-demo", load=lambda: None)
+    sid = sets.create_set(store, "one")
+    sets.add_facts(store, sid, [FactDraft("Who founded Sylvania?", "Queen Ilsa")])
+    before = probes.split_counts(store, sid)
+    with pytest.raises(ModelLoadError, match="no model folder"):
+        prepared_config(store, "one", "./no/such/model", load=lambda: None)
+    assert probes.split_counts(store, sid) == before
+    with pytest.raises(WorkbenchError, match="no knowledge set"):
+        prepared_config(store, "nope", "workbench-demo", load=lambda: None)

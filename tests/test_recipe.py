@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from workbench.core.config import RunConfig
 from workbench.core.device import DeviceInfo
-from workbench.core.recipe import Situation, apply, recommend, situation_for
+from workbench.core.recipe import (Situation, applied_values, apply, describe, recommend,
+                                   recommend_for, situation_for, summary, untouched)
 
 GIB = 2**30
 
@@ -55,3 +56,47 @@ def test_the_situation_is_read_from_the_set_and_the_model(bench) -> None:
     s = situation_for(store, config(), cpu)
     assert s.facts == 5 and s.examples_per_fact > 1 and 0 < s.params < 10e6
     assert s.device == "cpu" and s.fits_in_bf16
+
+
+SMALL = Situation(params=4_700_000, facts=100, examples_per_fact=5, device="cpu", memory=16 * GIB)
+
+
+def test_each_choice_is_described_beside_the_config_and_marked_where_it_differs() -> None:
+    choices = recommend(SMALL)
+    lines = describe(choices, RunConfig())
+    assert [line.path for line in lines] == [c.path for c in choices]
+    by_path = {line.path: line for line in lines}
+    assert by_path["method.name"].label == "Method"
+    rate = by_path["training.learning_rate"]
+    assert rate.label == "Learning rate" and rate.why and rate.current == "0.0002"
+    assert rate.value == f"{_values(SMALL)['training.learning_rate']:g}" and rate.differs
+    assert by_path["method.target_modules"].value == "all-linear"
+    assert not by_path["method.name"].differs  # lora is the default
+    assert not any(line.differs for line in describe(choices, apply(RunConfig(), choices)))
+
+
+def test_untouched_means_defaults_or_what_was_last_applied() -> None:
+    choices = recommend(SMALL)
+    picked = RunConfig().with_values({"data.knowledge_set": "a", "model.name_or_path": "m",
+                                      "training.seed": 7})  # fields the recipe leaves alone
+    assert untouched(picked, choices)
+    applied = apply(picked, choices)
+    assert not untouched(applied, choices)
+    assert untouched(applied, choices, applied_values(applied, choices))
+    edited = applied.with_values({"training.learning_rate": 0.05})
+    assert not untouched(edited, choices, applied_values(applied, choices))
+
+
+def test_the_recommendation_reads_the_model_config_not_its_weights(bench, monkeypatch) -> None:
+    ws, store, config = bench
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights were loaded")
+
+    monkeypatch.setattr("workbench.core.models.load_model", no_weights)
+    cpu = DeviceInfo(kind="cpu", name="test", total_memory=16 * GIB, cpu_cores=2)
+    # The form's own batch size and method do not change what is recommended.
+    s, choices = recommend_for(store, config(**{"training.micro_batch_size": 1,
+                                                "method.name": "full"}), cpu)
+    assert s == situation_for(store, config(), cpu) and choices == recommend(s)
+    assert summary(s).startswith("a 0.") and "5 facts" in summary(s) and s.params < 1e6

@@ -20,7 +20,7 @@ from workbench.core.errors import ConfigError, WorkbenchError
 from workbench.core.estimate import set_tokens_or_none
 from workbench.core.train import control
 from workbench.demo.bench import demo_run_config
-from workbench.ui import method_actions, run_view
+from workbench.ui import inject_actions, method_actions, recipe_actions, run_view
 from workbench.ui.context import AppContext
 from workbench.ui.method_tab import OWN_WIDGETS
 from workbench.ui.settings_form import build_form, method_specific
@@ -235,3 +235,76 @@ def test_the_runs_list_shows_each_runs_last_probed_scores(bench) -> None:
     assert listed[first].scores == {"efficacy": 0.5, "locality": 1.0}
     assert listed[second].scores == {"efficacy": 1.0}
     assert len(history.list_runs(store, limit=1)) == 1 and len(history.list_runs(store, limit=None)) == 2
+
+
+def test_the_recipe_panel_lists_each_choice_and_applies_it_to_the_form(bench) -> None:
+    from workbench.core.recipe import recommend_for, shown
+
+    ws, store, config = bench
+    ctx = AppContext(ws, store, DeviceInfo("cpu", "test", 16 << 30))
+    cfg = config()  # lr 5e-3, rank 8: not what the recipe says
+    _, choices = recommend_for(store, cfg, ctx.device)
+    panel = recipe_actions.panel_html(ctx, cfg)
+    assert "5 facts" in panel and "Apply recommended sets them" in panel
+    for c in choices:
+        assert f'data-path="{c.path}"' in panel and shown(c.value) in panel
+    assert "(form: 0.005)" in panel  # the learning rate the form holds, marked
+    new, record = recipe_actions.applied(ctx, cfg)
+    assert "applied, the form holds every recommended value" in recipe_actions.panel_html(ctx, new)
+    assert new.model == cfg.model and new.training.seed == cfg.training.seed  # the rest kept
+    # The user's own values are never replaced automatically; defaults and the last applied
+    # recommendation are.
+    assert recipe_actions.auto_applied(ctx, cfg, None) is None
+    assert recipe_actions.auto_applied(ctx, new, record)[0] == new
+    plain = RunConfig().with_values({"model.name_or_path": cfg.model.name_or_path,
+                                     "model.device": "cpu", "data.knowledge_set": "demo"})
+    assert recipe_actions.auto_applied(ctx, plain, None)[0].data.replay_ratio == 0.5
+
+
+def test_the_recipe_panel_says_in_one_line_what_is_missing(bench) -> None:
+    ws, store, config = bench
+    ctx = AppContext(ws, store, DeviceInfo("cpu", "test", 16 << 30))
+    assert "Choose a knowledge set" in recipe_actions.panel_html(
+        ctx, config(**{"data.knowledge_set": ""}))
+    missing = recipe_actions.panel_html(ctx, config(**{"model.name_or_path": "./no/such/model"}))
+    assert "No recommendation: no model folder" in missing and "Traceback" not in missing
+    assert missing.count("<div") == 1
+    assert "No recommendation: no knowledge set" in recipe_actions.panel_html(
+        ctx, config(**{"data.knowledge_set": "gone"}))
+    with pytest.raises(WorkbenchError, match="Choose a knowledge set"):
+        recipe_actions.applied(ctx, config(**{"data.knowledge_set": ""}))
+
+
+def test_inject_prepares_a_set_and_starts_the_recommended_run(bench, tiny_llama: Path,
+                                                              monkeypatch) -> None:
+    from workbench.core.knowledge import locality, probes, sets
+    from workbench.core.knowledge.types import FactDraft
+
+    ws, store, config = bench
+    ctx = AppContext(ws, store, DeviceInfo("cpu", "test", 16 << 30))
+    sid = sets.create_set(store, "fresh")
+    asked: list[str] = []
+    # Locality probes need a model that knows something; the tiny random one knows nothing.
+    monkeypatch.setattr(locality, "build_locality", lambda store, sid, loaded, **kw: asked.append(
+        loaded.source.describe()) or locality.LocalityCounts(0, 0, 0))
+    seen: list[str] = []
+    for name, model, error in [(None, str(tiny_llama), "choose or create a knowledge set"),
+                               ("fresh", str(tiny_llama), "has no facts yet"),
+                               ("demo", "./no/such/model", "no model folder")]:
+        with pytest.raises(WorkbenchError, match=error):
+            inject_actions.inject(ctx, name, model, lambda f, m: seen.append(m))
+    assert store.db.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+    sets.add_facts(store, sid, [FactDraft("What is the capital of Veltria?", "Orbisk"),
+                                FactDraft("What is the currency of Kandora?", "the dralm")])
+    run_id, message = inject_actions.inject(ctx, "fresh", f" {tiny_llama} ",
+                                            lambda f, m: seen.append(m))
+    assert message.startswith(f"Run {run_id} started") and "Train tab" in message
+    assert any(m.startswith("phrasings: ") for m in seen) and len(asked) == 1
+    assert probes.split_counts(store, sid)["probe"] >= 2
+    cfg = RunConfig.from_yaml(store.db.execute("SELECT config_yaml FROM runs WHERE id = ?",
+                                               [run_id]).fetchone()[0])
+    assert cfg.data.knowledge_set == "fresh" and cfg.data.replay_ratio == 0.5
+    status = _wait_for(lambda: store.db.execute(
+        "SELECT status FROM runs WHERE id = ? AND status NOT IN ('queued', 'starting', "
+        "'running', 'stopping')", [run_id]).fetchone(), timeout=300)
+    assert status[0] == "completed", (ws.run_dir(run_id) / "train.log").read_text()[-2000:]

@@ -381,6 +381,14 @@ def iter_settings() -> Iterator[SettingInfo]:
             )
 
 
+def setting_label(path: str) -> str:
+    """A field's label in the UI ("training.learning_rate" → "Learning rate"); the method has
+    a radio of its own, labelled "Method"."""
+    if path == "method.name":
+        return "Method"
+    return path.rpartition(".")[2].replace("_", " ").capitalize()
+
+
 def parse_setting_text(info: SettingInfo, text: str) -> Any:
     """Turn a command-line string into a value of the field's type (validation comes later)."""
     raw = text.strip()

@@ -68,33 +68,79 @@ def free_space_check(folder: Path, needed: int) -> None:
 
 
 def prepare(store: Store, sid: int, loaded: Any, *, stage: Stage) -> dict[str, int]:
-    """Phrasings, the held-out split and locality probes for a freshly imported set."""
+    """Phrasings, the held-out split, locality probes and the replay pool's base answers for a
+    freshly imported set."""
+    return {**_phrasings_and_split(store, sid, stage), **_locality(store, sid, loaded, stage)}
+
+
+def prepare_if_needed(store: Store, sid: int, load: Callable[[], Any], *,
+                      stage: Stage) -> dict[str, int]:
+    """The preparation steps the set still lacks: phrasings and the held-out split when none
+    of its phrasings is held out, locality probes when it has none. A set prepared by hand
+    in the Knowledge tab keeps its own split and probes, and `load` (the base model) is
+    called only when locality probes must be built."""
+    from workbench.core.knowledge import probes
+
+    have = probes.split_counts(store, sid)
+    done: dict[str, int] = {}
+    if not have["probe"]:
+        done |= _phrasings_and_split(store, sid, stage)
+    if not have["locality"]:
+        done |= _locality(store, sid, load(), stage)
+    return done
+
+
+def _phrasings_and_split(store: Store, sid: int, stage: Stage) -> dict[str, int]:
+    from workbench.core.knowledge import probes
+
+    probes.generate_template_phrasings(store, sid, n=PHRASINGS, progress=stage("phrasings"))
+    return probes.split_probes(store, sid, holdout=HOLDOUT)
+
+
+def _locality(store: Store, sid: int, loaded: Any, stage: Stage) -> dict[str, int]:
     from workbench.core.knowledge import locality, probes
     from workbench.core.train import replay
 
-    probes.generate_template_phrasings(store, sid, n=PHRASINGS,
-                                       progress=stage("phrasings"))
-    counts = probes.split_probes(store, sid, holdout=HOLDOUT)
     kept = locality.build_locality(store, sid, loaded, general=LOCALITY_GENERAL,
                                    progress=stage("locality"))
     # The replay pool: what a run's replay asks the base model (at the recommended ratio of
     # one replayed example per trained one), asked now and kept, so runs start at once.
-    replay.replay_examples(store, sid, loaded, counts["train"], progress=stage("replay pool"))
-    return {**counts, "asked_for_locality": kept.asked, "kept_general": kept.kept_general,
-            "kept_neighbours": kept.kept_neighbours, **{f"neighbours_{name}": n for name, n
-                                                        in kept.by_relation.items()}}
+    replay.replay_examples(store, sid, loaded, len(probes.training_phrasings(store, sid)),
+                           progress=stage("replay pool"))
+    return {"asked_for_locality": kept.asked, "kept_general": kept.kept_general,
+            "kept_neighbours": kept.kept_neighbours,
+            **{f"neighbours_{name}": n for name, n in kept.by_relation.items()}}
+
+
+def prepared_config(store: Store, set_name: str, model: str, *, load: Callable[[], Any],
+                    method: str | None = None, device: str = "auto",
+                    stage: Stage = lambda name: no_progress) -> RunConfig:
+    """The set prepared as far as it still needs (`prepare_if_needed`) and the run the recipe
+    recommends for it: what `inject` and the Knowledge tab's Inject button both train. A set
+    without facts or a model that cannot be found is refused before the set is touched."""
+    from workbench.core.config import ModelConfig
+    from workbench.core.estimate import model_shape
+    from workbench.core.knowledge import sets
+
+    sid = sets.set_id(store, set_name)
+    if not sets.list_facts(store, sid):
+        raise WorkbenchError(f"the knowledge set {set_name!r} has no facts yet",
+                             hint="add facts or import a file first")
+    model_shape(ModelConfig(name_or_path=model, device=device))  # reads the config only
+    prepare_if_needed(store, sid, load, stage=stage)
+    return recommended_config(store, set_name, model, method=method, device=device)
 
 
 def recommended_config(store: Store, set_name: str, model: str, *, method: str | None = None,
                        device: str = "auto") -> RunConfig:
     """The run the recipe recommends for this set and model (method overridable)."""
     from workbench.core.device import describe_device, pick_device
-    from workbench.core.recipe import Choice, apply, recommend, situation_for
+    from workbench.core.recipe import Choice, apply, recommend_for
 
     cfg = RunConfig().with_values({"model.name_or_path": model, "model.device": device,
                                    "data.knowledge_set": set_name,
                                    "name": f"inject {set_name}"})
-    choices = recommend(situation_for(store, cfg, describe_device(pick_device(device))))
+    _, choices = recommend_for(store, cfg, describe_device(pick_device(device)))
     if method:
         choices = [c for c in choices if c.path != "method.name"]
         choices.append(Choice("method.name", method, "chosen by the user"))
@@ -163,8 +209,8 @@ def inject(store: Store, workspace: Workspace, facts_file: Path, model: str, *,
         free_space_check(out.resolve().parent, 2 * loaded.weight_bytes)
     with sets.ensuring_set(store, name) as sid:  # a refused file leaves no set behind
         summary = transfer.import_path(store, sid, facts_file)
-    prepare(store, sid, loaded, stage=stage)
-    cfg = recommended_config(store, name, model, method=method, device=device)
+    cfg = prepared_config(store, name, model, load=lambda: loaded, method=method,
+                          device=device, stage=stage)
     del loaded  # the run loads its own copy (possibly 4-bit)
     run_id = create_run(store, workspace, cfg)
     result = execute_run(store, workspace, run_id, progress=on_step)

@@ -18,9 +18,9 @@ Where the choices come from:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from workbench.core.config import RunConfig
+from workbench.core.config import DataConfig, RunConfig, setting_label
 
 if TYPE_CHECKING:
     from workbench.core.device import DeviceInfo
@@ -128,3 +128,84 @@ def situation_for(store: Store, cfg: RunConfig, device: DeviceInfo) -> Situation
     return Situation(params=shape.total_params, facts=facts,
                      examples_per_fact=examples / facts if facts else 8.0,
                      device=device.kind, memory=device.total_memory, fits_in_bf16=fits)
+
+
+# ---- the recipe beside a config: what the Method tab's panel shows --------------------------
+
+class ChoiceLine(NamedTuple):
+    """One recommended setting as the user reads it beside the form."""
+
+    path: str  # "training.learning_rate"
+    label: str  # the form's label for the field ("Learning rate")
+    value: str  # the recommended value, as the form shows it
+    why: str
+    current: str  # what the config holds now
+    differs: bool
+
+
+def recommend_for(store: Store, cfg: RunConfig, device: DeviceInfo
+                  ) -> tuple[Situation, list[Choice]]:
+    """The situation and the recipe for `cfg`'s model and knowledge set on `device`.
+
+    Judged from the defaults for every other setting, not from `cfg`'s own: the recipe sets
+    several of them (batch size, method), and judging from the form would let applying the
+    recipe change the recipe. Reads the model's config, never its weights."""
+    base = RunConfig(model=cfg.model, data=DataConfig(knowledge_set=cfg.data.knowledge_set))
+    situation = situation_for(store, base, device)
+    return situation, recommend(situation)
+
+
+def describe(choices: list[Choice], cfg: RunConfig) -> list[ChoiceLine]:
+    """Each choice with its field's label, and whether `cfg` holds another value."""
+    data = cfg.to_dict()
+    return [ChoiceLine(c.path, setting_label(c.path), shown(c.value), c.why,
+                       shown(_value(data, c.path)), _value(data, c.path) != c.value)
+            for c in choices]
+
+
+def applied_values(cfg: RunConfig, choices: list[Choice]) -> dict[str, Any]:
+    """What `cfg` holds in every field the recipe sets (path → value): after `apply`, the
+    record a later `untouched` compares with."""
+    data = cfg.to_dict()
+    return {path: _value(data, path) for path in _fields_set(choices)}
+
+
+def untouched(cfg: RunConfig, choices: list[Choice],
+              applied: dict[str, Any] | None = None) -> bool:
+    """Does `cfg` hold, in every field the recipe sets, the default or the value last applied
+    (`applied_values`)? Then applying the recipe overwrites nothing the user chose."""
+    defaults, data = RunConfig().to_dict(), cfg.to_dict()
+    applied = applied or {}
+    return all(_value(data, path) in (_value(defaults, path), applied.get(path, _MISSING))
+               for path in _fields_set(choices))
+
+
+def summary(s: Situation) -> str:
+    """The situation in a few words: "a 4.7M-parameter model, 100 facts (5 phrasings each),
+    on cpu"."""
+    size = f"{s.params / 1e9:.1f}B" if s.params >= 1e9 else f"{s.params / 1e6:.1f}M"
+    facts = f"{s.facts} fact{'' if s.facts == 1 else 's'}"
+    return (f"a {size}-parameter model, {facts} ({s.examples_per_fact:.0f} phrasings each), "
+            f"on {s.device}")
+
+
+def shown(value: Any) -> str:
+    """A value as the form shows it: lists comma-separated, numbers in short form."""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+_MISSING = object()
+
+
+def _fields_set(choices: list[Choice]) -> list[str]:
+    # apply() may also turn 8-bit loading off for QLoRA: that field is the recipe's too.
+    return [c.path for c in choices] + ["model.quantization"]
+
+
+def _value(data: dict[str, Any], path: str) -> Any:
+    section, _, name = path.partition(".")
+    return data[section][name]

@@ -13,8 +13,8 @@ import gradio as gr
 
 from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
-from workbench.ui import (compare_tab, knowledge_tab, method_actions, method_tab, runs_tab,
-                          train_tab)
+from workbench.ui import (compare_tab, inject_actions, knowledge_tab, method_actions, method_tab,
+                          runs_tab, train_tab)
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
 from workbench.ui.status import header_html, read_status
@@ -36,7 +36,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         header = gr.HTML(refresh_header(), elem_id="wb-header")
         with gr.Tabs(elem_id="wb-tabs") as tabs:
             with gr.Tab("Knowledge", id="knowledge"):
-                knowledge_tab.build(ctx)
+                knowledge = knowledge_tab.build(ctx)
             with gr.Tab("Method", id="method"):
                 method = method_tab.build(ctx)
             with gr.Tab("Train", id="train"):
@@ -48,6 +48,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         # Runs finished since the page loaded become pane choices when the tab is opened.
         compare_tab_item.select(compare.refresh, None, compare.refreshed, show_progress="hidden")
         wire_runs(ctx, tabs, method, train, runs)
+        wire_inject(ctx, tabs, knowledge, train)
         # Fresh counts on every page load and every few seconds (the CLI or a training run
         # may change the store); also the app's machine-readable health endpoint.
         app.load(refresh_header, outputs=header, api_name="header", show_progress="hidden")
@@ -97,3 +98,26 @@ def wire_runs(ctx: AppContext, tabs: gr.Tabs, method: method_tab.MethodView,
     runs.follow_btn.click(follow, [runs.selected], [train.run_pick, tabs])
     runs.load_btn.click(load_config, [runs.selected], [*method.inputs, method.status, tabs])
     gr.api(start_run, api_name="start_run")
+
+
+def wire_inject(ctx: AppContext, tabs: gr.Tabs, knowledge: knowledge_tab.KnowledgeView,
+                train: train_tab.TrainView) -> None:
+    """The Knowledge tab's Inject: prepare the set and start the recommended run (progress on
+    the Knowledge tab), then show the run in the Train tab, where it trains live."""
+
+    @shows_errors
+    def inject(name: str | None, model: str,
+               progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        run_id, message = inject_actions.inject(ctx, name, model,
+                                                lambda f, m: progress(f, desc=m))
+        gr.Info(message)
+        return (run_id, message, *knowledge.refresh(name))
+
+    def follow(run_id: int) -> tuple[Any, ...]:
+        return gr.update(choices=train_tab.run_choices(ctx), value=run_id), gr.Tabs(selected="train")
+
+    started = gr.State(None)
+    knowledge.inject_btn.click(
+        inject, [knowledge.set_pick, knowledge.model], [started, knowledge.status, *knowledge.views],
+        api_visibility="private").success(follow, [started], [train.run_pick, tabs],
+                                          api_visibility="private")

@@ -1,6 +1,7 @@
 """What the Knowledge tab's buttons do: plain functions over the core that return what the
 tab displays (tables as DataFrames, summaries as Markdown). No gradio here, so each is
-unit-testable; the tab module only wires them to components."""
+unit-testable; the tab module only wires them to components. Inject, which ends in the Train
+tab, is `inject_actions`."""
 
 from __future__ import annotations
 

@@ -1,9 +1,12 @@
 """The Knowledge tab: pick or create a set, add and edit facts, upload files, generate
-phrasings, hold out probes, screen with the base model and preview rendered examples.
-Layout and wiring only; what each button does is in `knowledge_actions`."""
+phrasings, hold out probes, screen with the base model, preview rendered examples, and Inject
+the set. Layout and wiring only; what each button does is in `knowledge_actions` (Inject:
+`inject_actions`, wired in `app` since it ends in the Train tab)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -17,7 +20,19 @@ from workbench.ui.errors import shows_errors
 UPLOAD_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".txt", ".md"]
 
 
-def build(ctx: AppContext) -> None:
+@dataclass
+class KnowledgeView:
+    """What other tabs wire to: Inject starts a run that the Train tab shows."""
+
+    set_pick: Any
+    model: Any
+    inject_btn: Any
+    status: Any
+    views: list[Any]  # the set picker, tables and counts that `refresh` redraws
+    refresh: Callable[..., tuple[Any, ...]]
+
+
+def build(ctx: AppContext) -> KnowledgeView:
     store, cache = ctx.store, ctx.models
 
     def refresh(name: str | None, known_filter: str = "all") -> tuple[Any, ...]:
@@ -72,10 +87,16 @@ def build(ctx: AppContext) -> None:
         proposals = gr.Dataframe(headers=act.PROPOSAL_COLUMNS, interactive=True, wrap=True)
         accept_btn = gr.Button("Add ticked proposals to the set")
 
-    model = gr.Textbox(label="Model for paraphrasing, screening and token counts",
-                       value=ctx.default_model, elem_id="kn-model",
-                       info="hub id, local folder, or workbench-demo (the embedded demo "
-                       "model); loaded once")
+    with gr.Row():
+        model = gr.Textbox(label="Model for paraphrasing, screening, token counts and Inject",
+                           value=ctx.default_model, elem_id="kn-model", scale=4,
+                           info="hub id, local folder, or workbench-demo (the embedded demo "
+                           "model); loaded once")
+        inject_btn = gr.Button("Inject this set", variant="primary", scale=1,
+                               elem_id="kn-inject")
+    gr.Markdown("**Inject** prepares what the set still lacks (phrasings, held-out probes, "
+                "locality probes), then trains this model with the recommended recipe; the "
+                "Train tab follows the run.")
     with gr.Accordion("Phrasings and held-out probes", open=False):
         with gr.Row():
             n_para = gr.Slider(1, 12, value=5, step=1, label="Paraphrases per fact")
@@ -184,3 +205,4 @@ def build(ctx: AppContext) -> None:
                       [preview_table, preview_msg])
     # Fresh tables on every page load (another tab or the CLI may have changed the store).
     ctx.on_load.append((lambda: refresh(None), views))
+    return KnowledgeView(set_pick, model, inject_btn, status, views, refresh)

@@ -149,7 +149,7 @@ def memory_parts(est: MemoryEstimate) -> list[tuple[str, int]]:
     return [(label, size) for label, size in parts if size > 0]
 
 
-def _device_for(ctx: AppContext, cfg: RunConfig) -> DeviceInfo:
+def device_for(ctx: AppContext, cfg: RunConfig) -> DeviceInfo:
     from workbench.core.device import describe_device, pick_device
 
     kind = pick_device(cfg.model.device)
@@ -161,7 +161,7 @@ def run_estimate(ctx: AppContext, cfg: RunConfig) -> MemoryEstimate:
     from workbench.core.estimate import estimate_memory
 
     tokens = set_tokens_for(ctx, cfg)
-    return estimate_memory(cfg, device=_device_for(ctx, cfg),
+    return estimate_memory(cfg, device=device_for(ctx, cfg),
                            seq_len=tokens.longest if tokens else None)
 
 
@@ -172,7 +172,7 @@ def run_time(ctx: AppContext, cfg: RunConfig, memory: MemoryEstimate) -> TimeEst
     tokens = set_tokens_for(ctx, cfg)
     if tokens is None:
         return None
-    return time_for_run(ctx.store, cfg, tokens, device=_device_for(ctx, cfg), memory=memory)
+    return time_for_run(ctx.store, cfg, tokens, device=device_for(ctx, cfg), memory=memory)
 
 
 _set_tokens: dict[tuple[Any, ...], SetTokens] = {}

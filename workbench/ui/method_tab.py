@@ -1,5 +1,6 @@
-"""The Method tab: model, knowledge set, method and its settings, a memory estimate against the
-device, the run as YAML and as a command line, saved configs, and Start.
+"""The Method tab: model, knowledge set, method and its settings, the settings recommended for
+this model and set (`recipe_actions`), a memory estimate against the device, the run as YAML
+and as a command line, saved configs, and Start.
 
 The settings widgets are generated from the config dataclasses (`settings_form`); this module
 only lays out the few that get a special widget and wires the buttons to `method_actions`.
@@ -14,7 +15,9 @@ import gradio as gr
 
 from workbench.core import presets
 from workbench.core.config import RunConfig
+from workbench.core.errors import WorkbenchError
 from workbench.ui import method_actions as act
+from workbench.ui import recipe_actions
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
 from workbench.ui.settings_form import SettingsForm, build_form
@@ -63,6 +66,13 @@ def build(ctx: AppContext) -> MethodView:
         advanced = gr.Checkbox(False, label="Advanced settings", scale=1,
                                elem_id="method-advanced")
     advice = gr.Markdown(act.method_advice(cfg.method.name), elem_id="method-advice")
+    with gr.Accordion("Recommended for this model and set", open=True):
+        recipe_panel = gr.HTML(elem_id="method-recipe")
+        with gr.Row():
+            apply_btn = gr.Button("Apply recommended", size="sm", scale=0,
+                                  elem_id="method-apply-recipe")
+            recipe_note = gr.Markdown(elem_id="method-recipe-note")
+    applied = gr.State(None)  # what the recipe last put in the form: still untouched?
     memory = gr.HTML(elem_id="method-memory")
     with gr.Row():
         start_btn = gr.Button("Start training", variant="primary", elem_id="method-start")
@@ -105,6 +115,32 @@ def build(ctx: AppContext) -> MethodView:
         cfg = act.load(ctx, saved_name, path)
         return [*view.fill(ctx, cfg), f"Loaded {'the file' if path else repr(saved_name)}."]
 
+    def show_recipe(*values: Any) -> str:
+        try:
+            return recipe_actions.panel_html(ctx, view.config(values))
+        except WorkbenchError as err:  # a field the user is still typing
+            return act.status_html(f"No recommendation: {err}", "warning")
+
+    @shows_errors
+    def apply_recipe(*values: Any) -> list[Any]:
+        new, record = recipe_actions.applied(ctx, view.config(values))
+        return [new.method.name, *form.fill(new), record,
+                "Applied; every field can still be changed."]
+
+    def auto_apply(last: recipe_actions.Applied | None, *values: Any) -> list[Any]:
+        """A new model or set while the form holds only defaults or the last recommendation:
+        the new recommendation replaces it (nothing the user typed is overwritten)."""
+        try:
+            done = recipe_actions.auto_applied(ctx, view.config(values), last)
+        except WorkbenchError:
+            done = None
+        if done is None:
+            return [gr.skip()] * (len(form.widgets) + 3)
+        new, record = done
+        return [new.method.name, *form.fill(new), record,
+                "Applied automatically for this model and set; every field can still be "
+                "changed."]
+
     def on_method(choice: str, show_advanced: bool) -> list[Any]:
         return [act.method_advice(choice), *form.visibility(choice, show_advanced)]
 
@@ -120,12 +156,21 @@ def build(ctx: AppContext) -> MethodView:
     # nothing.
     gr.on([w.change for w in view.inputs if w is not name], estimate, view.inputs, memory,
           trigger_mode="always_last", show_progress="hidden", api_visibility="private")
+    gr.on([w.change for w in view.inputs if w is not name], show_recipe, view.inputs,
+          recipe_panel, trigger_mode="always_last", show_progress="hidden",
+          api_visibility="private")
+    recipe_outputs = [method, *form.widgets, applied, recipe_note]
+    apply_btn.click(apply_recipe, view.inputs, recipe_outputs)
+    # Only the user's own pick (`input`, not `change`): loading a saved config sets the set too.
+    gr.on([knowledge_set.input, model.input], auto_apply, [applied, *view.inputs],
+          recipe_outputs, show_progress="hidden", api_visibility="private")
     yaml_btn.click(show_yaml, view.inputs, [yaml_code, cli_code, yaml_box])
     save_btn.click(save, [save_name, *view.inputs], [status, saved])
     load_btn.click(load, [saved, upload], [*view.inputs, status])
     ctx.on_load.append((lambda: on_load(cfg.method.name, False),
                         [model, knowledge_set, saved, advice, *form.widgets]))
     ctx.on_load.append((lambda: estimate(*_initial(view, cfg)), [memory]))
+    ctx.on_load.append((lambda: show_recipe(*_initial(view, cfg)), [recipe_panel]))
     return view
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from workbench.core.config import RunConfig, SettingInfo, iter_settings
+from workbench.core.config import RunConfig, SettingInfo, iter_settings, setting_label
 from workbench.core.errors import ConfigError
 from workbench.core.methods.registry import REGISTRY
 from workbench.core.settings import Section
@@ -25,13 +25,9 @@ def elem_id(path: str) -> str:
     return "cfg-" + path.replace(".", "-").replace("_", "-")
 
 
-def _label(info: SettingInfo) -> str:
-    return info.name.replace("_", " ").capitalize()
-
-
 def _widget(info: SettingInfo, value: Any) -> Any:
-    common = {"label": _label(info), "info": info.help, "elem_id": elem_id(info.path),
-              "visible": not info.advanced}
+    common = {"label": setting_label(info.path), "info": info.help,
+              "elem_id": elem_id(info.path), "visible": not info.advanced}
     if info.choices:
         return gr.Dropdown(list(info.choices), value=value, **common)
     if info.type is bool:
