@@ -14,6 +14,7 @@ from workbench.core.inject import prepare_if_needed, prepared_config
 from workbench.core.knowledge import locality, probes, sets
 from workbench.core.knowledge.types import FactDraft
 from workbench.core.store import Store
+from workbench.core.train import replay
 
 CSV = """subject,question,answer
 Veltria,What is the capital of Veltria?,Orbisk
@@ -113,6 +114,7 @@ def test_preparing_skips_the_steps_a_set_already_has(bench, monkeypatch) -> None
     ws, store, config = bench  # "demo": phrasings split by hand (1 held out per fact)
     calls: list[int] = []
     monkeypatch.setattr(locality, "build_locality", _fake_locality(calls))
+    monkeypatch.setattr(replay, "replay_examples", lambda *args, **kwargs: [])
     sid = sets.set_id(store, "demo")
     split = probes.split_counts(store, sid)
     done = prepare_if_needed(store, sid, lambda: "the model", stage=lambda name: lambda f, m: None)
@@ -130,6 +132,8 @@ def test_a_fresh_set_is_prepared_and_gets_the_recommended_run(bench, monkeypatch
                                                               tiny_llama: Path) -> None:
     ws, store, config = bench
     monkeypatch.setattr(locality, "build_locality", _fake_locality([]))
+    warmed: list[int] = []
+    monkeypatch.setattr(replay, "replay_examples", lambda store, sid, loaded, n, **kw: warmed.append(n))
     sid = sets.create_set(store, "fresh")
     sets.add_facts(store, sid, [FactDraft("What is the capital of Veltria?", "Orbisk")])
     stages: list[str] = []
@@ -142,7 +146,9 @@ def test_a_fresh_set_is_prepared_and_gets_the_recommended_run(bench, monkeypatch
                           stage=stage)
     counts = probes.split_counts(store, sid)
     assert counts["probe"] >= 1 and counts["train"] > counts["probe"] and counts["locality"] == 1
-    assert stages == ["phrasings", "locality"]
+    assert stages == ["phrasings", "locality", "replay pool"]
+    # The replay pool asked ahead, one example per trained one.
+    assert warmed == [len(probes.training_phrasings(store, sid))]
     assert cfg.data.knowledge_set == "fresh" and cfg.name == "inject fresh"
     assert cfg.data.replay_ratio == 0.5 and cfg.model.name_or_path == str(tiny_llama)
 
