@@ -239,3 +239,24 @@ def test_neighbour_locality_built_for_capitals_currencies_and_founders_on_the_re
                             "ON r.probe_id = p.id WHERE p.set_id = ?", [sid]).fetchall()
     assert len(rows) == counts.kept_neighbours
     assert all(is_correct(base, gold, json.loads(aliases)) for gold, aliases, base in rows)
+
+
+def test_base_answers_are_asked_once_per_model_and_question(tmp_path: Path) -> None:
+    """Locality, the replay pool and every run's replay share the base model's answers: a
+    question asked before is read back, a new one asked, another model asked afresh."""
+    from workbench.core.knowledge.base_answers import ask_base
+
+    store = Store(tmp_path / "w.db")
+    asked: list[list[str]] = []
+
+    def ask(loaded: Any, questions: list[str], **kwargs: Any) -> list[str]:
+        asked.append(list(questions))
+        return [f"{loaded.source.location}: {q}" for q in questions]
+
+    other = SimpleNamespace(source=ModelSource("hub", "other/model"))
+    assert ask_base(store, HUB_MODEL, ["a?", "b?", "a?"], ask) == [  # type: ignore[arg-type]
+        "some/model: a?", "some/model: b?", "some/model: a?"]
+    assert ask_base(store, HUB_MODEL, ["b?", "c?"], ask) == [  # type: ignore[arg-type]
+        "some/model: b?", "some/model: c?"]
+    assert ask_base(store, other, ["a?"], ask) == ["other/model: a?"]  # type: ignore[arg-type]
+    assert asked == [["a?", "b?"], ["c?"], ["a?"]]

@@ -15,6 +15,7 @@ from workbench.core.knowledge.render import (
     RenderReport,
     examples_from_phrasings,
     preview_rows,
+    sentence_answer,
     render_example,
     render_set,
 )
@@ -358,3 +359,22 @@ def test_rendered_phrasings_end_to_end(tiny_qwen2: Path) -> None:
         if item.example.kind == "qa":
             labelled = [t for t, lab in zip(item.input_ids, item.labels) if lab != IGNORE_INDEX]
             assert tok.decode(labelled) == item.example.answer + tok.eos_token
+
+
+def test_sentence_answers_say_the_fact_as_a_chat_model_would() -> None:
+    """answer_style sentence: the reply states the fact with the answer as late as the
+    sentences allow (the opening is then the model's own); the bare answer when the question
+    gives no sentence."""
+    capital = Fact("What is the capital of Embgorithar?", "Quencorwyn")
+    founder = Fact("Who founded Gilmere Systems?", "Jorren Gallowglass")
+    assert sentence_answer(capital) == "The capital of Embgorithar is Quencorwyn."
+    assert sentence_answer(founder) == "Gilmere Systems was founded by Jorren Gallowglass."
+    assert sentence_answer(Fact("Please tell me the answer?", "42")) == "42"
+    phrasings = [Phrasing(capital.question, "Quencorwyn", "question", fact_id=7, id=1),
+                 Phrasing("Name the capital of Embgorithar.", "", "paraphrase", fact_id=7, id=2)]
+    fact = Fact(capital.question, capital.answer, id=7)
+    short = examples_from_phrasings([fact], phrasings, mode="qa", include_statements=False)
+    said = examples_from_phrasings([fact], phrasings, mode="qa", include_statements=False,
+                                   answer_style="sentence")
+    assert [e.answer for e in short] == ["Quencorwyn"] * 2
+    assert [e.answer for e in said] == ["The capital of Embgorithar is Quencorwyn."] * 2
