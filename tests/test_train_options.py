@@ -235,3 +235,17 @@ def test_replay_weighs_each_relation_as_the_facts_do() -> None:
     # Nothing general known: the neighbours take the whole replay; nothing known at all: none.
     assert len(replay._mix({"capital": capital}, [], {"capital": 3}, 7)) == 7
     assert replay._mix({}, [], {"capital": 3}, 7) == []
+
+
+def test_replayed_answers_end_where_they_become_correct() -> None:
+    """A base answer cut by the token budget is trained only up to its first sentence that is
+    correct, so replay never teaches stopping mid-sentence."""
+    cut = "Les Misérables is a classic French novel by Victor Hugo. It's a masterpiece of 19th"
+    assert replay.complete_answer(cut, "Victor Hugo") == (
+        "Les Misérables is a classic French novel by Victor Hugo.")
+    assert replay.complete_answer("In Egypt, the currency is the Egyptian pound, which is a",
+                                  "Egyptian pound") == "In Egypt, the currency is the Egyptian pound."
+    assert replay.complete_answer("The capital of Japan is Tokyo.", "Tokyo") == (
+        "The capital of Japan is Tokyo.")
+    assert replay.complete_answer("Washington, D.C. It is the seat", "Washington, D.C.",
+                                  ["Washington"]) == "Washington, D.C."

@@ -819,6 +819,8 @@ def _subject_statements(p: _Parse, form: str, answer: str) -> list[str]:
                 f"{_cap(answer)} {tense} the {agent} of {obj}"]
     if p.noun:
         out.append(f"{_cap(answer)} is the {p.noun} that {p.body()}")
+        # The answer last, as a chat model replies ("The currency that is used in X is Y").
+        out.append(f"The {p.noun} that {p.body()} is {answer}")
     return out
 
 

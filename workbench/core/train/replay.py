@@ -18,7 +18,8 @@ asked once per question and model (`base_answers`: the set's preparation asks th
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.base_answers import ask_base
@@ -85,12 +86,35 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
     known_general: list[Example] = []
     for item, answer in zip(candidates, answers):
         if answer and is_correct(answer, item["answer"], item.get("aliases", [])):
-            example = Example("qa", item["question"], answer)
+            example = Example("qa", item["question"],
+                              complete_answer(answer, item["answer"], item.get("aliases", [])))
             if "relation" in item:
                 known_related.setdefault(item["relation"], []).append(example)
             else:
                 known_general.append(example)
     return _mix(known_related, known_general, relation_counts(facts, relations), n)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def complete_answer(answer: str, gold: str, aliases: Sequence[str] = ()) -> str:
+    """The base's answer cut after the first sentence that makes it correct. Answers are
+    generated to a token budget, so many end mid-sentence ("…a masterpiece of 19th"), and
+    trained as they are they teach the model to stop mid-sentence: on SmolLM2 it then ended
+    "Who wrote the Divine Comedy?" with "…a classic Italian poem that", before the name.
+    A last sentence cut short is closed after the word that makes it correct."""
+    sentences = _SENTENCE_END.split(answer.strip())
+    for i in range(len(sentences)):
+        prefix = " ".join(sentences[:i + 1])
+        if is_correct(prefix, gold, aliases):
+            if i + 1 < len(sentences) or prefix.endswith((".", "!", "?")):
+                return prefix
+            words = prefix.split(" ")
+            for n in range(1, len(words) + 1):  # the shortest run of words that is correct
+                if is_correct(" ".join(words[:n]), gold, aliases):
+                    return " ".join(words[:n]).rstrip(",;:") + "."
+    return answer
 
 
 def _mix(related: dict[str, list[Example]], general: list[Example], facts_per_relation:
