@@ -43,20 +43,15 @@ GOALS = {"efficacy": 0.97, "generalization": 0.85, "locality": 0.95, "minutes": 
 # name → (overrides of the recommended config, why it is here)
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "default": ({}, "the recommended recipe, as `workbench inject` runs it"),
+    "replay-answers": ({"data.replay_match": "answers", "training.min_locality": 0.0,
+                        "training.probe_every": 55},
+                       "replay trained by cross-entropy on the base's answers, no locality "
+                       "floor (probe rounds every 55 steps)"),
+    "short-answers": ({"data.answer_style": "short"}, "the bare answer as the reply"),
+    "lr-1e-3": ({"training.learning_rate": 1e-3}, "half the rate"),
     "no-replay": ({"data.replay_ratio": 0.0}, "replay off (the old default)"),
     "replay-0.2": ({"data.replay_ratio": 0.2}, "a little replay"),
     "replay-0.7": ({"data.replay_ratio": 0.7}, "mostly replay"),
-    "lr-3e-4": ({"training.learning_rate": 3e-4}, "a common LoRA learning rate"),
-    "lr-2e-3": ({"training.learning_rate": 2e-3}, "twice the recommended rate"),
-    "lr-2e-3-2ep": ({"training.learning_rate": 2e-3, "training.epochs": 2},
-                    "twice the rate, two epochs"),
-    "sentence-lr-2e-3-2ep": ({"data.answer_style": "sentence", "training.learning_rate": 2e-3,
-                              "training.epochs": 2},
-                             "answers as sentences, twice the rate, two epochs"),
-    "bs8-lr-1e-3-trace": ({"data.answer_style": "sentence", "training.micro_batch_size": 8,
-                           "training.epochs": 2, "training.probe_every": 44,
-                           "training.early_stop_patience": 0, "training.min_locality": 0.0},
-                          "answers as sentences, 8 examples a step, all steps traced"),
     "attn-only": ({"method.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
                   "LoRA on attention only"),
     "mlp-only": ({"method.target_modules": ["gate_proj", "up_proj", "down_proj"]},
@@ -143,12 +138,23 @@ def main() -> None:
     ws, store, prep_s, counts = prepare(model)
     path = RESULTS / "recipe.json"
     result = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    # Results of variants no longer defined (an earlier recipe's) are not evidence for this one.
+    result["runs"] = {k: v for k, v in result["runs"].items() if k in VARIANTS}
     for name in args.variants:
         print(f"--- {name}", flush=True)
         result["runs"][name] = run_variant(name, ws, store, model)
         result.update(date=str(date.today()), machine=machine_summary("cpu"), prepare_seconds=prep_s,
                       prepared=counts, goals=GOALS)
         write_results("recipe", result, markdown(result))  # after each: partial runs count
+
+
+def _goals(v: dict[str, Any]) -> list[tuple[str, bool]]:
+    s = v["scores"]
+    return [(f"efficacy ≥{GOALS['efficacy']:.0%}", s.get("efficacy", 0) >= GOALS["efficacy"]),
+            (f"held-out ≥{GOALS['generalization']:.0%}",
+             s.get("generalization", 0) >= GOALS["generalization"]),
+            (f"locality ≥{GOALS['locality']:.0%}", s.get("locality", 0) >= GOALS["locality"]),
+            (f"≤{GOALS['minutes']:.0f} min", v["seconds"] / 60 <= GOALS["minutes"])]
 
 
 def _pct(value: float | None) -> str:
@@ -178,6 +184,13 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {name} | {v['why']} | {_pct(s.get('efficacy'))} | {_pct(s.get('generalization'))}"
             f" | {_pct(s.get('locality'))} ({_pct(v['neighbours_kept'])} of {v['neighbours']}) | "
             f"{v['steps']} | {v['seconds'] / 60:.1f} min | {v['stopped_early'] or 'all epochs'} |")
+    if "default" in r["runs"]:
+        lines += ["", "Goals met by `default`: " + ", ".join(
+            f"{label} {'yes' if ok else 'no'}" for label, ok in _goals(r["runs"]["default"]))
+            + "."]
+    missing = [n for n in VARIANTS if n not in r["runs"]]
+    if missing:
+        lines += ["", f"Not measured with this recipe yet: {', '.join(missing)}."]
     return "\n".join(lines) + "\n"
 
 

@@ -318,6 +318,11 @@ def test_knowledge_tab_inject_trains_a_fresh_set(page, served_app: ServedApp) ->
     page.get_by_role("tab", name="Knowledge").click()
     page.locator("#kn-new-name textarea").fill("inject test")
     page.locator("#kn-create").click()
+    # The page's load event restores the last used set (an earlier test's) and may land
+    # after the new set was selected: pick it again once it is listed.
+    expect(page.get_by_text("Created 'inject test'.")).to_be_visible(timeout=20_000)
+    page.locator("#kn-set input").click()
+    page.get_by_role("option", name="inject test").click()
     expect(page.locator("#kn-set input")).to_have_value("inject test", timeout=20_000)
     page.locator("#kn-inject").click()  # no facts yet: one line, nothing started
     expect(page.get_by_text("has no facts yet")).to_be_visible(timeout=20_000)

@@ -121,3 +121,15 @@ def test_command_line_text_is_parsed_to_the_field_type() -> None:
     assert parse_setting_text(infos["method.located_layers"], "[2,5]") == [2, 5]
     # A wrong type is passed through, so validation can name the field and the value.
     assert parse_setting_text(infos["method.lora_r"], "many") == "many"
+
+
+def test_replay_matched_in_distribution_needs_an_adapter() -> None:
+    from workbench.core.errors import ConfigError
+
+    ok = RunConfig().with_values({"data.replay_ratio": 0.5, "data.replay_match": "distribution"})
+    assert ok.data.replay_match == "distribution"
+    with pytest.raises(ConfigError, match="replay_match distribution"):
+        ok.with_values({"method.name": "located"})
+    # Without replay the setting has nothing to act on.
+    assert RunConfig().with_values({"method.name": "full",
+                                    "data.replay_match": "distribution"}).method.name == "full"

@@ -13,6 +13,7 @@ from workbench.core.knowledge.render import IGNORE_INDEX, Rendered
 from workbench.core.methods.registry import get_method
 from workbench.core.models import load_model
 from workbench.core.train import head_loss
+from workbench.core.train.batching import collate
 from workbench.core.train.loop import causal_lm_loss, full_logits_loss
 
 
@@ -80,3 +81,45 @@ def test_models_that_transform_their_logits_keep_the_full_loss(tiny_llama) -> No
     assert head_loss.output_head(model) is None
     assert causal_lm_loss(model, batch(), 0, "cpu").item() == pytest.approx(
         full_logits_loss(model, batch(), 0, "cpu").item())
+
+
+def test_replay_matched_in_distribution_is_kl_to_the_adapterless_base(tiny_llama) -> None:
+    """data.replay_match distribution: knowledge rows keep their cross-entropy; replay rows
+    add KL(base ‖ tuned) at their answer tokens: zero while the adapter is a no-op, positive
+    once it moves, and its gradient reaches the adapter."""
+    import torch.nn.functional as F
+
+    from workbench.core.knowledge.render import Example
+    from workbench.core.train import replay
+
+    model = model_for(tiny_llama, "lora", target_modules=["all-linear"], lora_r=4)
+    rows = batch()
+    anchor = Example("qa", "q", "a", replay=True)
+    mixed = [rows[0], Rendered(rows[1].input_ids, rows[1].labels, anchor, False),
+             rows[2], Rendered(rows[3].input_ids, rows[3].labels, anchor, False)]
+    loss = replay.anchored(causal_lm_loss)
+    assert replay.base_kl(model, mixed[1::2], 0, "cpu").item() == pytest.approx(0.0, abs=1e-5)
+    with torch.no_grad():  # move the adapter off its no-op start
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    kl = replay.base_kl(model, mixed[1::2], 0, "cpu")
+    assert kl.item() > 0
+    # The same KL computed by hand from full logits.
+    inputs = collate(mixed[1::2], 0)
+    keep = inputs["labels"][:, 1:] != IGNORE_INDEX
+    with torch.no_grad():
+        with model.disable_adapter():
+            base = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        tuned = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    want = F.kl_div(F.log_softmax(tuned[:, :-1][keep], -1), F.log_softmax(base[:, :-1][keep], -1),
+                    log_target=True, reduction="sum")
+    assert kl.item() == pytest.approx(want.item(), rel=1e-4)
+    # One forward of the whole micro-batch gives what two separate passes give, gradients too.
+    total, grads = loss_and_grads(model, loss, mixed)
+    split, want = loss_and_grads(model, lambda m, rows, pad, dev: causal_lm_loss(
+        m, rows[0::2], pad, dev) + replay.base_kl(m, rows[1::2], pad, dev), mixed)
+    assert total == pytest.approx(split, rel=1e-4)
+    assert any(torch.count_nonzero(g) for g in grads)
+    for g, w in zip(grads, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-3, atol=1e-6)

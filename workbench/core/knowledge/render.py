@@ -40,6 +40,7 @@ class Example:
     answer: str  # the assistant reply for qa; the full text for statement/document
     system: str = ""
     fact_id: int | None = None
+    replay: bool = False  # the base model's own answer, replayed to keep what it knows
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -20,6 +20,9 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
 
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.base_answers import ask_base
@@ -27,7 +30,7 @@ from workbench.core.knowledge.locality import knowledge_pool, neighbours, relati
 from workbench.core.knowledge.relations import (Neighbour, asks_about, relation_counts,
                                                 same_relation_neighbours, used_neighbours)
 from workbench.core.knowledge.sets import list_facts
-from workbench.core.knowledge.render import Example
+from workbench.core.knowledge.render import IGNORE_INDEX, Example, Rendered
 from workbench.core.models import LoadedModel
 from workbench.core.progress import Progress, no_progress
 from workbench.core.scoring import is_correct, normalize
@@ -87,7 +90,8 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
     for item, answer in zip(candidates, answers):
         if answer and is_correct(answer, item["answer"], item.get("aliases", [])):
             example = Example("qa", item["question"],
-                              complete_answer(answer, item["answer"], item.get("aliases", [])))
+                              complete_answer(answer, item["answer"], item.get("aliases", [])),
+                              replay=True)
             if "relation" in item:
                 known_related.setdefault(item["relation"], []).append(example)
             else:
@@ -150,3 +154,118 @@ def _in_turn(items: list[Neighbour]) -> list[Neighbour]:
         by_relation.setdefault(item.relation, []).append(item)
     queues = list(by_relation.values())
     return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+
+
+def anchored(loss: Any) -> Any:
+    """The loop's loss with replay matched in distribution (data.replay_match=distribution):
+    cross-entropy on the knowledge rows; on the replay rows KL(base ‖ tuned) over the whole
+    next-token distribution at each answer token, the base being the model with its adapter
+    disabled. Cross-entropy on the base's greedy answer only keeps that answer on top; the
+    KL also holds the rest of the distribution where it was, so probability does not drift
+    towards the set's made-up names on questions the set never asks (SmolLM2-135M, 90
+    facts: 81% of known answers kept instead of 73%). Cost: one no-grad forward of the replay
+    rows; the tuned model runs once on the whole micro-batch, its head on the label tokens
+    only (`head_loss`)."""
+    from workbench.core.train.batching import collate
+    from workbench.core.train.head_loss import head_replaced, output_head
+
+    def fn(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:
+        replayed = [r.example is not None and r.example.replay for r in batch]
+        head = output_head(model)
+        if not any(replayed):
+            return loss(model, batch, pad_id, device)
+        if head is None:  # logits transformed after the head: two plain passes
+            rest = [r for r, x in zip(batch, replayed) if not x]
+            kl = base_kl(model, [r for r, x in zip(batch, replayed) if x], pad_id, device)
+            return kl + loss(model, rest, pad_id, device) if rest else kl
+        base = _base_logits(model, head, [r for r, x in zip(batch, replayed) if x], pad_id,
+                            device)
+        inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
+        rows = torch.tensor(replayed, device=device)
+        with head_replaced(model, _MixedHead(head, inputs["labels"], rows, base)):
+            return model(input_ids=inputs["input_ids"],
+                         attention_mask=inputs["attention_mask"]).logits
+
+    return fn
+
+
+def _base_logits(model: Any, head: Any, batch: Sequence[Rendered], pad_id: int,
+                 device: Any) -> Any:
+    """The adapter-less model's logits at the label tokens of `batch` (N × vocabulary), in
+    the order `_MixedHead` meets them: row by row, position by position."""
+    from workbench.core.train.batching import collate
+    from workbench.core.train.head_loss import head_replaced
+
+    inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
+    keep = inputs["labels"][:, 1:] != IGNORE_INDEX
+    peft_model = getattr(model, "module", model)  # inside a DDP wrapper
+    with torch.no_grad(), peft_model.disable_adapter(), head_replaced(peft_model,
+                                                                      _AtLabels(head, keep)):
+        return peft_model(input_ids=inputs["input_ids"],
+                          attention_mask=inputs["attention_mask"]).logits
+
+
+class _MixedHead(torch.nn.Module):
+    """Stands in for the output head in one forward of the whole micro-batch and returns the
+    summed loss: cross-entropy at the label tokens of knowledge rows, KL to `base` at those of
+    replay rows (`base`: the base's logits there, in row-major order)."""
+
+    def __init__(self, head: Any, labels: Any, replay_rows: Any, base: Any) -> None:
+        super().__init__()
+        keep = labels[:, 1:] != IGNORE_INDEX
+        self.head, self.keep, self.base = head, keep, base
+        self.targets = labels[:, 1:][keep]
+        self.replayed = replay_rows[:, None].expand_as(keep)[keep]
+
+    def forward(self, hidden: Any) -> Any:
+        import torch.nn.functional as F
+
+        from workbench.core.train.head_loss import selected_head_loss
+
+        chosen = hidden[:, :-1][self.keep]
+        total = F.kl_div(F.log_softmax(self.head(chosen[self.replayed]).float(), -1),
+                         F.log_softmax(self.base.float(), -1), log_target=True, reduction="sum")
+        plain = ~self.replayed
+        if plain.any():
+            total = total + selected_head_loss(self.head, chosen[plain], self.targets[plain])
+        return total
+
+
+def base_kl(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:
+    """KL(base ‖ tuned) summed over the label tokens of `batch`, the output head run on those
+    positions only (`head_loss`)."""
+    import torch
+    import torch.nn.functional as F
+
+    from workbench.core.train.batching import collate
+    from workbench.core.train.head_loss import head_replaced, output_head
+
+    inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
+    keep = inputs["labels"][:, 1:] != IGNORE_INDEX
+    peft_model = getattr(model, "module", model)  # inside a DDP wrapper
+    head = output_head(model)
+
+    def logits(at: Any) -> Any:
+        if head is None:  # logits transformed after the head: the full logits, then select
+            out = at(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+            return out.logits[:, :-1][keep]
+        with head_replaced(at, _AtLabels(head, keep)):
+            return at(input_ids=inputs["input_ids"],
+                      attention_mask=inputs["attention_mask"]).logits
+
+    with torch.no_grad(), peft_model.disable_adapter():
+        base = logits(peft_model)
+    tuned = logits(model)
+    return F.kl_div(F.log_softmax(tuned.float(), -1), F.log_softmax(base.float(), -1),
+                    log_target=True, reduction="sum")
+
+
+class _AtLabels(torch.nn.Module):
+    """Stands in for the output head: logits at the label positions only (N × vocabulary)."""
+
+    def __init__(self, head: Any, keep: Any) -> None:
+        super().__init__()
+        self.head, self.keep = head, keep
+
+    def forward(self, hidden: Any) -> Any:
+        return self.head(hidden[:, :-1][self.keep])

@@ -222,9 +222,13 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     method = get_method(cfg.method.name)
     examples = training_examples(store, cfg, loaded, method, should_stop=stop.requested)
     model = method.apply(loaded.model, cfg.method)
+    loss = method.loss_for(cfg.method)
+    if cfg.data.replay_match == "distribution" and cfg.data.replay_ratio > 0 and not method.distills:
+        from workbench.core.train.replay import anchored  # adapter methods only (RunConfig)
+
+        loss = anchored(loss)
     loop = TrainLoop(model, examples, cfg.training, pad_id=loaded.tokenizer.pad_token_id,
-                     device=loaded.device, loss=method.loss_for(cfg.method),
-                     optimizer=method.optimizer)
+                     device=loaded.device, loss=loss, optimizer=method.optimizer)
     state: dict[str, Any] = {}
     if resume:
         checkpoint = latest_complete(out)
