@@ -129,7 +129,7 @@ class DataConfig(Section):
         "How replay holds what the model knows. answers: cross-entropy on the base model's own "
         "answers. distribution: match the base's whole next-token distribution on them (KL), "
         "which also stops probability drifting to made-up names; adapter methods only, about "
-        "1.15x the step time.",
+        "1.3x the step time.",
         choices=("answers", "distribution"),
     )
     max_seq_len: int = setting(

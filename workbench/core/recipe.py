@@ -7,14 +7,13 @@ The evidence is `bench/results/recipe.md` (SmolLM2-135M-Instruct, 90 fictional f
 questions, scored by free generation; `python bench/recipe.py`):
 - replay of what the base model already answers on by default, half of it same-relation
   neighbours weighed as the facts' relations are: without replay a real model forgets related
-  real facts first (0 of 21 kept);
-- replay matched in distribution (KL to the adapter-less base on its answers): 81% of known
+  real facts first;
+- replay matched in distribution (KL to the adapter-less base on its answers): 79% of known
   answers kept instead of 73% with cross-entropy on them;
 - answers trained as sentences ("The capital of X is Y."), the way a chat model replies;
 - LoRA on every linear layer at rank 16 and 2e-3 for models up to ~0.5B: 100% efficacy and
-  100% held-out in 264 steps on SmolLM2-135M, where 1e-3 had learned a third of the facts by
-  step 110; larger models take smaller rates (the update's effect grows with width), and many
-  facts a larger rank;
+  100% held-out in 264 steps on SmolLM2-135M; larger models take smaller rates (the update's
+  effect grows with width), and many facts a larger rank;
 - a held-out patience stops training at the plateau (Gekhman et al. 2024); a locality floor
   stops a run that is wrecking what the model knew, and the best round is kept;
 - on a CPU, LoRA rather than QLoRA (4-bit matmuls there run several times slower).
@@ -66,8 +65,8 @@ def recommend(s: Situation) -> list[Choice]:
     choices = [_method(s)]
     lr = 2e-3 if small else 5e-4 if s.params <= 3e9 else 2e-4
     choices.append(Choice("training.learning_rate", lr,
-                          "2e-3 learned all of 90 facts in 264 steps on a 135M model, 1e-3 a "
-                          "third by step 110; larger models take smaller rates" if small else
+                          "2e-3 learned all of 90 facts in 264 steps on a 135M model; larger "
+                          "models take smaller rates" if small else
                           f"a {s.params / 1e9:.1f}B model needs a smaller rate than a 135M one "
                           "(2e-3) to stay stable"))
     rank = 16 if s.facts <= 300 else 32 if s.facts <= 2000 else 64
@@ -84,7 +83,7 @@ def recommend(s: Situation) -> list[Choice]:
                           "of that same-relation neighbours (the capital of Japan for a set of "
                           "capitals), so related real facts are kept"))
     choices.append(Choice("data.replay_match", "distribution",
-                          "replay matches the base's whole answer distribution (KL): 81% of "
+                          "replay matches the base's whole answer distribution (KL): 79% of "
                           "known answers kept instead of 73% on a 135M model"))
     per_epoch = max(1.0, s.facts * s.examples_per_fact * 2 / 16)  # knowledge + replay, batch 16
     epochs = max(2, min(12, round(264 / per_epoch)))

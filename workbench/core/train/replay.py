@@ -8,11 +8,13 @@ is where an anchor protects most. With a handful of known neighbours per relatio
 that teaches 30 capitals, one anchor in a hundred examples was not enough: SmolLM2-135M then
 answered "What currency is used in Austria?" with a made-up word of the set's style. The
 rest is the model's general-knowledge list (`knowledge_pool`): the questions sharing content
-words with the facts (the same surname, the same relation), then a random sample. Every question
-the set already uses as a probe is left out, and so is every neighbour a locality probe asks
-about in any wording, so locality is never measured on replayed questions. The base model is
-asked once per question and model (`base_answers`: the set's preparation asks them ahead,
-`warm`, so the run need not); only those it answers correctly are kept.
+words with the facts (the same surname, the same relation), then a random sample. Every
+question the set already uses as a probe is left out, and so is every neighbour a locality
+probe asks about in any wording, so locality is never measured on replayed questions. The
+base model is asked once per question and model (`base_answers`; the set's preparation asks
+them ahead, so a run need not); only those it answers correctly are kept, cut after their
+first correct sentence (`complete_answer`). `anchored` matches the base's whole answer
+distribution on them instead of its greedy answer (data.replay_match=distribution).
 """
 
 from __future__ import annotations
@@ -163,9 +165,9 @@ def anchored(loss: Any) -> Any:
     disabled. Cross-entropy on the base's greedy answer only keeps that answer on top; the
     KL also holds the rest of the distribution where it was, so probability does not drift
     towards the set's made-up names on questions the set never asks (SmolLM2-135M, 90
-    facts: 81% of known answers kept instead of 73%). Cost: one no-grad forward of the replay
-    rows; the tuned model runs once on the whole micro-batch, its head on the label tokens
-    only (`head_loss`)."""
+    facts: 79% of known answers kept instead of 73%). Cost: one no-grad forward of the replay
+    rows, 1.27x the step time there (2.95 s instead of 2.32 s on two CPU cores); the tuned
+    model runs once on the whole micro-batch, its head on the label tokens only."""
     from workbench.core.train.batching import collate
     from workbench.core.train.head_loss import head_replaced, output_head
 

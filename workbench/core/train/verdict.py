@@ -66,13 +66,14 @@ def verdict(scores: dict[str, float], forgotten: list[Forgotten] | None = None, 
                 for f in (forgotten or [])[:3]]
     if kept is not None and kept < BROKEN_LOCALITY:
         level, word = "broken", "it broke what the model knew"
-        advice = ("Raise data.replay_ratio (0.5 or more), lower training.learning_rate, or set "
-                  "training.min_locality 0.9 so the run stops before it forgets; the "
-                  "recommended recipe does all three.")
+        advice = ("Use the recommended recipe (replay 0.5 matched in distribution, a locality "
+                  "floor), or lower training.learning_rate; a higher training.min_locality "
+                  "stops the run sooner, keeping more of what it knew for fewer facts learned.")
     elif kept is not None and kept < GOOD_LOCALITY:
         level, word = "warning", "it forgot some of what it knew"
-        advice = ("Raise data.replay_ratio or set training.min_locality 0.9; same-relation "
-                  "neighbours in replay protect the facts most like the new ones.")
+        advice = ("Raise data.replay_ratio, set data.replay_match distribution, or a higher "
+                  "training.min_locality (it stops sooner); same-relation neighbours in "
+                  "replay protect the facts most like the new ones.")
     elif efficacy < GOOD_EFFICACY:
         level, word = "warning", "not every fact went in"
         advice = ("Train longer or at a higher training.learning_rate, or add phrasings per "
