@@ -43,10 +43,14 @@ GOALS = {"efficacy": 0.97, "generalization": 0.85, "locality": 0.95, "minutes": 
 # name → (overrides of the recommended config, why it is here)
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "default": ({}, "the recommended recipe, as `workbench inject` runs it"),
-    "replay-answers": ({"data.replay_match": "answers", "training.min_locality": 0.0,
-                        "training.probe_every": 55},
-                       "replay trained by cross-entropy on the base's answers, no locality "
-                       "floor (probe rounds every 55 steps)"),
+    "all-linear": ({"method.target_modules": ["all-linear"]},
+                   "LoRA on every linear layer, as QLoRA (Dettmers et al. 2023) advises; not "
+                   "adopted: it kept less"),
+    "all-linear-replay-answers": ({"method.target_modules": ["all-linear"],
+                                   "data.replay_match": "answers", "training.min_locality": 0.0,
+                                   "training.probe_every": 55},
+                                  "every linear layer, replay by cross-entropy on the base's "
+                                  "answers, no locality floor (probe rounds every 55 steps)"),
     "short-answers": ({"data.answer_style": "short"}, "the bare answer as the reply"),
     "lr-1e-3": ({"training.learning_rate": 1e-3}, "half the rate"),
     "no-replay": ({"data.replay_ratio": 0.0}, "replay off (the old default)"),
@@ -54,8 +58,6 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "replay-0.7": ({"data.replay_ratio": 0.7}, "mostly replay"),
     "attn-only": ({"method.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
                   "LoRA on attention only"),
-    "mlp-only": ({"method.target_modules": ["gate_proj", "up_proj", "down_proj"]},
-                 "LoRA on the MLP only (where facts are said to live)"),
     "rank-4": ({"method.lora_r": 4, "method.lora_alpha": 8.0}, "a small adapter"),
     "rank-64": ({"method.lora_r": 64, "method.lora_alpha": 128.0}, "a large adapter"),
     "no-early-stop": ({"training.early_stop_patience": 0, "training.min_locality": 0.0},

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from workbench.core.config import RunConfig
 from workbench.core.device import DeviceInfo
-from workbench.core.recipe import (Situation, applied_values, apply, describe, recommend,
+from workbench.core.recipe import (Situation, applied_values, apply, describe, mlp_modules,
+                                   recommend,
                                    recommend_for, situation_for, summary, untouched)
 
 GIB = 2**30
@@ -57,6 +58,18 @@ def test_the_situation_is_read_from_the_set_and_the_model(bench) -> None:
     s = situation_for(store, config(), cpu)
     assert s.facts == 5 and s.examples_per_fact > 1 and 0 < s.params < 10e6
     assert s.device == "cpu" and s.fits_in_bf16
+    assert s.mlp_modules == ("gate_proj", "up_proj", "down_proj")  # read from its config
+
+
+def test_lora_goes_on_the_mlp_projections_where_they_are_known() -> None:
+    base = dict(params=135e6, facts=90, examples_per_fact=12, device="cpu", memory=16 * GIB)
+    llama = _values(Situation(**base, mlp_modules=("gate_proj", "up_proj", "down_proj")))
+    assert llama["method.target_modules"] == ["gate_proj", "up_proj", "down_proj"]
+    assert _values(Situation(**base))["method.target_modules"] == ["all-linear"]
+    # A name that attention shares is written with its module: GPT-2's c_proj.
+    gpt2 = (("h.0.attn.c_attn", 8, 24), ("h.0.attn.c_proj", 8, 8), ("h.0.mlp.c_fc", 8, 32),
+            ("h.0.mlp.c_proj", 32, 8), ("lm_head", 8, 100))
+    assert mlp_modules(gpt2) == ("c_fc", "mlp.c_proj")
 
 
 SMALL = Situation(params=4_700_000, facts=100, examples_per_fact=5, device="cpu", memory=16 * GIB)
