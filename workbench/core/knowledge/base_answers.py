@@ -54,5 +54,6 @@ def lookup(store: Store, key: str, questions: Sequence[str]) -> dict[str, str]:
 
 def remember(store: Store, key: str, answers: dict[str, str]) -> None:
     with store.write() as db:
-        db.conn.executemany("INSERT OR REPLACE INTO base_answers (model, question, answer, created_at) "
-                       "VALUES (?, ?, ?, ?)", [(key, q, a, now()) for q, a in answers.items()])
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO base_answers (model, question, answer, created_at) "
+            "VALUES (?, ?, ?, ?)", [(key, q, a, now()) for q, a in answers.items()])
