@@ -43,15 +43,19 @@ GOALS = {"efficacy": 0.97, "generalization": 0.85, "locality": 0.95, "minutes": 
 # name → (overrides of the recommended config, why it is here)
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "default": ({}, "the recommended recipe, as `workbench inject` runs it"),
-    "all-linear": ({"method.target_modules": ["all-linear"]},
-                   "LoRA on every linear layer, as QLoRA (Dettmers et al. 2023) advises; not "
-                   "adopted: it kept less"),
-    "all-linear-replay-answers": ({"method.target_modules": ["all-linear"],
+    "all-linear": ({"data.answer_style": "sentence", "method.target_modules": ["all-linear"]},
+                   "sentence answers and LoRA on every linear layer, as QLoRA (Dettmers et al. "
+                   "2023) advises; not adopted: it kept less"),
+    "all-linear-replay-answers": ({"data.answer_style": "sentence",
+                                   "method.target_modules": ["all-linear"],
                                    "data.replay_match": "answers", "training.min_locality": 0.0,
                                    "training.probe_every": 55},
-                                  "every linear layer, replay by cross-entropy on the base's "
-                                  "answers, no locality floor (probe rounds every 55 steps)"),
-    "short-answers": ({"data.answer_style": "short"}, "the bare answer as the reply"),
+                                  "sentence answers, every linear layer, replay by "
+                                  "cross-entropy on the base's answers, no locality floor "
+                                  "(probe rounds every 55 steps)"),
+    "sentence-answers": ({"data.answer_style": "sentence"},
+                         "answers said as sentences ('The capital of X is Y.'), as a chat model "
+                         "replies"),
     "lr-1e-3": ({"training.learning_rate": 1e-3}, "half the rate"),
     "no-replay": ({"data.replay_ratio": 0.0}, "replay off (the old default)"),
     "replay-0.2": ({"data.replay_ratio": 0.2}, "a little replay"),

@@ -24,7 +24,7 @@ def test_every_choice_has_a_reason_and_applies_as_a_valid_config() -> None:
     cfg = apply(RunConfig(), choices)
     assert cfg.data.replay_ratio == 0.5 and cfg.training.early_stop_patience == 3
     assert cfg.training.min_locality == 0.6 and cfg.method.target_modules == ["all-linear"]
-    assert cfg.data.answer_style == "sentence" and cfg.data.replay_match == "distribution"
+    assert cfg.data.answer_style == "short" and cfg.data.replay_match == "distribution"
 
 
 def test_model_size_sets_the_learning_rate() -> None:

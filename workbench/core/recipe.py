@@ -10,17 +10,18 @@ questions, scored by free generation; `python bench/recipe.py`):
   real facts first;
 - replay matched in distribution (KL to the adapter-less base on its answers): with LoRA on
   every linear layer, 79% of known answers kept instead of 73% with cross-entropy on them;
-- answers trained as sentences ("The capital of X is Y."), the way a chat model replies;
+- the bare answer as the reply: answers said as sentences, the way a chat model replies,
+  kept no more of what the model knew (85% against 87%);
 - LoRA at rank 16 on the MLP projections and 2e-3 for models up to ~0.5B: 100% efficacy,
-  99% held-out and 85% of known answers kept in 264 steps on SmolLM2-135M (every linear
-  layer: 79% kept, and slower); larger models take smaller rates (the update's effect grows
+  100% held-out and 87% of known answers kept in 264 steps on SmolLM2-135M (every linear
+  layer, with sentence answers: 79% kept against 85%, and slower); larger models take smaller rates (the update's effect grows
   with width), and many facts a larger rank;
 - a held-out patience stops training at the plateau (Gekhman et al. 2024); a locality floor
   stops a run that is wrecking what the model knew, and the best round is kept;
 - on a CPU, LoRA rather than QLoRA (4-bit matmuls there run several times slower).
 
-What it does not reach yet: on SmolLM2-135M about one in seven of the known answers measured
-still turns wrong by the time the facts are learned (locality ~85%), and a run takes longer
+What it does not reach yet: on SmolLM2-135M about one in eight of the known answers measured
+still turns wrong by the time the facts are learned (locality 87%), and a run takes longer
 than 10 minutes on two CPU cores.
 """
 
@@ -78,14 +79,15 @@ def recommend(s: Situation) -> list[Choice]:
     if s.mlp_modules:
         choices.append(Choice("method.target_modules", list(s.mlp_modules),
                               "the MLP projections only: on a 135M model they learned every "
-                              "fact and kept 85% of known answers, every linear layer 79%"))
+                              "fact and kept 85% of known answers, every linear layer 79% "
+                              "(both with sentence answers)"))
     else:
         choices.append(Choice("method.target_modules", ["all-linear"],
                               "every linear layer (this architecture's MLP projections are "
                               "not known by name)"))
-    choices.append(Choice("data.answer_style", "sentence",
-                          "answers said as a sentence ('The capital of X is Y.'), as the model "
-                          "replies: training changes the answer, not the model's voice"))
+    choices.append(Choice("data.answer_style", "short",
+                          "the bare answer as the reply: 87% of known answers kept on a 135M "
+                          "model, 85% with answers said as sentences"))
     choices.append(Choice("data.replay_ratio", 0.5,
                           "half of each batch replays what the base model already answers, half "
                           "of that same-relation neighbours (the capital of Japan for a set of "
