@@ -63,7 +63,8 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
     taken = used_neighbours(probes, same, relations)
     free = [x for x in same if (x.relation, x.subject) not in taken
             and normalize(x.questions[0]) not in used]
-    quota = -(-n * RELATED_SHARE // max(1, len(relation_counts(facts, relations))))
+    per_fact_relation = relation_counts(facts, relations)
+    quota = -(-n * RELATED_SHARE // max(1, len(per_fact_relation)))
     # Per relation, three times its part (a small model knows a third of some lists), at
     # most MAX_ASKED: enough distinct anchors without a long wait before the first step.
     per_relation = min(MAX_ASKED, 3 * int(quota))
@@ -98,7 +99,7 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
                 known_related.setdefault(item["relation"], []).append(example)
             else:
                 known_general.append(example)
-    return _mix(known_related, known_general, relation_counts(facts, relations), n)
+    return _mix(known_related, known_general, per_fact_relation, n)
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
