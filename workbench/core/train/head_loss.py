@@ -104,7 +104,7 @@ class LossHead(torch.nn.Module):
 def loss_token_cross_entropy(model: Any, head: Any, batch: Sequence[Rendered], pad_id: int,
                              device: Any) -> Any:
     """Next-token cross-entropy summed over the label tokens, the head run on those only."""
+    from workbench.core.train.shared_prefix import run_with_head
+
     inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
-    with head_replaced(model, LossHead(head, inputs["labels"])):
-        return model(input_ids=inputs["input_ids"],
-                     attention_mask=inputs["attention_mask"]).logits
+    return run_with_head(model, inputs, lambda labels: LossHead(head, labels))

@@ -256,6 +256,9 @@ class TrainLoop:
     def _step(self, share: list[Rendered]) -> tuple[float, float, int]:
         import torch
 
+        from workbench.core.train import shared_prefix
+
+        shared_prefix.take_saved()  # nothing left over from a step retried after OOM
         acc = self.accelerator
         counts = torch.tensor([loss_tokens(share), real_tokens(share)], device=acc.device)
         n_items, tokens = (acc.reduce(counts, "sum") if self.world > 1 else counts).tolist()
@@ -278,6 +281,8 @@ class TrainLoop:
         self.optimizer.zero_grad(set_to_none=True)
         if self.world > 1:
             total = acc.reduce(total, "sum")
+        else:  # a shared prompt start runs once per micro-batch (only in one process)
+            tokens -= shared_prefix.take_saved()
         return total.item() / max(n_items, 1), float(grad_norm), int(tokens)
 
 

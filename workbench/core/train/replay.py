@@ -182,7 +182,8 @@ def anchored(loss: Any) -> Any:
     on two CPU cores); the tuned model runs once on the whole micro-batch, its head on the
     label tokens only."""
     from workbench.core.train.batching import collate
-    from workbench.core.train.head_loss import head_replaced, output_head
+    from workbench.core.train.head_loss import output_head
+    from workbench.core.train.shared_prefix import run_with_head
 
     def fn(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:
         replayed = [r.example is not None and r.example.replay for r in batch]
@@ -197,9 +198,7 @@ def anchored(loss: Any) -> Any:
                             device)
         inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
         rows = torch.tensor(replayed, device=device)
-        with head_replaced(model, _MixedHead(head, inputs["labels"], rows, base)):
-            return model(input_ids=inputs["input_ids"],
-                         attention_mask=inputs["attention_mask"]).logits
+        return run_with_head(model, inputs, lambda labels: _MixedHead(head, labels, rows, base))
 
     return fn
 
@@ -209,15 +208,13 @@ def _base_logits(model: Any, head: Any, batch: Sequence[Rendered], pad_id: int,
     """The adapter-less model's logits at the label tokens of `batch` (N × vocabulary), in
     the order `_MixedHead` meets them: row by row, position by position."""
     from workbench.core.train.batching import collate
-    from workbench.core.train.head_loss import head_replaced
+    from workbench.core.train.shared_prefix import run_with_head
 
     inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
-    keep = inputs["labels"][:, 1:] != IGNORE_INDEX
     peft_model = getattr(model, "module", model)  # inside a DDP wrapper
-    with torch.no_grad(), peft_model.disable_adapter(), head_replaced(peft_model,
-                                                                      _AtLabels(head, keep)):
-        return peft_model(input_ids=inputs["input_ids"],
-                          attention_mask=inputs["attention_mask"]).logits
+    with torch.no_grad(), peft_model.disable_adapter():
+        return run_with_head(peft_model, inputs,
+                             lambda labels: _AtLabels(head, labels[:, 1:] != IGNORE_INDEX))
 
 
 class _MixedHead(torch.nn.Module):
