@@ -42,7 +42,7 @@ from workbench.core.store import Store
 # Of the replay, the share given to same-relation neighbours (when the set's facts have
 # relations the list knows); the rest is general knowledge, which keeps the answer style.
 RELATED_SHARE = 0.5
-MAX_ASKED = 150  # same-relation neighbours asked per relation (once per model: cached)
+MAX_ASKED = 40  # same-relation neighbours asked per relation at the start of a run
 
 
 def replay_count(n_train: int, ratio: float) -> int:
@@ -51,14 +51,8 @@ def replay_count(n_train: int, ratio: float) -> int:
 
 
 def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
-                    seed: int = 0, anchor_all: bool = False,
-                    should_stop: Callable[[], bool] | None = None,
+                    seed: int = 0, should_stop: Callable[[], bool] | None = None,
                     progress: Progress = no_progress) -> list[Example]:
-    """n replay examples. With `anchor_all` (KL replay) every question the base answers is
-    kept, right or wrong: the KL holds its distribution there and never trains its greedy
-    answer, so a wrong one is as good an anchor as a right one, and SmolLM2-135M knows only 5
-    of 40 founders asked, which repeated 35 times each were too few anchors for the question
-    form "Who founded X?" (it then answered "Who wrote The Hobbit?" with a made-up name)."""
     if n <= 0:
         return []
     probes = [r[0] for r in store.db.execute("SELECT question FROM probes WHERE set_id = ?", [sid])]
@@ -97,19 +91,14 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
     known_related: dict[str, list[Example]] = {}
     known_general: list[Example] = []
     for item, answer in zip(candidates, answers):
-        if not answer:
-            continue
-        if is_correct(answer, item["answer"], item.get("aliases", [])):
-            kept = complete_answer(answer, item["answer"], item.get("aliases", []))
-        elif anchor_all:
-            kept = _SENTENCE_END.split(answer.strip())[0]
-        else:
-            continue
-        example = Example("qa", item["question"], kept, replay=True)
-        if "relation" in item:
-            known_related.setdefault(item["relation"], []).append(example)
-        else:
-            known_general.append(example)
+        if answer and is_correct(answer, item["answer"], item.get("aliases", [])):
+            example = Example("qa", item["question"],
+                              complete_answer(answer, item["answer"], item.get("aliases", [])),
+                              replay=True)
+            if "relation" in item:
+                known_related.setdefault(item["relation"], []).append(example)
+            else:
+                known_general.append(example)
     return _mix(known_related, known_general, per_fact_relation, n)
 
 

@@ -114,12 +114,10 @@ def training_examples(store: Store, cfg: RunConfig, loaded: LoadedModel, method:
                                  hint="use data.mode qa and facts with questions")
     n_replay = replay_count(len(rendered), cfg.data.replay_ratio)
     if n_replay and not method.distills:
-        anchor_all = cfg.data.replay_match == "distribution"
         replay = replay_examples(store, sid, loaded, n_replay, seed=cfg.training.seed,
-                                 anchor_all=anchor_all, should_stop=should_stop)
-        log.info("replay: %d of %d wanted examples (%s)", len(replay), n_replay,
-                 "every question the base answers, its distribution held by KL" if anchor_all
-                 else "questions the base model answers correctly")
+                                 should_stop=should_stop)
+        log.info("replay: %d of %d wanted examples the base model answers correctly",
+                 len(replay), n_replay)
         rendered = rendered + render_set(replay, loaded.tokenizer, cfg.data.max_seq_len).rendered
     log.info("training examples: %d (%d dropped as too long)", len(rendered), report.dropped)
     return rendered
