@@ -9,6 +9,7 @@ changed), because another tab may have taken the adapters off the cached base me
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import tempfile
 import threading
@@ -24,6 +25,7 @@ from workbench.core.compare.pool import (ComparePool, RunOutput, Subject, run_fo
                                          run_knowledge_set, run_output)
 from workbench.core.compare.report import write_report
 from workbench.core.compare.scorecard import METRICS, Scorecard, build_scorecard
+from workbench.core.compare.session import ChatSession, has_run, subjects_of
 from workbench.core.config import ModelConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge import probes, sets
@@ -32,7 +34,6 @@ from workbench.core.train import history
 from workbench.core.train.jobs import get_run
 from workbench.ui.context import AppContext
 
-MAX_PANES = 4
 BASELINE_LABELS = {"in_context": "In context (facts in the prompt)",
                    "retrieval": "Retrieval (top 3 facts in the prompt)"}
 METRIC_LABELS = {"efficacy": "efficacy", "generalization": "held-out generalization",
@@ -77,15 +78,6 @@ def default_panes(ctx: AppContext) -> list[str]:
     return ["base", f"run:{runs[0].run_id}"] if runs else ["base"]
 
 
-def subjects_of(keys: Sequence[str] | None) -> list[Subject]:
-    subjects = [Subject.parse(k) for k in (keys or [])]
-    if not subjects:
-        raise WorkbenchError("choose at least one pane (the base model, a run or a baseline)")
-    if len(subjects) > MAX_PANES:
-        raise WorkbenchError(f"at most {MAX_PANES} panes side by side; remove one")
-    return subjects
-
-
 def set_of_run(ctx: AppContext, run_id: int) -> str:
     return run_knowledge_set(ctx.store, run_id)[1]
 
@@ -102,6 +94,17 @@ def default_set(ctx: AppContext, keys: Sequence[str]) -> str | None:
             return set_of_run(ctx, s.run_id)
     names = set_choices(ctx)
     return names[0] if names else None
+
+
+def set_for_panes(ctx: AppContext, keys: Sequence[str], current: str | None) -> str | None:
+    """After the panes change: a chosen run's own set (its scorecard asks it), else the set
+    already chosen."""
+    return default_set(ctx, keys) if has_run(keys) else current
+
+
+def chat_session(ctx: AppContext) -> ChatSession:
+    """A page's chat, generating on the app's one Compare pool."""
+    return ChatSession(ctx.store, functools.partial(prepared, ctx))
 
 
 @contextlib.contextmanager
