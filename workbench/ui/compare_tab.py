@@ -18,6 +18,7 @@ from workbench.core.compare.session import MAX_PANES, ChatSession, Frame
 from workbench.core.errors import WorkbenchError
 from workbench.core.progress import with_eta
 from workbench.ui import compare_actions as act
+from workbench.ui import compare_views as views
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
 
@@ -141,11 +142,11 @@ def build(ctx: AppContext) -> CompareView:
               progress: gr.Progress = gr.Progress()) -> list[Any]:
         card, notes = act.scorecard(ctx, keys, set_name, fresh=again,
                                     progress=with_eta(lambda f, message: progress(f, desc=message)))
-        text = act.summary_markdown(card)
+        text = views.summary_markdown(card)
         if notes:
             text += "\n\n" + "\n".join(f"- ⚠ {v}" for v in notes.values())
-        return [text, act.summary_figure(card), act.styled_table(card), card,
-                act.fact_card(card)]
+        return [text, views.summary_figure(card), views.styled_table(card), card,
+                views.fact_card(card)]
 
     score_btn.click(score, [panes, set_pick, fresh],
                     [summary_md, summary_plot, table, card_state, fact_md], concurrency_id="compare")
@@ -163,7 +164,7 @@ def build(ctx: AppContext) -> CompareView:
     def pick_fact(card: Any, evt: gr.SelectData) -> list[Any]:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         q = card.rows[row].item.question if card is not None and row < len(card.rows) else ""
-        return [q, act.fact_card(card, q)]
+        return [q, views.fact_card(card, q)]
 
     table.select(pick_fact, [card_state], [question, fact_md]).then(
         ask, inputs, outputs, concurrency_id="compare")
