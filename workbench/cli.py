@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_inject_parser(sub)
 
     add_runs_parsers(sub, add_setting_flags,
-                     lambda args: {**_parse_set(args.set or []), **setting_values(args)})
+                     lambda args: {**_parse_set(args.set or []), **setting_values(args)},
+                     entry=main)
 
     add_compare_parsers(sub)
 

@@ -13,6 +13,7 @@ from workbench.core.config import RunConfig
 from workbench.core.workspace import open_workspace
 
 Flags = Callable[[argparse.ArgumentParser], None]
+Entry = Callable[[list[str]], int]  # `workbench ARGV…` in this process: the CLI's main
 
 
 def _progress_bar() -> Callable[[dict[str, Any], int], None]:
@@ -100,12 +101,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_standby(args: argparse.Namespace) -> int:
-    """A spare worker: imports now, then runs the `workbench worker …` line the app sends."""
-    from workbench.cli import main
+def cmd_standby(entry: Entry) -> int:
+    """A spare worker: imports now, then runs the `workbench worker …` line the app sends
+    through `entry`, the whole command line's entry point (error handling and exit codes
+    included), exactly as a fresh worker would."""
     from workbench.core.train import standby
 
-    return standby.serve(main)
+    return standby.serve(entry)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -145,7 +147,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_runs_parsers(sub: Any, setting_flags: Flags, values: Callable[[argparse.Namespace], dict[str, Any]]) -> None:
+def add_runs_parsers(sub: Any, setting_flags: Flags, values: Callable[[argparse.Namespace], dict[str, Any]],
+                     entry: Entry) -> None:
+    """`train`, `runs` and the app's hidden `worker`/`standby`. `entry` is passed in (not
+    imported) so this module never imports the top-level CLI that imports it."""
     p = sub.add_parser("train", help="train a run from its YAML (in this process, or --background)",
                        usage="workbench train RUN.yaml [--background] [--set SECTION.FIELD=VALUE] "
                        "[--SECTION.FIELD VALUE] | workbench train --resume RUN_ID")
@@ -170,7 +175,7 @@ def add_runs_parsers(sub: Any, setting_flags: Flags, values: Callable[[argparse.
     p.add_argument("run_id", type=int)
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=cmd_worker)
-    sub.add_parser("standby").set_defaults(func=cmd_standby)
+    sub.add_parser("standby").set_defaults(func=lambda _args: cmd_standby(entry))
     sub._choices_actions = [a for a in sub._choices_actions if a.dest not in ("worker", "standby")]
 
     runs = sub.add_parser("runs", help="list, follow, stop and resume runs")

@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from workbench.core.knowledge.render import token_ids
 from workbench.core.models import LoadedModel
 from workbench.core.progress import Progress, no_progress
+from workbench.core.tokens import token_ids
 
 Messages = list[dict[str, str]]
 OnTokens = Callable[[int, list[int]], None]  # (row, that row's new tokens so far)

@@ -9,21 +9,19 @@ changed), because another tab may have taken the adapters off the cached base me
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import plotly.graph_objects as go
 
 from workbench.core.compare.baselines import Baselines
 from workbench.core.compare.pool import (ComparePool, RunOutput, Subject, run_folder,
                                          run_knowledge_set, run_output)
 from workbench.core.compare.report import write_report
-from workbench.core.compare.scorecard import METRICS, Scorecard, build_scorecard
+from workbench.core.compare.scorecard import Scorecard, build_scorecard
+from workbench.core.compare.session import ChatSession, has_run, subjects_of
 from workbench.core.config import ModelConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge import probes, sets
@@ -32,12 +30,8 @@ from workbench.core.train import history
 from workbench.core.train.jobs import get_run
 from workbench.ui.context import AppContext
 
-MAX_PANES = 4
 BASELINE_LABELS = {"in_context": "In context (facts in the prompt)",
                    "retrieval": "Retrieval (top 3 facts in the prompt)"}
-METRIC_LABELS = {"efficacy": "efficacy", "generalization": "held-out generalization",
-                 "locality": "locality", "abstention": "abstention"}
-COLORS = ["#7f7f7f", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 _LOCK = threading.Lock()  # one Compare generation at a time: they share the loaded model
 
 
@@ -77,15 +71,6 @@ def default_panes(ctx: AppContext) -> list[str]:
     return ["base", f"run:{runs[0].run_id}"] if runs else ["base"]
 
 
-def subjects_of(keys: Sequence[str] | None) -> list[Subject]:
-    subjects = [Subject.parse(k) for k in (keys or [])]
-    if not subjects:
-        raise WorkbenchError("choose at least one pane (the base model, a run or a baseline)")
-    if len(subjects) > MAX_PANES:
-        raise WorkbenchError(f"at most {MAX_PANES} panes side by side; remove one")
-    return subjects
-
-
 def set_of_run(ctx: AppContext, run_id: int) -> str:
     return run_knowledge_set(ctx.store, run_id)[1]
 
@@ -102,6 +87,17 @@ def default_set(ctx: AppContext, keys: Sequence[str]) -> str | None:
             return set_of_run(ctx, s.run_id)
     names = set_choices(ctx)
     return names[0] if names else None
+
+
+def set_for_panes(ctx: AppContext, keys: Sequence[str], current: str | None) -> str | None:
+    """After the panes change: a chosen run's own set (its scorecard asks it), else the set
+    already chosen."""
+    return default_set(ctx, keys) if has_run(keys) else current
+
+
+def chat_session(ctx: AppContext) -> ChatSession:
+    """A page's chat, generating on the app's one Compare pool."""
+    return ChatSession(ctx.store, functools.partial(prepared, ctx))
 
 
 @contextlib.contextmanager
@@ -137,77 +133,6 @@ def release(ctx: AppContext) -> None:
             ctx.compare.release()
 
 
-# ---- scorecard views ---------------------------------------------------------------------
-
-def summary_figure(card: Scorecard) -> go.Figure:
-    """Grouped bars: per metric, one bar per subject (share correct)."""
-    fig = go.Figure()
-    metrics = [m for m in METRICS if card.counts()[m]]
-    for i, s in enumerate(card.subjects):
-        values = [card.score(s.key, m) for m in metrics]
-        fig.add_bar(name=card.labels[s.key], x=[METRIC_LABELS[m] for m in metrics],
-                    y=[None if v is None else 100 * v for v in values],
-                    text=["ref." if v is None else f"{100 * v:.0f}%" for v in values],
-                    textposition="outside", marker_color=COLORS[i % len(COLORS)])
-    fig.update_layout(barmode="group", height=300, margin=dict(l=40, r=10, t=40, b=40),
-                      title="Share answered correctly (free generation, greedy)",
-                      yaxis=dict(range=[0, 112], title="%"), legend=dict(orientation="h", y=-0.2))
-    return fig
-
-
-def _mark(correct: bool, answer: str) -> str:
-    return f"{'✓' if correct else '✗'} {answer}"
-
-
-def fact_table(card: Scorecard) -> pd.DataFrame:
-    rows = []
-    for r in card.rows:
-        rows.append([METRIC_LABELS[r.item.metric], r.item.question, r.item.answer,
-                     *(_mark(r.marks[s.key].correct, r.marks[s.key].answer) for s in card.subjects)])
-    return pd.DataFrame(rows, columns=["metric", "question", "gold answer",
-                                       *(card.labels[s.key] for s in card.subjects)])
-
-
-def styled_table(card: Scorecard) -> Any:
-    """The fact table with each answer cell green (counts) or red (does not)."""
-    frame = fact_table(card)
-    answer_columns = frame.columns[3:]
-
-    def colour(value: Any) -> str:
-        text = str(value)
-        if text.startswith("✓"):
-            return "background-color: #d9f2d9"
-        return "background-color: #f8d7d7" if text.startswith("✗") else ""
-
-    return frame.style.map(colour, subset=list(answer_columns))
-
-
-def summary_markdown(card: Scorecard) -> str:
-    counts = card.counts()
-    parts = [f"{counts[m]} {METRIC_LABELS[m]} probes" for m in METRICS if counts[m]]
-    lines = [f"**{card.set_name or 'Knowledge set'}**: " + ", ".join(parts) + "."]
-    for s in card.subjects:
-        scores = []
-        for m in METRICS:
-            if not counts[m]:
-                continue
-            v, exact = card.score(s.key, m), card.score(s.key, m, exact=True)
-            # Beside the headline (still correct): strict exact match; for locality also the
-            # stricter share whose text is the base's (none for the base: its own reference).
-            details = [] if exact is None or m == "abstention" else [f"exact {exact:.0%}"]
-            same = card.unchanged(s.key) if m == "locality" else None
-            details += [] if same is None else [f"unchanged {same:.0%}"]
-            extra = f" ({', '.join(details)})" if details else ""
-            scores.append(f"{METRIC_LABELS[m]} {'—' if v is None else f'{v:.0%}'}{extra}")
-        note = f" — {card.notes[s.key]}" if s.key in card.notes else ""
-        forms = f" ({card.form_line(s.key)})" if card.form_line(s.key) else ""
-        lines.append(f"- **{card.labels[s.key]}**{note}: " + "; ".join(scores) + forms)
-    if card.reused:
-        lines.append(f"\nStored answers reused for: {', '.join(card.labels[k] for k in card.reused)} "
-                     "(unchanged since they were scored).")
-    return "\n".join(lines)
-
-
 def scorecard(ctx: AppContext, keys: Sequence[str], set_name: str | None, *,
               fresh: bool = False, progress: Progress = no_progress,
               ) -> tuple[Scorecard, dict[str, str]]:
@@ -220,18 +145,6 @@ def scorecard(ctx: AppContext, keys: Sequence[str], set_name: str | None, *,
         card = build_scorecard(ctx.store, pool, sid, subjects, set_name=set_name,
                                baselines=baselines, reuse=not fresh, progress=progress)
         return card, dict(pool.unavailable)
-
-
-def fact_card(card: Scorecard | None, question: str | None = None) -> str:
-    """Presentation mode's "what we taught it" card: the chosen (or first) taught fact."""
-    if card is None:
-        return "Score the set first: the fact card shows what the model was taught."
-    taught = [r for r in card.rows if r.item.metric == "efficacy"]
-    row = next((r for r in taught if r.item.question == question), taught[0] if taught else None)
-    if row is None:
-        return "This set has no taught facts."
-    marks = " · ".join(f"{card.labels[k]}: {'✓' if m.correct else '✗'}" for k, m in row.marks.items())
-    return (f"### What we taught it\n**{row.item.question}**\n\n→ {row.item.answer}\n\n{marks}")
 
 
 def add_abstention(ctx: AppContext, set_name: str, text: str) -> int:

@@ -1,30 +1,26 @@
 """The Compare tab: one question to 2–4 panes (base, tuned runs, no-training baselines),
 streamed side by side; the fact scorecard; presentation mode; the HTML report.
 
-Pane answers stream from one batched generation (see core/compare/pool.py); the generation
-runs in a worker thread and this generator re-draws the panes every 0.15 s from the texts it
-has produced so far."""
+The chat itself is the core's `ChatSession` (one per page, in a gr.State): it runs the batched
+generation and yields what each pane has written so far; this tab only draws those frames.
+"""
 
 from __future__ import annotations
 
-import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from workbench.core.compare.chat import ask_panes, clean_question, clean_system, save_turn
 from workbench.core.compare.pool import Sampling
+from workbench.core.compare.session import MAX_PANES, ChatSession, Frame
 from workbench.core.errors import WorkbenchError
 from workbench.core.progress import with_eta
 from workbench.ui import compare_actions as act
+from workbench.ui import compare_views as views
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
-
-REDRAW_S = 0.15
-History = dict[str, list[dict[str, str]]]
 
 # Presentation mode: large type for a projector; toggled on the page so no re-render is needed.
 # (State values do not reach the browser, so the class flips on its own, in step with the
@@ -38,22 +34,12 @@ class CompareView:
     refreshed: list[Any]
 
 
-def _pane_updates(keys: list[str], labels: list[str], hist: History, pending: str | None = None,
-                  texts: list[str] | None = None, notes: dict[str, str] | None = None) -> list[Any]:
-    out = []
-    for i in range(act.MAX_PANES):
-        if i >= len(keys):
-            out.append(gr.update(visible=False))
-            continue
-        key = keys[i]
-        messages = list(hist.get(key, []))
-        if pending is not None:
-            reply = (notes or {}).get(key) or (texts[i] if texts else "") or "…"
-            messages += [{"role": "user", "content": pending}, {"role": "assistant", "content": reply}]
-        elif key in (notes or {}):
-            messages += [{"role": "assistant", "content": f"⚠ {(notes or {})[key]}"}]
-        out.append(gr.update(value=messages, label=labels[i], visible=True))
-    return out
+def _pane_updates(chat: ChatSession, keys: list[str], labels: list[str],
+                  frame: Frame | None = None) -> list[Any]:
+    """One update per pane slot: the chosen panes with their messages, the rest hidden."""
+    shown = chat.panes(keys, frame)
+    return [gr.update(value=shown[i], label=labels[i], visible=True) if i < len(keys)
+            else gr.update(visible=False) for i in range(MAX_PANES)]
 
 
 def build(ctx: AppContext) -> CompareView:
@@ -61,7 +47,7 @@ def build(ctx: AppContext) -> CompareView:
                 "Runs trained on the same base answer in one batched generation.")
     with gr.Row():
         panes = gr.Dropdown(act.pane_choices(ctx), value=act.default_panes(ctx), multiselect=True,
-                            max_choices=act.MAX_PANES, label="Panes (up to 4)", scale=3,
+                            max_choices=MAX_PANES, label="Panes (up to 4)", scale=3,
                             elem_id="compare-panes")
         set_pick = gr.Dropdown(act.set_choices(ctx), value=act.default_set(ctx, act.default_panes(ctx)),
                                label="Knowledge set (scorecard, baselines)", scale=1,
@@ -80,7 +66,7 @@ def build(ctx: AppContext) -> CompareView:
     with gr.Row(elem_id="compare-chat"):
         bots = [gr.Chatbot(label=f"Pane {i + 1}", height=360, visible=i < 2,
                            elem_id=f"compare-pane-{i}", elem_classes=["wb-pane"])
-                for i in range(act.MAX_PANES)]
+                for i in range(MAX_PANES)]
     with gr.Row():
         question = gr.Textbox(placeholder="Ask every pane the same question…", show_label=False,
                               scale=4, elem_id="compare-input", max_length=4000)
@@ -103,98 +89,64 @@ def build(ctx: AppContext) -> CompareView:
     report_file = gr.File(label="Report", visible=False, elem_id="compare-report-file")
     table = gr.Dataframe(interactive=False, wrap=True, elem_id="compare-table",
                          label="Per fact: ✓ counts, ✗ does not (click a row to ask it above)")
-    hist = gr.State({})
+    chat = gr.State(lambda: act.chat_session(ctx))  # one per page: its panes' histories
     card_state = gr.State(None)
-    session = gr.State(lambda: uuid.uuid4().hex)
     presenting = gr.State(False)
-    last_question = gr.State("")
 
-    def stream(keys: list[str], set_name: str | None, h: History, text: str, sys_prompt: str,
-               n_tokens: float, temp: float, p: float, sid: str, seed: int = 0,
-               ) -> Iterator[list[Any]]:
-        try:
-            subjects = act.subjects_of(keys)
-            q = clean_question(text)
-            sys_prompt = clean_system(sys_prompt)
-        except WorkbenchError as err:
-            raise gr.Error(str(err), print_exception=False) from None
-        keys = [s.key for s in subjects]
-        labels = act.pane_labels(ctx, keys)
-        sampling = Sampling(int(n_tokens), float(temp), float(p), seed)
-        texts, box, done = [""] * len(subjects), {}, threading.Event()
-
-        def work() -> None:
-            try:
-                with act.prepared(ctx, subjects, set_name) as (pool, baselines, _):
-                    box["notes"] = dict(pool.unavailable)
-                    box["replies"] = ask_panes(pool, subjects, h, q, sampling, system=sys_prompt,
-                                               baselines=baselines,
-                                               on_text=lambda i, t: texts.__setitem__(i, t))
-            except BaseException as err:  # noqa: BLE001 - re-raised in the generator below
-                box["error"] = err
-            finally:
-                done.set()
-
-        threading.Thread(target=work, daemon=True).start()
-        while not done.wait(REDRAW_S):
-            yield [*_pane_updates(keys, labels, h, q, texts, box.get("notes")), h, gr.skip(), q]
-        if "error" in box:
-            err = box["error"]
-            if isinstance(err, WorkbenchError):
-                raise gr.Error(str(err), print_exception=False)
-            raise err
-        replies, notes = box["replies"], box["notes"]
-        new = {k: list(v) for k, v in h.items()}
-        for s, reply in zip(subjects, replies):
-            if s.key not in notes:
-                new.setdefault(s.key, []).extend([{"role": "user", "content": q},
-                                                  {"role": "assistant", "content": reply}])
-        answered = [(s, r) for s, r in zip(subjects, replies) if s.key not in notes]
-        save_turn(ctx.store, sid, [s for s, _ in answered], q, [r for _, r in answered],
-                  sampling, sys_prompt)
-        yield [*_pane_updates(keys, labels, new, notes=notes), new, "", q]
-
-    inputs = [panes, set_pick, hist, question, system, max_tokens, temperature, top_p, session]
-    outputs = [*bots, hist, question, last_question]
-    send.click(stream, inputs, outputs, concurrency_id="compare")
-    question.submit(stream, inputs, outputs, concurrency_id="compare")
-
-    def regenerate(keys: list[str], set_name: str | None, h: History, last: str, sys_prompt: str,
-                   n_tokens: float, temp: float, p: float, sid: str) -> Iterator[list[Any]]:
-        if not last:
-            raise gr.Error("nothing to regenerate yet: ask a question first", print_exception=False)
-        trimmed = {k: (v[:-2] if len(v) >= 2 and v[-2]["content"] == last else v) for k, v in h.items()}
-        seed = sum(len(v) for v in h.values()) + 1  # a new draw when sampling; same when greedy
-        yield from stream(keys, set_name, trimmed, last, sys_prompt, n_tokens, temp, p, sid, seed)
-
-    regen.click(regenerate, [panes, set_pick, hist, last_question, *inputs[4:]], outputs,
-                concurrency_id="compare")
-
-    def clear_all(keys: list[str]) -> list[Any]:
-        return [*_pane_updates(keys or [], act.pane_labels(ctx, keys or []), {}), {}, "", ""]
-
-    clear.click(clear_all, [panes], outputs)
+    def draw(c: ChatSession, frames: Iterator[Frame]) -> Iterator[list[Any]]:
+        labels: list[str] = []
+        for frame in frames:
+            labels = labels or act.pane_labels(ctx, frame.keys)
+            yield [*_pane_updates(c, frame.keys, labels, frame), "" if frame.done else gr.skip()]
 
     @shows_errors
-    def change_panes(keys: list[str], h: History, current_set: str | None) -> list[Any]:
-        keys = keys or []
-        if len(keys) > act.MAX_PANES:
-            raise WorkbenchError(f"at most {act.MAX_PANES} panes side by side")
-        set_name = act.default_set(ctx, keys) if any(k.startswith("run:") for k in keys) else current_set
-        return [*_pane_updates(keys, act.pane_labels(ctx, keys), h), gr.update(value=set_name)]
+    def ask(c: ChatSession, keys: list[str], set_name: str | None, text: str, sys_prompt: str,
+            n_tokens: float, temp: float, p: float) -> Iterator[list[Any]]:
+        sampling = Sampling(int(n_tokens), float(temp), float(p))
+        yield from draw(c, c.stream(keys or [], text, sampling, system=sys_prompt,
+                                    set_name=set_name))
 
-    panes.change(change_panes, [panes, hist, set_pick], [*bots, set_pick])
+    @shows_errors
+    def regenerate(c: ChatSession, keys: list[str], set_name: str | None, sys_prompt: str,
+                   n_tokens: float, temp: float, p: float) -> Iterator[list[Any]]:
+        sampling = Sampling(int(n_tokens), float(temp), float(p))
+        yield from draw(c, c.regenerate(keys or [], sampling, system=sys_prompt,
+                                        set_name=set_name))
+
+    settings_in = [system, max_tokens, temperature, top_p]
+    inputs = [chat, panes, set_pick, question, *settings_in]
+    outputs = [*bots, question]
+    send.click(ask, inputs, outputs, concurrency_id="compare")
+    question.submit(ask, inputs, outputs, concurrency_id="compare")
+    regen.click(regenerate, [chat, panes, set_pick, *settings_in], outputs,
+                concurrency_id="compare")
+
+    def clear_all(c: ChatSession, keys: list[str]) -> list[Any]:
+        c.clear()
+        return [*_pane_updates(c, keys or [], act.pane_labels(ctx, keys or [])), ""]
+
+    clear.click(clear_all, [chat, panes], outputs)
+
+    @shows_errors
+    def change_panes(c: ChatSession, keys: list[str], current_set: str | None) -> list[Any]:
+        keys = keys or []
+        if len(keys) > MAX_PANES:
+            raise WorkbenchError(f"at most {MAX_PANES} panes side by side")
+        return [*_pane_updates(c, keys, act.pane_labels(ctx, keys)),
+                gr.update(value=act.set_for_panes(ctx, keys, current_set))]
+
+    panes.change(change_panes, [chat, panes, set_pick], [*bots, set_pick])
 
     @shows_errors
     def score(keys: list[str], set_name: str | None, again: bool,
               progress: gr.Progress = gr.Progress()) -> list[Any]:
         card, notes = act.scorecard(ctx, keys, set_name, fresh=again,
                                     progress=with_eta(lambda f, message: progress(f, desc=message)))
-        text = act.summary_markdown(card)
+        text = views.summary_markdown(card)
         if notes:
             text += "\n\n" + "\n".join(f"- ⚠ {v}" for v in notes.values())
-        return [text, act.summary_figure(card), act.styled_table(card), card,
-                act.fact_card(card)]
+        return [text, views.summary_figure(card), views.styled_table(card), card,
+                views.fact_card(card)]
 
     score_btn.click(score, [panes, set_pick, fresh],
                     [summary_md, summary_plot, table, card_state, fact_md], concurrency_id="compare")
@@ -212,17 +164,17 @@ def build(ctx: AppContext) -> CompareView:
     def pick_fact(card: Any, evt: gr.SelectData) -> list[Any]:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         q = card.rows[row].item.question if card is not None and row < len(card.rows) else ""
-        return [q, act.fact_card(card, q)]
+        return [q, views.fact_card(card, q)]
 
     table.select(pick_fact, [card_state], [question, fact_md]).then(
-        stream, inputs, outputs, concurrency_id="compare")
+        ask, inputs, outputs, concurrency_id="compare")
 
     def toggle(on: bool, keys: list[str]) -> list[Any]:
         on = not on
         n = len(keys or [])
         return [on, gr.update(visible=not on), gr.update(visible=on),
                 gr.update(value="Leave presentation mode" if on else "Presentation mode"),
-                *[gr.update(visible=(i < n and (not on or i < 2))) for i in range(2, act.MAX_PANES)],
+                *[gr.update(visible=(i < n and (not on or i < 2))) for i in range(2, MAX_PANES)],
                 gr.update(visible=not on)]
 
     present_btn.click(toggle, [presenting, panes],

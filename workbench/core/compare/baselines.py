@@ -2,9 +2,8 @@
 
 - **In context**: every fact of the set in the system prompt (as many as fit in the model's
   context; the pane says how many did).
-- **Retrieval**: the top-k facts most similar to the question. Similarity comes from a small
-  local sentence-embedding model when one is installed and already on disk
-  (sentence-transformers; nothing is downloaded), else from BM25 over the fact's words.
+- **Retrieval**: the top-k facts most similar to the question, by BM25 over the facts' words
+  (a `Retriever` also takes any embedding function instead, e.g. to try one in a test).
 
 Both use the base model, so they answer in the same batched generation as the base pane.
 """
@@ -12,7 +11,6 @@ Both use the base model, so they answer in the same batched generation as the ba
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +20,6 @@ from workbench.core.knowledge.types import Fact
 from workbench.core.scoring import normalize
 
 HEADER = "Use these facts to answer. If they do not contain the answer, say you do not know.\n"
-EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 Embedder = Callable[[list[str]], list[list[float]]]
 
 
@@ -82,21 +79,6 @@ class BM25:
                     s += self.idf[w] * tf * (self.k1 + 1) / (tf + norm)
             out.append(s)
         return out
-
-
-def local_embedder(name: str | None = None) -> Embedder | None:
-    """A sentence-embedding function if sentence-transformers and the model are on this
-    machine already; None otherwise (then retrieval uses BM25)."""
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        return None
-    try:
-        model = SentenceTransformer(name or os.environ.get("WORKBENCH_EMBEDDING_MODEL")
-                                    or EMBEDDING_MODEL, local_files_only=True, device="cpu")
-    except Exception:  # noqa: BLE001 - not cached, offline, broken install: fall back to BM25
-        return None
-    return lambda texts: model.encode(texts, normalize_embeddings=True).tolist()
 
 
 @dataclass

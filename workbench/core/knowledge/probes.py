@@ -194,11 +194,6 @@ def update_phrasing(store: Store, phrasing_id: int, *, question: str | None = No
                 _move_text(db, sid, text, split)
 
 
-def delete_phrasing(store: Store, phrasing_id: int) -> None:
-    with store.write() as db:
-        db.execute("DELETE FROM probes WHERE id = ? AND kind != 'question'", [phrasing_id])
-
-
 def _pick_spread(candidates: list[tuple[str, str]], own_form: str, holdout: int,
                  rng: random.Random) -> list[str]:
     """Up to `holdout` texts from (text key, form) candidates: one of each form other than

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.core.knowledge.types import Fact, Phrasing
+from workbench.core.tokens import token_ids
 
 IGNORE_INDEX = -100  # label value that torch's cross-entropy skips
 KINDS = ("qa", "statement", "document")
@@ -74,17 +75,6 @@ class RenderReport:
 
 
 # --- rendering ---------------------------------------------------------------------------------
-
-
-def token_ids(encoded: Any) -> list[int]:
-    """Token ids from a tokenizer/apply_chat_template result: transformers 5 returns a
-    BatchEncoding (dict-like) by default, older versions and return_dict=False a plain list."""
-    if hasattr(encoded, "keys") and "input_ids" in encoded:
-        encoded = encoded["input_ids"]
-    ids = list(encoded)
-    if ids and isinstance(ids[0], (list, tuple)):  # a batch of one
-        ids = list(ids[0])
-    return [int(i) for i in ids]
 
 
 def _eos_id(tokenizer: Any) -> int:
