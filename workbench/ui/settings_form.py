@@ -18,7 +18,6 @@ import gradio as gr
 from workbench.core.config import RunConfig, SettingInfo, iter_settings, setting_label
 from workbench.core.errors import ConfigError
 from workbench.core.methods.registry import REGISTRY
-from workbench.core.settings import Section
 
 
 def elem_id(path: str) -> str:
@@ -47,20 +46,13 @@ def to_text(value: Any) -> str:
     return str(value)
 
 
-def _own_fields(cls: type[Section]) -> set[str]:
-    """Fields a settings class declares itself (not those of the classes it extends)."""
-    inherited = {f.name for base in cls.__mro__[1:] if dataclasses.is_dataclass(base)
-                 for f in dataclasses.fields(base)}
-    return {f.name for f in dataclasses.fields(cls)} - inherited  # type: ignore[arg-type]
-
-
 def method_specific() -> dict[str, set[str]]:
-    """method.<field> → the methods that read it; fields absent here apply to every method."""
+    """method.<field> → the methods that read it (the fields of each method's settings
+    dataclass); fields absent here apply to every method."""
     readers: dict[str, set[str]] = {}
     for method in REGISTRY.values():
-        for cls in method.settings:
-            for name in _own_fields(cls):
-                readers.setdefault(f"method.{name}", set()).add(method.name)
+        for f in dataclasses.fields(method.settings):  # type: ignore[arg-type]
+            readers.setdefault(f"method.{f.name}", set()).add(method.name)
     return readers
 
 
