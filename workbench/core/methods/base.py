@@ -5,6 +5,10 @@ Nothing here imports config.py or the training loop: config builds its method se
 the registry (so config sits above the methods), and the loop is handed a method's loss, not
 the other way round. A method's rules read the run through `RunView`, the few attributes a
 rule needs, so a method module never needs the whole `RunConfig` type.
+
+Adding a method: one module with a `MethodSettings` dataclass (its fields, with help text, and
+its `validate`), a build function (peft's, where it exists), a memory function and a `Method`
+naming them; then one line in registry.py, or `registry.register(method)` from outside.
 """
 
 from __future__ import annotations
@@ -62,7 +66,12 @@ class MemoryTerms:
     logit_bytes: float | None = None  # per vocabulary entry per token (None: the token loss's)
 
 
-MemoryFn = Callable[..., MemoryTerms]  # (shape, settings, *, dtype_bytes, compute_bytes)
+class MemoryFn(Protocol):
+    """A method's memory terms for a model of `shape` at the run's weight and compute
+    precisions (bytes per value)."""
+
+    def __call__(self, shape: ModelShape, settings: Any, *, dtype_bytes: int,
+                 compute_bytes: int) -> MemoryTerms: ...
 
 
 class SectionView(Protocol):
