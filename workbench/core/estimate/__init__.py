@@ -5,12 +5,12 @@
     result.py     `MemoryEstimate`, the predicted peak and its parts in words
     fit.py        `estimate_memory`, with the first change that makes a run fit
     tokens.py     the knowledge set's real length, rendered with the model's tokenizer
-    preflight.py  `preflight(config) -> Estimate`: memory and time together, cached
+    check.py      `preflight(config) -> Estimate`: memory and time together, cached
 The time model itself is time_estimate.py; the model's shape, model_shape.py.
 """
 
+from workbench.core.estimate.check import Estimate, cached_set_tokens, preflight
 from workbench.core.estimate.fit import estimate_memory
-from workbench.core.estimate.preflight import Estimate, cached_set_tokens, preflight
 from workbench.core.estimate.result import MiB, SAFE_SHARE, MemoryEstimate
 from workbench.core.estimate.terms import (CPU_HEAP_RETAINED, CPU_RUNTIME, DTYPE_BYTES,
                                            GPU_RUNTIME, INT8_BYTES, LOGIT_BYTES, NF4_BYTES,
