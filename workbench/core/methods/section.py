@@ -72,6 +72,8 @@ class MethodConfig(metaclass=_RegistryFields):
     section: ClassVar[str] = "method"
 
     def __init__(self, name: str = DEFAULT_METHOD, **values: Any) -> None:
+        if name is None:
+            raise ConfigError("method.name must be set (it has no empty value), got None")
         if not isinstance(name, str):
             raise ConfigError(f"method.name must be text, got {shown(name)}")
         if name not in REGISTRY:
