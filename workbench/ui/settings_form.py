@@ -2,8 +2,9 @@
 
 One widget per setting, typed by the field: a dropdown for choices, a checkbox for a bool, a
 number for int/float, a text box for text and comma-separated lists. Labels and help come from
-the field, so a new setting appears in the UI by being declared in config.py. Advanced fields
-hide in the simple view; a method's own settings show only while that method is chosen.
+the field, so a new setting appears in the UI by being declared (in sections.py, or in a
+method's settings dataclass in core/methods/). Advanced fields hide in the simple view; a
+method's own settings show only while that method is chosen.
 """
 
 from __future__ import annotations
