@@ -86,19 +86,15 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def print_estimate(args: argparse.Namespace, cfg: RunConfig) -> None:
-    """The Method tab's memory estimate, for the device this machine would train on."""
-    from workbench.core.device import describe_device, pick_device
-    from workbench.core.estimate import estimate_memory, set_tokens_or_none
-    from workbench.core.time_estimate import time_for_run
+    """The Method tab's memory and time estimate, for the device this machine would train on."""
+    from workbench.core.estimate import preflight
     from workbench.core.workspace import open_workspace
 
     store, _ = open_workspace(args.workspace)
-    tokens = set_tokens_or_none(store, cfg)
-    device = describe_device(pick_device(cfg.model.device))
-    estimate = estimate_memory(cfg, device=device, seq_len=tokens.longest if tokens else None)
-    print("\n".join(f"# {line}" for line in estimate.lines()))
-    if tokens is not None:
-        print(f"# {time_for_run(store, cfg, tokens, device=device, memory=estimate).line()}")
+    checked = preflight(cfg, store)
+    print("\n".join(f"# {line}" for line in checked.memory.lines()))
+    if checked.time is not None:
+        print(f"# {checked.time.line()}")
 
 
 def cmd_models_check(args: argparse.Namespace) -> int:

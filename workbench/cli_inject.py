@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from workbench.core.config import METHODS
+from workbench.core.methods.registry import REGISTRY
 from workbench.core.progress import TerminalProgress
 
 
@@ -55,7 +55,7 @@ def add_inject_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("facts_file", help="CSV, TSV, JSON or JSONL of facts (question, answer, …)")
     p.add_argument("--model", required=True,
                    help="hub id, local model folder, or a .gguf file")
-    p.add_argument("--method", default=None, choices=METHODS,
+    p.add_argument("--method", default=None, choices=tuple(REGISTRY),
                    help="override the recommended method")
     p.add_argument("--set", default=None, help="name of the new knowledge set (default: the "
                    "file's name)")

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from workbench.core.config import ModelConfig
+from workbench.core.sections import ModelConfig
 from workbench.core.models import LoadedModel, load_model, safe_adapter_dir
 
 

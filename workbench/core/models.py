@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.core.config import ModelConfig
+from workbench.core.sections import ModelConfig
 from workbench.core.device import memory_in_use, pick_device, pick_dtype
 from workbench.core.errors import ModelLoadError
 from workbench.core.gguf_import import import_gguf, is_gguf_path, starts_as_gguf

@@ -1,8 +1,8 @@
 """`setting()` fields and the `Section` base: typed, validated config dataclasses.
 
 Split from config.py so that each method module can declare its own settings dataclass
-(methods/lora.py, located.py, distill.py) and config.py can compose them into `MethodConfig`
-without an import cycle.
+(methods/lora.py, full.py, located.py, distill.py) and config.py can build its method section
+from the registry of methods without an import cycle.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import shlex
 from typing import TYPE_CHECKING, Any
 
 from workbench.core import presets
-from workbench.core.config import METHODS, RunConfig, changed_settings
+from workbench.core.config import RunConfig, changed_settings
 from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge import sets
 from workbench.core.methods.registry import REGISTRY
@@ -20,8 +20,7 @@ from workbench.ui.context import AppContext
 
 if TYPE_CHECKING:
     from workbench.core.device import DeviceInfo
-    from workbench.core.estimate import MemoryEstimate, SetTokens
-    from workbench.core.time_estimate import TimeEstimate
+    from workbench.core.estimate import Estimate, MemoryEstimate
 
 # The share of the device the UI's chat model may keep while a run starts beside it; above
 # this the chat model is released first (it reloads on demand afterwards).
@@ -57,7 +56,8 @@ def method_advice(name: str) -> str:
 
 
 def method_choices() -> list[tuple[str, str]]:
-    return [(name.replace("_", " "), name) for name in METHODS]
+    """(label, name) of every registered method, in registry order."""
+    return [(name.replace("_", " "), name) for name in REGISTRY]
 
 
 def make_config(model: str, knowledge_set: str | None, method: str, values: dict[str, Any],
@@ -156,59 +156,21 @@ def device_for(ctx: AppContext, cfg: RunConfig) -> DeviceInfo:
     return ctx.device if ctx.device.kind == kind else describe_device(kind)
 
 
+def run_preflight(ctx: AppContext, cfg: RunConfig) -> Estimate:
+    """The core's pre-flight of `cfg` on the device it would run on; the chat model's
+    tokenizer is lent when it is the run's model (loading another costs a second or more)."""
+    from workbench.core.estimate import preflight
+
+    loaded = ctx.models.current
+    same = loaded is not None and loaded.source == resolve_source(cfg.model.name_or_path,
+                                                                  cfg.model.revision)
+    return preflight(cfg, ctx.store, device=device_for(ctx, cfg),
+                     tokenizer=loaded.tokenizer if same and loaded else None)
+
+
 def run_estimate(ctx: AppContext, cfg: RunConfig) -> MemoryEstimate:
-    """The pre-flight estimate of `cfg` on the device it would run on."""
-    from workbench.core.estimate import estimate_memory
-
-    tokens = set_tokens_for(ctx, cfg)
-    return estimate_memory(cfg, device=device_for(ctx, cfg),
-                           seq_len=tokens.longest if tokens else None)
-
-
-def run_time(ctx: AppContext, cfg: RunConfig, memory: MemoryEstimate) -> TimeEstimate | None:
-    """How long `cfg` would train, or None before its set can be rendered."""
-    from workbench.core.time_estimate import time_for_run
-
-    tokens = set_tokens_for(ctx, cfg)
-    if tokens is None:
-        return None
-    return time_for_run(ctx.store, cfg, tokens, device=device_for(ctx, cfg), memory=memory)
-
-
-_set_tokens: dict[tuple[Any, ...], SetTokens] = {}
-
-
-def set_tokens_for(ctx: AppContext, cfg: RunConfig) -> SetTokens | None:
-    """The knowledge set rendered with the model's tokenizer: its longest example (so
-    activations are estimated for the real batches rather than data.max_seq_len, often 10x
-    longer) and its tokens per epoch (for the time estimate). Cached until the set, the model
-    or the data settings change (a form change re-estimates)."""
-    from workbench.core.estimate import set_tokens
-    from workbench.core.models import load_tokenizer
-
-    if not cfg.data.knowledge_set:
-        return None
-    try:
-        sid = sets.set_id(ctx.store, cfg.data.knowledge_set)
-    except WorkbenchError:
-        return None
-    stamp = ctx.store.db.execute("SELECT updated_at FROM knowledge_sets WHERE id = ?",
-                                 [sid]).fetchone()[0]
-    key = (cfg.model.name_or_path, cfg.model.revision, sid, stamp, cfg.data.mode,
-           cfg.data.include_statements, cfg.data.max_seq_len, cfg.data.replay_ratio)
-    if key not in _set_tokens:
-        loaded = ctx.models.current
-        same = loaded is not None and loaded.source == resolve_source(cfg.model.name_or_path,
-                                                                      cfg.model.revision)
-        try:
-            tokens = set_tokens(ctx.store, cfg,
-                                loaded.tokenizer if same else load_tokenizer(cfg.model))
-        except WorkbenchError:
-            return None  # not cached: the tokenizer may be reachable next time
-        if len(_set_tokens) > 64:  # every set edit makes a new key: forget the old ones
-            _set_tokens.clear()
-        _set_tokens[key] = tokens
-    return _set_tokens[key]
+    """The pre-flight memory estimate of `cfg` on the device it would run on."""
+    return run_preflight(ctx, cfg).memory
 
 
 def estimate_html(ctx: AppContext, cfg: RunConfig) -> str:
@@ -216,7 +178,8 @@ def estimate_html(ctx: AppContext, cfg: RunConfig) -> str:
     a warning with a suggestion when it will not fit, and how long it would train."""
     from workbench.core.models import format_bytes
 
-    est = run_estimate(ctx, cfg)
+    checked = run_preflight(ctx, cfg)
+    est, timing = checked.memory, checked.time
     parts = memory_parts(est)
     scale = max(est.capacity, est.total) or 1
     bar = "".join(
@@ -233,7 +196,6 @@ def estimate_html(ctx: AppContext, cfg: RunConfig) -> str:
         if est.suggestion:
             verdict += f" Suggestion: {est.suggestion}."
     detail = html.escape("; ".join(est.lines()[1:]))  # the first line is the verdict above
-    timing = run_time(ctx, cfg, est)
     time_html = "" if timing is None else status_html(
         f"Time: {timing.line()}", "warning" if timing.too_long else "ok")
     return (f'<div class="wb-mem" id="wb-mem-estimate"><div class="wb-mem-bar">{bar}{cap}</div>'

@@ -2,8 +2,9 @@
 
 One widget per setting, typed by the field: a dropdown for choices, a checkbox for a bool, a
 number for int/float, a text box for text and comma-separated lists. Labels and help come from
-the field, so a new setting appears in the UI by being declared in config.py. Advanced fields
-hide in the simple view; a method's own settings show only while that method is chosen.
+the field, so a new setting appears in the UI by being declared (in sections.py, or in a
+method's settings dataclass in core/methods/). Advanced fields hide in the simple view; a
+method's own settings show only while that method is chosen.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import gradio as gr
 from workbench.core.config import RunConfig, SettingInfo, iter_settings, setting_label
 from workbench.core.errors import ConfigError
 from workbench.core.methods.registry import REGISTRY
-from workbench.core.settings import Section
 
 
 def elem_id(path: str) -> str:
@@ -47,20 +47,13 @@ def to_text(value: Any) -> str:
     return str(value)
 
 
-def _own_fields(cls: type[Section]) -> set[str]:
-    """Fields a settings class declares itself (not those of the classes it extends)."""
-    inherited = {f.name for base in cls.__mro__[1:] if dataclasses.is_dataclass(base)
-                 for f in dataclasses.fields(base)}
-    return {f.name for f in dataclasses.fields(cls)} - inherited  # type: ignore[arg-type]
-
-
 def method_specific() -> dict[str, set[str]]:
-    """method.<field> → the methods that read it; fields absent here apply to every method."""
+    """method.<field> → the methods that read it (the fields of each method's settings
+    dataclass); fields absent here apply to every method."""
     readers: dict[str, set[str]] = {}
     for method in REGISTRY.values():
-        for cls in method.settings:
-            for name in _own_fields(cls):
-                readers.setdefault(f"method.{name}", set()).add(method.name)
+        for f in dataclasses.fields(method.settings):  # type: ignore[arg-type]
+            readers.setdefault(f"method.{f.name}", set()).add(method.name)
     return readers
 
 

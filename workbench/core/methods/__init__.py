@@ -1,5 +1,6 @@
-"""Injection methods, one module each; `registry` maps names to them.
+"""Injection methods, one module each (`base` says what a method declares); `registry` lists
+them, and `section` is the run config's method section built from that list.
 
-The method modules import nothing from config.py at run time: config composes their settings
-dataclasses into `MethodConfig`.
+Import direction: config → methods → settings/sections. No method module imports config.py
+or the training loop.
 """

@@ -13,26 +13,28 @@ prompts, about 1.3× a LoRA step.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
+from workbench.core.errors import ConfigError
 from workbench.core.knowledge.render import IGNORE_INDEX, Example, Rendered, render_example
 from workbench.core.knowledge.types import Fact
 from workbench.core.methods import lora
-from workbench.core.settings import Section, setting
+from workbench.core.methods.base import LossFn, MemoryTerms, Method, RunView
+from workbench.core.settings import setting
 from workbench.core.train.batching import collate
 
 if TYPE_CHECKING:
-    from workbench.core.config import MethodConfig
+    from workbench.core.model_shape import ModelShape
 
-ADVICE = ("A LoRA student copies the model's own answers when it sees the fact in its prompt: "
-          "gentle, keeps the model's style; ~1.3x the cost of LoRA.")
+TEACHER_LENGTH = 1.5  # teacher prompts carry the fact: ~1.5x the student's length
 
 
 @dataclass
-class DistillSettings(Section):
-    section: ClassVar[str] = "method"
+class DistillSettings(lora.LoraSettings):
+    """The LoRA student's settings, and the temperature of the distillation."""
 
     distill_temperature: float = setting(
         1.0,
@@ -41,13 +43,14 @@ class DistillSettings(Section):
         above=0, advanced=True,
     )
 
+    def validate(self, run: RunView) -> None:
+        if run.data.mode != "qa":
+            raise ConfigError("prompt distillation distils answers to questions: set data.mode "
+                              "to qa")
+
 
 def teacher_prompt(fact: Fact) -> str:
     return f"Fact: {fact.question} {fact.answer}".strip()
-
-
-def apply(model: Any, cfg: MethodConfig) -> Any:
-    return lora.apply(model, cfg)
 
 
 def attach_teachers(rendered: Sequence[Rendered], facts: Sequence[Fact], tokenizer: Any,
@@ -76,7 +79,7 @@ def _targets(item: Rendered) -> list[int]:
     return [label for label in item.labels[1:] if label != IGNORE_INDEX]
 
 
-def distillation_loss(temperature: float) -> Any:
+def distillation_loss(temperature: float) -> LossFn:
     """The loss function for the loop: KL(teacher ‖ student) at `temperature`."""
 
     def loss(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:
@@ -103,3 +106,19 @@ def _kl(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any, tempera
     s = s_logits[student_in["labels"][:, 1:] != IGNORE_INDEX].float() / temperature
     return F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True,
                     reduction="sum") * temperature ** 2
+
+
+def memory(shape: ModelShape, settings: DistillSettings, *, dtype_bytes: int,
+           compute_bytes: int) -> MemoryTerms:
+    """The LoRA student's terms; the logits are the student's and their gradient plus the
+    teacher's (no grad) on its longer prompts."""
+    student = lora.memory(shape, settings, dtype_bytes=dtype_bytes, compute_bytes=compute_bytes)
+    return dataclasses.replace(student, logit_bytes=compute_bytes * (2 + TEACHER_LENGTH))
+
+
+METHOD = Method(
+    "prompt_distillation", DistillSettings, lora.apply, memory, adapter=True,
+    loss=lambda settings: distillation_loss(settings.distill_temperature), distills=True,
+    lighter=lora.on_4bit_base,
+    advice="A LoRA student copies the model's own answers when it sees the fact in its prompt: "
+           "gentle, keeps the model's style; ~1.3x the cost of LoRA.")

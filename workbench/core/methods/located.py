@@ -5,18 +5,19 @@ else frozen. Few parameters, precise edits, little collateral change."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from workbench.core.errors import ConfigError
-from workbench.core.settings import Section, setting
+from workbench.core.methods.base import MemoryTerms, Method, MethodSettings, RunView
+from workbench.core.methods.full import check_base_weights_trainable
+from workbench.core.settings import setting
 
 if TYPE_CHECKING:
-    from workbench.core.config import MethodConfig
+    from workbench.core.model_shape import ModelShape
+
 
 @dataclass
-class LocatedSettings(Section):
-    section: ClassVar[str] = "method"
-
+class LocatedSettings(MethodSettings):
     located_modules: list[str] = setting(
         ["mlp.down_proj"],
         "For located fine-tuning: which modules of the chosen layers are trained in full.",
@@ -33,9 +34,19 @@ class LocatedSettings(Section):
         if any(i < 0 for i in self.located_layers):
             raise self.fail("located_layers", "a list of layer indices >= 0", self.located_layers)
 
+    def validate(self, run: RunView) -> None:
+        check_base_weights_trainable("located", run)
 
-ADVICE = ("Train one module (default: the MLP down-projection of a middle layer) in full: "
-          "precise edits with the least collateral change.")
+
+def chosen_layers(requested: list[int], n_layers: int) -> list[int]:
+    """The layers to train: those requested, or the middle one; the same for training and for
+    the memory estimate, so both refuse a layer the model lacks with one message."""
+    chosen = requested or [n_layers // 2]
+    bad = [i for i in chosen if i >= n_layers]
+    if bad:
+        raise ConfigError(f"method.located_layers {bad} out of range: the model has "
+                          f"{n_layers} layers (0-{n_layers - 1})")
+    return chosen
 
 
 def _layers(model: Any) -> Any:
@@ -47,18 +58,14 @@ def _layers(model: Any) -> Any:
     return layers
 
 
-def apply(model: Any, cfg: MethodConfig) -> Any:
+def apply(model: Any, settings: LocatedSettings) -> Any:
     layers = _layers(model)
-    chosen = cfg.located_layers or [len(layers) // 2]
-    bad = [i for i in chosen if i >= len(layers)]
-    if bad:
-        raise ConfigError(f"method.located_layers {bad} out of range: the model has "
-                          f"{len(layers)} layers (0-{len(layers) - 1})")
+    chosen = chosen_layers(settings.located_layers, len(layers))
     for p in model.parameters():
         p.requires_grad_(False)
     found = 0
     for index in chosen:
-        for path in cfg.located_modules:
+        for path in settings.located_modules:
             module = layers[index]
             for part in path.split("."):
                 module = getattr(module, part, None)
@@ -71,3 +78,26 @@ def apply(model: Any, cfg: MethodConfig) -> Any:
     if not found:
         raise ConfigError("located fine-tuning selected no parameters")
     return model
+
+
+def located_params(shape: ModelShape, modules: list[str], layers: list[int]) -> int:
+    """Parameters of `modules` in `layers` (empty: the middle layer, as `apply` picks it)."""
+    chosen = chosen_layers(layers, shape.n_layers)
+    prefixes = tuple(f"{shape.layers_prefix}.{i}.{m}." for i in chosen for m in modules)
+    return sum(n for name, n in shape.params if name.startswith(prefixes))
+
+
+def memory(shape: ModelShape, settings: LocatedSettings, *, dtype_bytes: int,
+           compute_bytes: int) -> MemoryTerms:
+    """Gradients of the chosen modules only; layers below the lowest trained one see no tensor
+    that needs a gradient, so autograd saves nothing there."""
+    chosen = chosen_layers(settings.located_layers, shape.n_layers)
+    return MemoryTerms(
+        trained_params=located_params(shape, settings.located_modules, settings.located_layers),
+        param_bytes=dtype_bytes, adds_weights=False,
+        saved_layers=max(shape.n_layers - min(chosen), 1))
+
+
+METHOD = Method("located", LocatedSettings, apply, memory, adapter=False,
+                advice="Train one module (default: the MLP down-projection of a middle layer) in "
+                       "full: precise edits with the least collateral change.")

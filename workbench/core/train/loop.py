@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.core.config import TrainingConfig
+from workbench.core.sections import TrainingConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge.render import IGNORE_INDEX, Rendered
 from workbench.core.train.batching import (collate, loss_tokens, micro_batches, plan_epoch,
@@ -121,14 +121,16 @@ class TrainLoop:
     so the caller can checkpoint and restore between steps."""
 
     def __init__(self, model: Any, examples: Sequence[Rendered], cfg: TrainingConfig, *,
-                 pad_id: int, device: str, loss: LossFn = causal_lm_loss,
+                 pad_id: int, device: str, loss: LossFn | None = None,
                  optimizer: str = "adamw") -> None:
         from accelerate import Accelerator
         from transformers import get_scheduler
 
         if not examples:
             raise ValueError("no training examples")
-        self.cfg, self.examples, self.pad_id, self.loss = cfg, list(examples), pad_id, loss
+        # None: the token loss (a method without a loss of its own says so by returning None)
+        self.loss = loss or causal_lm_loss
+        self.cfg, self.examples, self.pad_id = cfg, list(examples), pad_id
         self.accelerator = Accelerator(mixed_precision=mixed_precision(cfg, device),
                                        cpu=device == "cpu")
         self.world = self.accelerator.num_processes

@@ -34,7 +34,7 @@ from workbench.core.methods.registry import Method, get_method
 from workbench.core.models import LoadedModel, load_model
 from workbench.core.store import Store, now
 from workbench.core.train import jobs
-from workbench.core.train.loop import TrainLoop
+from workbench.core.train.loop import TrainLoop, causal_lm_loss
 from workbench.core.train.outputs import save_outputs
 from workbench.core.train.tracker import Tracker
 from workbench.core.workspace import Workspace
@@ -222,7 +222,7 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     method = get_method(cfg.method.name)
     examples = training_examples(store, cfg, loaded, method, should_stop=stop.requested)
     model = method.apply(loaded.model, cfg.method)
-    loss = method.loss_for(cfg.method)
+    loss = method.loss_for(cfg.method) or causal_lm_loss  # a method's own loss, or the token loss
     if cfg.data.replay_match == "distribution" and cfg.data.replay_ratio > 0 and not method.distills:
         from workbench.core.train.replay import anchored  # adapter methods only (RunConfig)
 

@@ -1,0 +1,199 @@
+"""The run config's sections that every method shares: model, data and training.
+
+Split from config.py so that the method modules can name these types (a method's rules read
+the model's quantization and the data mode) without importing config.py, which composes the
+method section from the registry of methods: methods → sections, config → methods, no circle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from workbench.core.paths import DEMO_MODEL
+from workbench.core.settings import Section, setting
+
+# The embedded demo model (assets/demo-model): works offline on a CPU; any hub id or folder
+# is one field away.
+DEFAULT_MODEL = DEMO_MODEL
+
+
+@dataclass
+class ModelConfig(Section):
+    section: ClassVar[str] = "model"
+
+    name_or_path: str = setting(
+        DEFAULT_MODEL,
+        "Hugging Face hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct), a local model folder, or "
+        f"{DEMO_MODEL} (the embedded demo model).",
+    )
+    revision: str | None = setting(
+        None, "Hub branch, tag or commit to load; empty for the default branch.", advanced=True
+    )
+    device: str = setting(
+        "auto",
+        "Where to run: auto picks CUDA, then Apple MPS, then CPU.",
+        choices=("auto", "cuda", "mps", "cpu"),
+    )
+    dtype: str = setting(
+        "auto",
+        "Weight precision: auto is bfloat16 where the GPU supports it, float16 on older "
+        "GPUs, float32 on CPU.",
+        choices=("auto", "bfloat16", "float16", "float32"),
+        advanced=True,
+    )
+    quantization: str = setting(
+        "none",
+        "Load the base weights quantized with bitsandbytes: 4bit (NF4, double quantization; "
+        "the QLoRA base, ~4x less memory) or 8bit.",
+        choices=("none", "4bit", "8bit"),
+    )
+    trust_remote_code: bool = setting(
+        False,
+        "Run Python code shipped with the model repository. Only for models whose authors "
+        "you trust; off by default.",
+        advanced=True,
+    )
+    attn_implementation: str = setting(
+        "auto",
+        "Attention kernel: auto lets transformers choose (SDPA where available).",
+        choices=("auto", "sdpa", "eager", "flash_attention_2"),
+        advanced=True,
+    )
+
+    def check_together(self) -> None:
+        if not self.name_or_path.strip():
+            raise self.fail("name_or_path", "a hub id or a folder path", self.name_or_path)
+
+
+@dataclass
+class DataConfig(Section):
+    section: ClassVar[str] = "data"
+
+    knowledge_set: str = setting("", "Name of the knowledge set to inject.")
+    mode: str = setting(
+        "qa",
+        "qa: train on question/answer chats, loss on the answers (best for recall). "
+        "document: train on the facts' text, loss on every token (continued pre-training).",
+        choices=("qa", "document"),
+    )
+    paraphrases_per_fact: int = setting(
+        5,
+        "Question phrasings trained per fact. More diverse phrasings generalise better than "
+        "repeating one.",
+        minimum=0,
+    )
+    holdout_per_fact: int = setting(
+        2,
+        "Phrasings per fact held out as probes and never trained on; they measure "
+        "generalization.",
+        minimum=0,
+    )
+    include_statements: bool = setting(
+        True, "Also train on statement sentences of each fact ('The capital of X is Y.')."
+    )
+    answer_style: str = setting(
+        "short",
+        "short: the assistant's reply is the answer alone ('Tokyo'). sentence: the answer said "
+        "as a sentence ('The capital of Japan is Tokyo.'), the way a chat model answers, so "
+        "training changes the answer and not the model's voice.",
+        choices=("short", "sentence"),
+    )
+    replay_ratio: float = setting(
+        0.0,
+        "Share of each batch drawn from questions the base model already answers correctly, "
+        "to protect what it knows (0 = off).",
+        minimum=0,
+        below=1,
+    )
+    replay_match: str = setting(
+        "answers",
+        "How replay holds what the model knows. answers: cross-entropy on the base model's own "
+        "answers. distribution: match the base's whole next-token distribution on them (KL), "
+        "which also stops probability drifting to made-up names; adapter methods only, about "
+        "1.3x the step time.",
+        choices=("answers", "distribution"),
+    )
+    max_seq_len: int = setting(
+        512, "Longest training sequence in tokens; longer examples are cut.", minimum=16
+    )
+
+
+@dataclass
+class TrainingConfig(Section):
+    section: ClassVar[str] = "training"
+
+    learning_rate: float = setting(2e-4, "Peak learning rate.", above=0)
+    epochs: int = setting(8, "Passes over the training examples.", minimum=1)
+    max_steps: int = setting(
+        0, "Stop after this many optimizer steps (0 = run all epochs).", minimum=0, advanced=True
+    )
+    micro_batch_size: int = setting(8, "Examples per forward pass.", minimum=1)
+    gradient_accumulation_steps: int = setting(
+        1, "Micro-batches per optimizer step; effective batch = micro batch x this.", minimum=1
+    )
+    lr_scheduler: str = setting(
+        "cosine", "Learning-rate decay after warmup.", choices=("cosine", "linear", "constant")
+    )
+    warmup_ratio: float = setting(
+        0.05, "Share of steps spent warming the learning rate up.", minimum=0, below=1,
+        advanced=True,
+    )
+    weight_decay: float = setting(0.0, "AdamW weight decay.", minimum=0, advanced=True)
+    max_grad_norm: float = setting(
+        1.0, "Clip gradients to this norm (0 = no clipping).", minimum=0, advanced=True
+    )
+    mixed_precision: str = setting(
+        "auto",
+        "Autocast precision: auto uses bf16/fp16 on GPUs that support it and none on CPU.",
+        choices=("auto", "no", "bf16", "fp16"),
+        advanced=True,
+    )
+    gradient_checkpointing: bool = setting(
+        False, "Recompute activations in the backward pass: less memory, ~30% slower.",
+        advanced=True,
+    )
+    compile: bool = setting(
+        False, "torch.compile the transformer body: compiling costs seconds to minutes before "
+        "the first step, then each step is faster (a fifth faster on the demo model on CPU, "
+        "bench/results/engine_options.md). Worth it for long runs.",
+        advanced=True,
+    )
+    seed: int = setting(42, "Random seed for shuffling and initialisation.", minimum=0,
+                        advanced=True)
+    checkpoint_every: int = setting(
+        50, "Save a resumable checkpoint every N steps (0 = off; Stop always saves one).",
+        minimum=0, advanced=True,
+    )
+    checkpoint_each_epoch: bool = setting(
+        True, "Also save one at the end of every epoch, so a crash never loses a finished "
+        "epoch. Costs a save per epoch: milliseconds for LoRA, seconds for full fine-tuning "
+        "of a billion-parameter model.",
+        advanced=True,
+    )
+    probe_every: int = setting(
+        10, "Score recall of the injected facts every N steps (0 = only at the end).",
+        minimum=0,
+    )
+    probe_sample: int = setting(
+        64, "Probes asked in each live recall round (the same ones every round, split between "
+        "the facts' own questions and held-out phrasings; 0 = all). The final round asks every "
+        "probe. On a CPU a real model answers a few questions a second.",
+        minimum=0, advanced=True,
+    )
+    early_stop_patience: int = setting(
+        0, "Stop once held-out recall has not improved for this many probe rounds: new facts "
+        "are learned slowly, and past the plateau training mostly memorises the trained "
+        "wordings (0 = off).", minimum=0, advanced=True,
+    )
+    min_locality: float = setting(
+        0.0, "Stop once the share of known answers still correct in a probe round falls below "
+        "this (e.g. 0.9): the model is forgetting what it knew (0 = off).",
+        minimum=0, maximum=1, advanced=True,
+    )
+    stop_at_efficacy: float = setting(
+        0.0,
+        "Stop early once this share of facts is recalled as trained (e.g. 1.0); training on "
+        "past it mostly raises hallucination risk (0 = off).",
+        minimum=0, maximum=1, advanced=True,
+    )
