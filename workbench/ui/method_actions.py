@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.core import presets
 from workbench.core.config import METHODS, RunConfig, changed_settings
+from workbench.core.data.knowledge import set_updated_at
 from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge import sets
 from workbench.core.methods.registry import REGISTRY
@@ -192,8 +193,7 @@ def set_tokens_for(ctx: AppContext, cfg: RunConfig) -> SetTokens | None:
         sid = sets.set_id(ctx.store, cfg.data.knowledge_set)
     except WorkbenchError:
         return None
-    stamp = ctx.store.db.execute("SELECT updated_at FROM knowledge_sets WHERE id = ?",
-                                 [sid]).fetchone()[0]
+    stamp = set_updated_at(ctx.store, sid)
     key = (cfg.model.name_or_path, cfg.model.revision, sid, stamp, cfg.data.mode,
            cfg.data.include_statements, cfg.data.max_seq_len, cfg.data.replay_ratio)
     if key not in _set_tokens:

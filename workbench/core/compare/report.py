@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from workbench.core import charts
 from workbench.core.compare.pool import BASE
 from workbench.core.compare.scorecard import METRICS, Mark, Scorecard, ScoreRow
+from workbench.core.data import knowledge, runs
 from workbench.core.store import Store
 from workbench.core.train.history import duration
 from workbench.core.train.jobs import get_run
@@ -82,9 +83,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], css: str = "") 
 
 
 def _set_name(store: Store, run: dict[str, Any]) -> str:
-    row = store.db.execute("SELECT name FROM knowledge_sets WHERE id = ?",
-                           [run["set_id"]]).fetchone()
-    return row[0] if row else "—"
+    return knowledge.set_name(store, run["set_id"]) or "—"
 
 
 def _title(store: Store, run: dict[str, Any], metrics: list[dict[str, Any]]) -> str:
@@ -183,8 +182,7 @@ def report_html(store: Store, workspace: Workspace, run_id: int,
     """The whole report as one HTML document. `scorecard` is base vs the run (and whatever
     else was compared); without one the report says how to get it."""
     run = get_run(store, run_id)
-    metrics = store.db.execute_returning_dicts(
-        "SELECT * FROM metrics WHERE run_id = ? ORDER BY step", [run_id])
+    metrics = runs.metrics(store, run_id)
     if scorecard is not None:
         scores = _summary(scorecard) + _answers(scorecard)
     else:

@@ -27,12 +27,13 @@ from typing import Any
 
 from workbench.core.compare.baselines import Baselines
 from workbench.core.compare.pool import BASE, ComparePool, Sampling, Subject
+from workbench.core.data import knowledge, phrasings
 from workbench.core.generate import Messages
 from workbench.core.knowledge.probes import LOCALITY_KINDS
 from workbench.core.knowledge.sets import list_facts
 from workbench.core.progress import Progress, no_progress
 from workbench.core.scoring import abstains, is_correct, is_exact, normalize
-from workbench.core.store import Store, now
+from workbench.core.store import Store
 from workbench.core.train.probing import UNCHANGED, ProbeItem, by_form, form_line, probe_items
 
 METRICS = ("efficacy", "generalization", "locality", "abstention")
@@ -117,9 +118,7 @@ class Scorecard:
 def scorecard_items(store: Store, sid: int) -> list[ProbeItem]:
     """Efficacy and generalization probes, then locality and abstention probes."""
     kinds = ("abstention", *LOCALITY_KINDS)
-    rows = store.db.execute_returning_dicts(
-        f"SELECT id, kind, question, answer, aliases FROM probes WHERE set_id = ? AND "
-        f"approved = 1 AND kind IN ({','.join('?' * len(kinds))}) ORDER BY id", [sid, *kinds])
+    rows = phrasings.approved_of_kinds(store, sid, kinds)
     extra = [ProbeItem(r["id"], None, "abstention" if r["kind"] == "abstention" else "locality",
                        r["question"], r["answer"], tuple(json.loads(r["aliases"] or "[]")))
              for r in rows]
@@ -141,8 +140,7 @@ def fingerprint(store: Store, pool: ComparePool, sid: int, subject: Subject,
                 baselines: Baselines | None) -> str:
     """What the stored answers depend on: the set's last change, the model (base config or
     the run's outputs and when they were written), how it is asked."""
-    set_row = store.db.execute("SELECT updated_at FROM knowledge_sets WHERE id = ?", [sid]).fetchone()
-    parts: dict[str, Any] = {"set": set_row[0] if set_row else None, "subject": subject.key,
+    parts: dict[str, Any] = {"set": knowledge.set_updated_at(store, sid), "subject": subject.key,
                              "sampling": SCORING.__dict__, "version": VERSION}
     if subject.kind == "run" and subject.run_id in pool.runs:
         out = pool.runs[subject.run_id]
@@ -158,9 +156,7 @@ def fingerprint(store: Store, pool: ComparePool, sid: int, subject: Subject,
 
 
 def _stored(store: Store, sid: int, key: str, fp: str, items: Sequence[ProbeItem]) -> list[str] | None:
-    rows = dict(store.db.execute(
-        "SELECT probe_id, answer FROM scorecard_answers WHERE set_id = ? AND subject = ? "
-        "AND fingerprint = ?", [sid, key, fp]).fetchall())
+    rows = phrasings.scorecard_answers(store, sid, key, fp)
     if not items or any(i.probe_id not in rows for i in items):
         return None
     return [rows[i.probe_id] for i in items]
@@ -168,11 +164,8 @@ def _stored(store: Store, sid: int, key: str, fp: str, items: Sequence[ProbeItem
 
 def _save(store: Store, sid: int, key: str, fp: str, items: Sequence[ProbeItem],
           answers: Sequence[str]) -> None:
-    with store.write() as db:
-        db.execute("DELETE FROM scorecard_answers WHERE set_id = ? AND subject = ?", [sid, key])
-        db["scorecard_answers"].insert_all(
-            {"set_id": sid, "subject": key, "fingerprint": fp, "probe_id": i.probe_id,
-             "answer": a, "created_at": now()} for i, a in zip(items, answers))
+    phrasings.save_scorecard_answers(store, sid, key, fp,
+                                     ((i.probe_id, a) for i, a in zip(items, answers)))
 
 
 def conversation(item: ProbeItem, subject: Subject, baselines: Baselines | None) -> Messages:
