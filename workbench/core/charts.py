@@ -22,7 +22,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from workbench.core.train.jobs import ACTIVE
+from workbench.core.data.records import ACTIVE, RunStatus, ScoreMetric
 
 Row = Mapping[str, Any]
 
@@ -41,11 +41,13 @@ COLORS = {
     "loss": "#1f77b4", "grad_norm": "#9aa5b1", "lr": "#9467bd",
     "mem_allocated": "#1f77b4", "mem_reserved": "#ff7f0e", "mem_peak": "#d62728",
     "capacity": "#555555", "tokens_per_s": "#2ca02c", "mfu": "#8c564b",
-    "efficacy": "#1f77b4", "generalization": "#ff7f0e", "locality": "#2ca02c",
+    ScoreMetric.EFFICACY: "#1f77b4", ScoreMetric.GENERALIZATION: "#ff7f0e",
+    ScoreMetric.LOCALITY: "#2ca02c",
 }
 
-RECALL_SERIES = (("efficacy", "efficacy"), ("generalization", "generalization (held-out)"),
-                 ("locality", "locality"))
+RECALL_SERIES = ((ScoreMetric.EFFICACY, "efficacy"),
+                 (ScoreMetric.GENERALIZATION, "generalization (held-out)"),
+                 (ScoreMetric.LOCALITY, "locality"))
 
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -308,7 +310,7 @@ def progress(run: Row | None, metrics: Iterable[Row] | None) -> Progress:
     total_value = _number(run.get("total_steps"))
     total = int(total_value) if total_value is not None and total_value > 0 else None
 
-    if status == "completed":
+    if status == RunStatus.COMPLETED:
         fraction: float | None = 1.0
     elif total:
         fraction = min(max(step / total, 0.0), 1.0)
@@ -316,7 +318,7 @@ def progress(run: Row | None, metrics: Iterable[Row] | None) -> Progress:
         fraction = None
 
     eta = None
-    if total and status in ACTIVE and status != "stopping":
+    if total and status in ACTIVE and status != RunStatus.STOPPING:
         times = [t for t in (_number(r.get("step_seconds")) for r in rows[-ETA_WINDOW:])
                  if t is not None]
         if times:
@@ -351,8 +353,9 @@ def progress_text(p: Progress) -> str:
 def progress_html(p: Progress) -> str:
     """A small self-contained progress bar (inline styles, no external assets)."""
     percent = 0.0 if p.fraction is None else round(p.fraction * 100, 1)
-    bar_color = {"failed": "#d62728", "diverged": "#d62728", "interrupted": "#ff7f0e",
-                 "stopped": "#7f7f7f"}.get(p.status, "#1f77b4")
+    bar_color = {RunStatus.FAILED: "#d62728", RunStatus.DIVERGED: "#d62728",
+                 RunStatus.INTERRUPTED: "#ff7f0e", RunStatus.STOPPED: "#7f7f7f"
+                 }.get(p.status, "#1f77b4")
     # aria-valuenow is omitted when the total is unknown: an indeterminate bar.
     value = f' aria-valuenow="{percent:g}"' if p.fraction is not None else ""
     status = (f'<span class="kw-progress-status" style="color:#666">{html.escape(p.status)}'

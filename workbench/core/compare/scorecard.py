@@ -28,6 +28,7 @@ from typing import Any
 from workbench.core.compare.baselines import Baselines
 from workbench.core.compare.pool import BASE, ComparePool, Sampling, Subject
 from workbench.core.data import knowledge, phrasings
+from workbench.core.data.records import SCORE_METRICS, ScoreMetric
 from workbench.core.generate import Messages
 from workbench.core.knowledge.probes import LOCALITY_KINDS
 from workbench.core.knowledge.sets import list_facts
@@ -36,7 +37,7 @@ from workbench.core.scoring import abstains, is_correct, is_exact, normalize
 from workbench.core.store import Store
 from workbench.core.train.probing import UNCHANGED, ProbeItem, by_form, form_line, probe_items
 
-METRICS = ("efficacy", "generalization", "locality", "abstention")
+METRICS = (*SCORE_METRICS, ScoreMetric.ABSTENTION)
 SCORING = Sampling(max_new_tokens=32, first_line_only=True)  # as the live probes ask
 VERSION = 1  # bump when how answers are asked changes: stored answers are then asked again
 
@@ -74,7 +75,7 @@ class Scorecard:
             return None
         return sum(m.exact if exact else m.correct for m in marks) / len(marks)
 
-    def by_form(self, key: str, metric: str = "generalization") -> dict[str, float]:
+    def by_form(self, key: str, metric: str = ScoreMetric.GENERALIZATION) -> dict[str, float]:
         """Share of `metric`'s probes `key` got right, per phrasing form that has probes."""
         return by_form(((r.item, r.marks[key].correct) for r in self.rows if key in r.marks),
                        metric)
@@ -86,7 +87,7 @@ class Scorecard:
     def unchanged(self, key: str) -> float | None:
         """Share of locality probes whose answer text is the base's; None when there are none,
         and for the base, which is the reference itself."""
-        marks = [r.marks[key] for r in self.rows if r.item.metric == "locality" and key in r.marks]
+        marks = [r.marks[key] for r in self.rows if r.item.metric == ScoreMetric.LOCALITY and key in r.marks]
         if not marks or key == BASE.key:
             return None
         return sum(bool(m.unchanged) for m in marks) / len(marks)
@@ -119,18 +120,19 @@ def scorecard_items(store: Store, sid: int) -> list[ProbeItem]:
     """Efficacy and generalization probes, then locality and abstention probes."""
     kinds = ("abstention", *LOCALITY_KINDS)
     rows = phrasings.approved_of_kinds(store, sid, kinds)
-    extra = [ProbeItem(r["id"], None, "abstention" if r["kind"] == "abstention" else "locality",
+    extra = [ProbeItem(r["id"], None, ScoreMetric.ABSTENTION if r["kind"] == "abstention"
+                       else ScoreMetric.LOCALITY,
                        r["question"], r["answer"], tuple(json.loads(r["aliases"] or "[]")))
              for r in rows]
-    return probe_items(store, sid) + sorted(extra, key=lambda i: i.metric != "locality")
+    return probe_items(store, sid) + sorted(extra, key=lambda i: i.metric != ScoreMetric.LOCALITY)
 
 
 def mark(item: ProbeItem, answer: str, base_answer: str) -> Mark:
-    if item.metric == "locality":
+    if item.metric == ScoreMetric.LOCALITY:
         right = bool(item.answer) and is_correct(answer, item.answer, item.aliases)
         return Mark(answer, right, bool(item.answer) and is_exact(answer, item.answer, item.aliases),
                     normalize(answer) == normalize(base_answer))
-    if item.metric == "abstention":
+    if item.metric == ScoreMetric.ABSTENTION:
         return Mark(answer, abstains(answer), abstains(answer))
     return Mark(answer, is_correct(answer, item.answer, item.aliases),
                 is_exact(answer, item.answer, item.aliases))

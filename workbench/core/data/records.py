@@ -42,9 +42,12 @@ class ScoreMetric(StrEnum):
     EFFICACY = "efficacy"  # the fact's own trained question
     GENERALIZATION = "generalization"  # held-out wordings never trained on
     LOCALITY = "locality"  # unrelated questions the base answered correctly
+    ABSTENTION = "abstention"  # the scorecard only: questions whose right answer is "unknown"
 
 
-SCORE_METRICS: tuple[str, ...] = tuple(ScoreMetric)
+# What a run's probe rounds score, in the order charts and tables show them.
+SCORE_METRICS: tuple[ScoreMetric, ...] = (ScoreMetric.EFFICACY, ScoreMetric.GENERALIZATION,
+                                          ScoreMetric.LOCALITY)
 # Beside the score metrics: the share of locality answers whose text is the base's.
 UNCHANGED = "locality_unchanged"
 

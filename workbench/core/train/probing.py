@@ -136,7 +136,7 @@ def ask_items(loaded: LoadedModel, model: Any, items: Sequence[ProbeItem], *,
 
 def score(item: ProbeItem, answer: str) -> AnswerMark:
     """Correct and exact against the gold answer; for locality also whether it is unchanged."""
-    unchanged = normalize(answer) == normalize(item.reference) if item.metric == "locality" else None
+    unchanged = normalize(answer) == normalize(item.reference) if item.metric == ScoreMetric.LOCALITY else None
     return AnswerMark(is_correct(answer, item.answer, item.aliases),
                       is_exact(answer, item.answer, item.aliases), unchanged)
 
@@ -153,7 +153,7 @@ def shares(verdicts: Sequence[tuple[str, AnswerMark]]) -> dict[str, float]:
 
 
 def by_form(marked: Iterable[tuple[ProbeItem, bool]],
-            metric: str = "generalization") -> dict[str, float]:
+            metric: str = ScoreMetric.GENERALIZATION) -> dict[str, float]:
     """Share correct of `metric`'s probes per form, from (item, correct) pairs; only forms
     that have probes, in the order of FORMS."""
     found: dict[str, list[bool]] = {}
