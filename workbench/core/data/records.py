@@ -51,11 +51,32 @@ SCORE_METRICS: tuple[ScoreMetric, ...] = (ScoreMetric.EFFICACY, ScoreMetric.GENE
 # Beside the score metrics: the share of locality answers whose text is the base's.
 UNCHANGED = "locality_unchanged"
 
-# The per-step telemetry columns of the `metrics` table that the training loop fills, in
-# table order; `grad_accum` is filled from the loop's `gradient_accumulation_steps`.
-STEP_METRICS = ("step", "epoch", "loss", "lr", "grad_norm", "tokens", "step_seconds",
-                "tokens_per_s", "mem_allocated", "mem_reserved", "mem_peak", "mem_capacity",
-                "gpu_util", "power_w", "mfu", "micro_batch_size", "examples")
+class StepMetric(StrEnum):
+    """What is measured at each optimizer step: the loop's and the telemetry's row keys, the
+    `metrics` table's columns and the charts' series are all these names."""
+
+    STEP = "step"
+    EPOCH = "epoch"  # fractional: 2.5 is half-way through the third pass
+    LOSS = "loss"  # mean over the step's answer tokens
+    LR = "lr"
+    GRAD_NORM = "grad_norm"
+    TOKENS = "tokens"
+    STEP_SECONDS = "step_seconds"
+    TOKENS_PER_S = "tokens_per_s"  # smoothed over recent steps
+    MEM_ALLOCATED = "mem_allocated"  # bytes, as are the other mem_ values
+    MEM_RESERVED = "mem_reserved"
+    MEM_PEAK = "mem_peak"
+    MEM_CAPACITY = "mem_capacity"
+    GPU_UTIL = "gpu_util"
+    POWER_W = "power_w"
+    MFU = "mfu"  # a fraction of the device's peak FLOP/s
+    MICRO_BATCH_SIZE = "micro_batch_size"  # an out-of-memory retry lowers it
+    EXAMPLES = "examples"
+
+
+# The columns the training loop fills, in table order; `grad_accum` is filled from the loop's
+# `gradient_accumulation_steps`.
+STEP_METRICS: tuple[StepMetric, ...] = tuple(StepMetric)
 
 
 @dataclass(frozen=True)

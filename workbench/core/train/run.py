@@ -27,7 +27,7 @@ from typing import Any
 
 from workbench.core.config import RunConfig
 from workbench.core.data import runs
-from workbench.core.data.records import STEP_METRICS, RunStatus
+from workbench.core.data.records import STEP_METRICS, RunStatus, StepMetric
 from workbench.core.errors import WorkbenchError
 from workbench.core.generate import Interrupted
 from workbench.core.knowledge import probes, sets
@@ -247,12 +247,13 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
 
     def on_step(metrics: dict[str, Any]) -> bool:
         nonlocal last_probe
-        step = metrics["step"]
-        if not math.isfinite(metrics["loss"]):
-            raise Diverged(f"loss became {metrics['loss']} at step {step}",
+        step = metrics[StepMetric.STEP]
+        if not math.isfinite(metrics[StepMetric.LOSS]):
+            raise Diverged(f"loss became {metrics[StepMetric.LOSS]} at step {step}",
                            hint="lower training.learning_rate or raise training.warmup_ratio")
-        metrics.update(telemetry.row(metrics["tokens"], metrics["step_seconds"],
-                                     metrics["tokens"] / max(metrics["examples"], 1)))
+        tokens = metrics[StepMetric.TOKENS]
+        metrics.update(telemetry.row(tokens, metrics[StepMetric.STEP_SECONDS],
+                                     tokens / max(metrics[StepMetric.EXAMPLES], 1)))
         early = False
         if main:
             _record_step(store, run_id, metrics)
