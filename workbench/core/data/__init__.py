@@ -4,5 +4,8 @@ rest of the code reads typed rows instead of composing queries.
 
 - `records.py`: the row types and names shared by every layer (no SQL);
 - `runs.py`: runs, their per-step metrics, probe answers, preferences and chat logs;
-- `knowledge.py`: knowledge sets, facts, phrasings/probes, base answers, scorecard answers.
+- `knowledge.py`: knowledge sets and facts;
+- `phrasings.py`: phrasings and probes, the base model's answers, scorecard answers.
+
+`tests/test_data_layer.py` fails when SQL appears anywhere else.
 """

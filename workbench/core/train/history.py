@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.core.data import runs
+# SCORE_METRICS is re-exported: the Runs tab takes its score columns from here.
 from workbench.core.data.records import SCORE_METRICS, UNCHANGED, RunStatus
 from workbench.core.store import Store, now
 from workbench.core.train import jobs
-
-__all__ = ["SCORE_METRICS"]  # re-exported for the runs table's columns
 
 
 @dataclass(frozen=True)

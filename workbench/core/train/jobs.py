@@ -15,11 +15,11 @@ from typing import Any
 import psutil
 
 from workbench.core.data import runs
+# ACTIVE and RESUMABLE are re-exported: control, history, the UI and tests read them here.
 from workbench.core.data.records import ACTIVE, RESUMABLE, RunStatus
 from workbench.core.errors import WorkbenchError
 from workbench.core.store import Store, now
 
-__all__ = ["ACTIVE", "RESUMABLE"]  # re-exported: callers and tests read them from here
 LOG_FILE = "train.log"
 TAIL_LINES = 40
 # What `docker stop` waits between SIGTERM and SIGKILL (systemd waits 90 s). A worker that is

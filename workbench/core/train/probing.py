@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.core.data import phrasings, runs
+# UNCHANGED is re-exported too: the scorecard and the report read it here.
 from workbench.core.data.records import SCORE_METRICS, UNCHANGED, ScoreMetric
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.forms import FORMS, form_of
@@ -35,7 +36,6 @@ from workbench.core.scoring import is_correct, is_exact, normalize
 from workbench.core.store import Store, now
 
 METRICS = SCORE_METRICS  # the names are defined once, in data.records; re-exported here
-__all__ = ["METRICS", "UNCHANGED"]
 
 
 @dataclass(frozen=True)
