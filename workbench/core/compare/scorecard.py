@@ -87,7 +87,8 @@ class Scorecard:
     def unchanged(self, key: str) -> float | None:
         """Share of locality probes whose answer text is the base's; None when there are none,
         and for the base, which is the reference itself."""
-        marks = [r.marks[key] for r in self.rows if r.item.metric == ScoreMetric.LOCALITY and key in r.marks]
+        marks = [r.marks[key] for r in self.rows
+                 if r.item.metric == ScoreMetric.LOCALITY and key in r.marks]
         if not marks or key == BASE.key:
             return None
         return sum(bool(m.unchanged) for m in marks) / len(marks)

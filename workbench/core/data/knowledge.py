@@ -29,7 +29,8 @@ def set_id_named(store: Store, name: str) -> int | None:
 
 
 def set_exists(store: Store, sid: int) -> bool:
-    return store.db.execute("SELECT 1 FROM knowledge_sets WHERE id = ?", [sid]).fetchone() is not None
+    found = store.db.execute("SELECT 1 FROM knowledge_sets WHERE id = ?", [sid]).fetchone()
+    return found is not None
 
 
 def set_names(store: Store) -> list[str]:

@@ -283,7 +283,8 @@ def get_fact(store: Store, fact_id: int) -> Fact:
 
 def list_facts(store: Store, sid: int) -> list[Fact]:
     questions = knowledge.questions_by_fact(store, sid=sid)
-    return [_fact_from_row(r, questions.get(r["id"], [])) for r in knowledge.fact_rows(store, sid=sid)]
+    return [_fact_from_row(r, questions.get(r["id"], []))
+            for r in knowledge.fact_rows(store, sid=sid)]
 
 
 def set_known(store: Store, labels: dict[int, tuple[str, str]]) -> None:

@@ -76,7 +76,8 @@ def reap(store: Store) -> list[int]:
             if worker_alive(row):
                 continue
             runs.update(store, row["id"], {
-                "status": RunStatus.INTERRUPTED.value, "ended_at": now(), "log_tail": log_tail(row["run_dir"]),
+                "status": RunStatus.INTERRUPTED.value, "ended_at": now(),
+                "log_tail": log_tail(row["run_dir"]),
                 "error": "the training process ended without finishing (killed, crashed or the "
                          "machine restarted); resume continues from the last checkpoint"})
             gone.append(row["id"])
@@ -100,9 +101,9 @@ def claim(store: Store, run_id: int, device: str, *, resume: bool) -> None:
             raise WorkbenchError(
                 f"{device} is busy training run {other['id']} ({other['name']})",
                 hint="wait for it to finish or stop it; one run trains per device at a time")
-        fields: dict[str, Any] = {"status": RunStatus.RUNNING.value, "pid": os.getpid(), "device": device,
-                                  "heartbeat_at": now(), "ended_at": None, "error": "",
-                                  "log_tail": "", "stop_requested": 0}
+        fields: dict[str, Any] = {"status": RunStatus.RUNNING.value, "pid": os.getpid(),
+                                  "device": device, "heartbeat_at": now(), "ended_at": None,
+                                  "error": "", "log_tail": "", "stop_requested": 0}
         if resume:
             runs.count_resume(store, run_id)
         else:

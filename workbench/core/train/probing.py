@@ -136,7 +136,8 @@ def ask_items(loaded: LoadedModel, model: Any, items: Sequence[ProbeItem], *,
 
 def score(item: ProbeItem, answer: str) -> AnswerMark:
     """Correct and exact against the gold answer; for locality also whether it is unchanged."""
-    unchanged = normalize(answer) == normalize(item.reference) if item.metric == ScoreMetric.LOCALITY else None
+    unchanged = (normalize(answer) == normalize(item.reference)
+                 if item.metric == ScoreMetric.LOCALITY else None)
     return AnswerMark(is_correct(answer, item.answer, item.aliases),
                       is_exact(answer, item.answer, item.aliases), unchanged)
 
