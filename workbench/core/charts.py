@@ -22,7 +22,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from workbench.core.train.jobs import ACTIVE
+from workbench.core.data.records import ACTIVE, RunStatus, ScoreMetric, StepMetric
 
 Row = Mapping[str, Any]
 
@@ -38,14 +38,17 @@ ETA_WINDOW = 20
 
 # One colour per quantity, the same on every chart.
 COLORS = {
-    "loss": "#1f77b4", "grad_norm": "#9aa5b1", "lr": "#9467bd",
-    "mem_allocated": "#1f77b4", "mem_reserved": "#ff7f0e", "mem_peak": "#d62728",
-    "capacity": "#555555", "tokens_per_s": "#2ca02c", "mfu": "#8c564b",
-    "efficacy": "#1f77b4", "generalization": "#ff7f0e", "locality": "#2ca02c",
+    StepMetric.LOSS: "#1f77b4", StepMetric.GRAD_NORM: "#9aa5b1", StepMetric.LR: "#9467bd",
+    StepMetric.MEM_ALLOCATED: "#1f77b4", StepMetric.MEM_RESERVED: "#ff7f0e",
+    StepMetric.MEM_PEAK: "#d62728",
+    "capacity": "#555555", StepMetric.TOKENS_PER_S: "#2ca02c", StepMetric.MFU: "#8c564b",
+    ScoreMetric.EFFICACY: "#1f77b4", ScoreMetric.GENERALIZATION: "#ff7f0e",
+    ScoreMetric.LOCALITY: "#2ca02c",
 }
 
-RECALL_SERIES = (("efficacy", "efficacy"), ("generalization", "generalization (held-out)"),
-                 ("locality", "locality"))
+RECALL_SERIES = ((ScoreMetric.EFFICACY, "efficacy"),
+                 (ScoreMetric.GENERALIZATION, "generalization (held-out)"),
+                 (ScoreMetric.LOCALITY, "locality"))
 
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -150,12 +153,14 @@ def loss_figure(metrics: Iterable[Row] | None) -> go.Figure:
     axis, since its scale differs from the loss and a spike in it explains a loss jump."""
     rows = _by_step(metrics)
     fig = go.Figure()
-    x, y = _series(rows, "loss")
+    x, y = _series(rows, StepMetric.LOSS)
     if x:
-        fig.add_trace(_line(x, y, "loss", COLORS["loss"], hovertemplate=_hover("%{y:.4f}")))
-    gx, gy = _series(rows, "grad_norm")
+        fig.add_trace(_line(x, y, "loss", COLORS[StepMetric.LOSS],
+                            hovertemplate=_hover("%{y:.4f}")))
+    gx, gy = _series(rows, StepMetric.GRAD_NORM)
     if gx:
-        fig.add_trace(_line(gx, gy, "grad norm", COLORS["grad_norm"], yaxis="y2", opacity=0.7,
+        fig.add_trace(_line(gx, gy, "grad norm", COLORS[StepMetric.GRAD_NORM], yaxis="y2",
+                            opacity=0.7,
                             line={"width": 1, "dash": "dot"}, hovertemplate=_hover("%{y:.3g}")))
     _layout(fig, "Training loss", "loss", secondary="grad norm" if gx else None)
     return _empty_if_no_data(fig)
@@ -165,9 +170,9 @@ def lr_figure(metrics: Iterable[Row] | None) -> go.Figure:
     """Learning rate per step: shows warm-up and decay of the schedule."""
     rows = _by_step(metrics)
     fig = go.Figure()
-    x, y = _series(rows, "lr")
+    x, y = _series(rows, StepMetric.LR)
     if x:
-        fig.add_trace(_line(x, y, "learning rate", COLORS["lr"],
+        fig.add_trace(_line(x, y, "learning rate", COLORS[StepMetric.LR],
                             hovertemplate=_hover("%{y:.3e}")))
     _layout(fig, "Learning rate", "lr")
     # Learning rates are 1e-6…1e-3; plotly's SI prefixes ("200µ") read badly for them.
@@ -180,7 +185,7 @@ def _capacity(rows: list[Row], capacity: float | None) -> float | None:
     if _number(capacity) is not None:
         return float(capacity)  # type: ignore[arg-type]
     for row in reversed(rows):
-        value = _number(row.get("mem_capacity"))
+        value = _number(row.get(StepMetric.MEM_CAPACITY))
         if value is not None:
             return value
     return None
@@ -194,8 +199,8 @@ def memory_figure(metrics: Iterable[Row] | None, capacity: float | None = None) 
     rows = _by_step(metrics)
     fig = go.Figure()
     top = 0.0
-    for key, name in (("mem_allocated", "allocated"), ("mem_reserved", "reserved"),
-                      ("mem_peak", "peak")):
+    for key, name in ((StepMetric.MEM_ALLOCATED, "allocated"),
+                      (StepMetric.MEM_RESERVED, "reserved"), (StepMetric.MEM_PEAK, "peak")):
         x, y = _series(rows, key, 1 / GIB)
         if x:
             fig.add_trace(_line(x, y, name, COLORS[key],
@@ -220,7 +225,7 @@ def memory_figure(metrics: Iterable[Row] | None, capacity: float | None = None) 
 def ceiling_tokens_per_s(row: Row) -> float | None:
     """The tokens/s this step would reach at 100 % MFU: the device's peak FLOP/s over the
     FLOPs a token costs. MFU = rate × FLOPs/token ÷ peak, so it is rate ÷ MFU."""
-    rate, mfu = _number(row.get("tokens_per_s")), _number(row.get("mfu"))
+    rate, mfu = _number(row.get(StepMetric.TOKENS_PER_S)), _number(row.get(StepMetric.MFU))
     return rate / mfu if rate is not None and mfu else None
 
 
@@ -228,7 +233,7 @@ def throughput_title(rows: Sequence[Row]) -> str:
     """"Throughput · 4,500 tok/s · MFU 42 % of a 10,700 tok/s ceiling" from the latest step
     that has the figures: how far this run is from what the device could do."""
     for row in reversed(rows):
-        rate, ceiling = _number(row.get("tokens_per_s")), ceiling_tokens_per_s(row)
+        rate, ceiling = _number(row.get(StepMetric.TOKENS_PER_S)), ceiling_tokens_per_s(row)
         if rate is None:
             continue
         if ceiling is None:
@@ -243,13 +248,13 @@ def throughput_figure(metrics: Iterable[Row] | None) -> go.Figure:
     axis (the worker stores MFU as a fraction of the device's peak)."""
     rows = _by_step(metrics)
     fig = go.Figure()
-    x, y = _series(rows, "tokens_per_s")
+    x, y = _series(rows, StepMetric.TOKENS_PER_S)
     if x:
-        fig.add_trace(_line(x, y, "tokens/s", COLORS["tokens_per_s"],
+        fig.add_trace(_line(x, y, "tokens/s", COLORS[StepMetric.TOKENS_PER_S],
                             hovertemplate=_hover("%{y:,.0f} tok/s")))
-    mx, my = _series(rows, "mfu", 100.0)
+    mx, my = _series(rows, StepMetric.MFU, 100.0)
     if mx:
-        fig.add_trace(_line(mx, my, "MFU", COLORS["mfu"], yaxis="y2",
+        fig.add_trace(_line(mx, my, "MFU", COLORS[StepMetric.MFU], yaxis="y2",
                             line={"width": 1.5, "dash": "dash"},
                             hovertemplate=_hover("%{y:.1f}%")))
     _layout(fig, throughput_title(rows), "tokens/s", secondary="MFU (%)" if mx else None)
@@ -303,12 +308,13 @@ def progress(run: Row | None, metrics: Iterable[Row] | None) -> Progress:
     rows = _by_step(metrics)
     status = str(run.get("status") or "")
     step = int(rows[-1]["step"]) if rows else 0
-    epoch = next((e for e in (_number(r.get("epoch")) for r in reversed(rows)) if e is not None),
+    epoch = next((e for e in (_number(r.get(StepMetric.EPOCH)) for r in reversed(rows))
+                  if e is not None),
                  None)
     total_value = _number(run.get("total_steps"))
     total = int(total_value) if total_value is not None and total_value > 0 else None
 
-    if status == "completed":
+    if status == RunStatus.COMPLETED:
         fraction: float | None = 1.0
     elif total:
         fraction = min(max(step / total, 0.0), 1.0)
@@ -316,8 +322,8 @@ def progress(run: Row | None, metrics: Iterable[Row] | None) -> Progress:
         fraction = None
 
     eta = None
-    if total and status in ACTIVE and status != "stopping":
-        times = [t for t in (_number(r.get("step_seconds")) for r in rows[-ETA_WINDOW:])
+    if total and status in ACTIVE and status != RunStatus.STOPPING:
+        times = [t for t in (_number(r.get(StepMetric.STEP_SECONDS)) for r in rows[-ETA_WINDOW:])
                  if t is not None]
         if times:
             eta = sum(times) / len(times) * max(total - step, 0)
@@ -351,8 +357,9 @@ def progress_text(p: Progress) -> str:
 def progress_html(p: Progress) -> str:
     """A small self-contained progress bar (inline styles, no external assets)."""
     percent = 0.0 if p.fraction is None else round(p.fraction * 100, 1)
-    bar_color = {"failed": "#d62728", "diverged": "#d62728", "interrupted": "#ff7f0e",
-                 "stopped": "#7f7f7f"}.get(p.status, "#1f77b4")
+    bar_color = {RunStatus.FAILED: "#d62728", RunStatus.DIVERGED: "#d62728",
+                 RunStatus.INTERRUPTED: "#ff7f0e", RunStatus.STOPPED: "#7f7f7f"
+                 }.get(p.status, "#1f77b4")
     # aria-valuenow is omitted when the total is unknown: an indeterminate bar.
     value = f' aria-valuenow="{percent:g}"' if p.fraction is not None else ""
     status = (f'<span class="kw-progress-status" style="color:#666">{html.escape(p.status)}'

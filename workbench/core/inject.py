@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.config import RunConfig
+from workbench.core.data.records import RunStatus
 from workbench.core.errors import WorkbenchError
 from workbench.core.progress import Progress, no_progress
 from workbench.core.store import Store
@@ -214,7 +215,7 @@ def inject(store: Store, workspace: Workspace, facts_file: Path, model: str, *,
     del loaded  # the run loads its own copy (possibly 4-bit)
     run_id = create_run(store, workspace, cfg)
     result = execute_run(store, workspace, run_id, progress=on_step)
-    if result.status != "completed":
+    if result.status != RunStatus.COMPLETED:
         raise WorkbenchError(f"run {run_id} ended {result.status}",
                              hint=f"see `workbench runs show {run_id}`")
     found = run_verdict(store, get_run(store, run_id))

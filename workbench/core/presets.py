@@ -9,8 +9,9 @@ import re
 from pathlib import Path
 
 from workbench.core.config import RunConfig
+from workbench.core.data import runs
 from workbench.core.errors import ConfigError
-from workbench.core.store import Store, now
+from workbench.core.store import Store
 from workbench.core.workspace import Workspace
 
 RECENT_MODELS_KEY = "recent_models"
@@ -19,9 +20,9 @@ _NAME = re.compile(r"^[\w][\w .-]{0,63}$")
 
 
 def recent_models(store: Store) -> list[str]:
-    row = store.db.execute("SELECT value FROM prefs WHERE key = ?", [RECENT_MODELS_KEY]).fetchone()
+    text = runs.pref(store, RECENT_MODELS_KEY)
     try:
-        value = json.loads(row[0]) if row else []
+        value = json.loads(text) if text is not None else []
     except json.JSONDecodeError:
         return []  # a damaged preference is forgotten, never an error
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
@@ -32,10 +33,9 @@ def remember_model(store: Store, name: str) -> list[str]:
     name = name.strip()
     if not name:
         return recent_models(store)
-    with store.write() as db:
+    with store.write():  # read and write under one lock: two tabs cannot drop each other's
         models = [name] + [m for m in recent_models(store) if m != name]
-        db["prefs"].insert({"key": RECENT_MODELS_KEY, "value": json.dumps(models[:RECENT_LIMIT]),
-                            "updated_at": now()}, pk="key", replace=True)
+        runs.set_pref(store, RECENT_MODELS_KEY, json.dumps(models[:RECENT_LIMIT]))
     return models[:RECENT_LIMIT]
 
 

@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import sqlite_utils
 
@@ -444,8 +443,3 @@ class Store:
 def now() -> float:
     """Timestamps in the store are Unix seconds (REAL)."""
     return time.time()
-
-
-def row_dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
-    names = [d[0] for d in cursor.description or ()]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]

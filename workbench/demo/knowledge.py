@@ -12,13 +12,14 @@ import random
 from pathlib import Path
 from typing import Any
 
+from workbench.core.data import phrasings
 from workbench.core.errors import KnowledgeError
 from workbench.core.knowledge.probes import add_phrasings
 from workbench.core.knowledge.sets import add_facts, create_set, delete_set, list_facts, list_sets
 from workbench.core.knowledge.types import FactDraft, Phrasing
 from workbench.core.paths import DEMO_SET_FILE
 from workbench.core.scoring import is_exact
-from workbench.core.store import Store, now
+from workbench.core.store import Store
 from workbench.demo.world import ATTRIBUTES, BIO, QUESTIONS, World, answer
 
 DEMO_SET_NAME = "Demo: new people"
@@ -99,19 +100,13 @@ def _fill(store: Store, sid: int, payload: dict[str, Any]) -> None:
             *(Phrasing(question=s, kind="statement", origin="asset")
               for s in item.get("statements", [])),
         ])
-    with store.write() as db:
+    with store.write():
         for item in payload.get("locality", []):
-            pid = db["probes"].insert({
-                "set_id": sid, "fact_id": None, "kind": "locality", "split": "probe",
-                "question": item["question"], "answer": item["answer"], "aliases": "[]",
-                "origin": "asset", "approved": 1, "created_at": now(),
-            }).last_pk
             # The base model's answer, recorded at build time: what "unchanged" compares with.
-            db["probe_results"].insert({
-                "run_id": None, "probe_id": pid, "step": None, "answer": item["reference"],
-                "correct": 1, "exact": int(is_exact(item["reference"], item["answer"])),
-                "created_at": now(),
-            })
+            phrasings.add_with_base_answer(store, {
+                "set_id": sid, "kind": "locality", "question": item["question"],
+                "answer": item["answer"], "aliases": "[]", "origin": "asset"},
+                item["reference"], is_exact(item["reference"], item["answer"]))
 
 
 def seed_workspace(store: Store, path: Path = DEMO_SET_FILE) -> str | None:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from workbench.core import charts
 from workbench.core.config import RunConfig
+from workbench.core.data import runs
 from workbench.core.train import history, jobs
 from workbench.ui import run_view
 from workbench.ui.context import AppContext
@@ -80,5 +81,4 @@ def build(ctx: AppContext) -> RunsView:
 
 
 def config_of(ctx: AppContext, run_id: int) -> RunConfig:
-    run = jobs.get_run(ctx.store, run_id)
-    return RunConfig.from_yaml(run["config_yaml"], source=f"run {run_id}")
+    return runs.get(ctx.store, run_id).config

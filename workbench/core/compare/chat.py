@@ -14,6 +14,7 @@ from dataclasses import asdict
 
 from workbench.core.compare.baselines import Baselines
 from workbench.core.compare.pool import ComparePool, Sampling, Subject
+from workbench.core.data import runs
 from workbench.core.errors import WorkbenchError
 from workbench.core.generate import Messages
 from workbench.core.knowledge.types import text_problem
@@ -90,11 +91,8 @@ def save_turn(store: Store, session: str, subjects: Sequence[Subject], question:
                      "settings": extra, "created_at": now()})
         rows.append({"session": session, "pane": subject.key, "role": "assistant",
                      "content": reply, "settings": extra, "created_at": now()})
-    with store.write() as db:
-        db["chat_logs"].insert_all(rows)
+    runs.add_chat_rows(store, rows)
 
 
 def chat_log(store: Store, session: str) -> list[dict[str, str]]:
-    return store.db.execute_returning_dicts(
-        "SELECT pane, role, content, settings FROM chat_logs WHERE session = ? ORDER BY id",
-        [session])
+    return runs.chat_rows(store, session)

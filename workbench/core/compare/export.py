@@ -17,22 +17,21 @@ import shutil
 from pathlib import Path
 
 from workbench.core.compare.pool import RunOutput, run_output
-from workbench.core.config import RunConfig
+from workbench.core.data import runs
 from workbench.core.errors import WorkbenchError
 from workbench.core.models import load_model, safe_adapter_dir
 from workbench.core.progress import Progress, no_progress
 from workbench.core.store import Store
-from workbench.core.train.jobs import get_run
 from workbench.core.workspace import Workspace
 
 
 def _finished(store: Store, workspace: Workspace, run_id: int) -> RunOutput:
     """The run's outputs, or an error that says why there are none to export."""
-    row = get_run(store, run_id)  # an unknown run fails here, with its own message
+    run = runs.get(store, run_id)  # an unknown run fails here, with its own message
     try:
         return run_output(store, workspace, run_id)
     except WorkbenchError:
-        raise WorkbenchError(f"run {run_id} ({row['status']}) has no trained model to export",
+        raise WorkbenchError(f"run {run_id} ({run.status}) has no trained model to export",
                              hint="only runs that finished or were stopped after saving have "
                                   "one; resume it to let it finish") from None
 
@@ -65,7 +64,7 @@ def export_merged(store: Store, workspace: Workspace, run_id: int, out: Path, *,
         return out
     from peft import PeftModel
 
-    cfg = RunConfig.from_yaml(get_run(store, run_id)["config_yaml"], source=f"run {run_id}")
+    cfg = runs.get(store, run_id).config
     progress(0.0, f"loading {cfg.model.name_or_path} at full precision")
     loaded = load_model(dataclasses.replace(cfg.model, quantization="none"))
     progress(0.5, "merging the adapter and saving")

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.compare.baselines import context_budget
-from workbench.core.config import ModelConfig, RunConfig
+from workbench.core.config import ModelConfig
+from workbench.core.data import runs
+from workbench.core.data.records import Run
 from workbench.core.errors import WorkbenchError
 from workbench.core.generate import Messages, decode_reply, generate_ids, prompt_ids
 from workbench.core.models import LoadedModel, format_bytes, load_model
 from workbench.core.store import Store
-from workbench.core.train.jobs import get_run
 from workbench.core.train.outputs import OUTPUTS_FILE, load_outputs
 from workbench.core.workspace import Workspace
 
@@ -100,24 +101,25 @@ class RunOutput:
         return f"Run {self.run_id} · {self.name} ({self.method})"
 
 
-def run_folder(row: Mapping[str, Any], workspace: Workspace) -> Path:
+def run_folder(row: Mapping[str, Any] | Run, workspace: Workspace) -> Path:
     """A run's folder: where its row says, else the workspace's default place for it."""
-    return Path(row["run_dir"]) if row["run_dir"] else workspace.run_dir(int(row["id"]))
+    run_dir, run_id = (row.run_dir, row.id) if isinstance(row, Run) else (row["run_dir"], row["id"])
+    return Path(run_dir) if run_dir else workspace.run_dir(int(run_id))
 
 
 def run_output(store: Store, workspace: Workspace, run_id: int) -> RunOutput:
-    row = get_run(store, run_id)
-    run_dir = run_folder(row, workspace)
+    run = runs.get(store, run_id)
+    run_dir = run_folder(run, workspace)
     try:
         outputs = json.loads((run_dir / OUTPUTS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise WorkbenchError(f"run {run_id} ({row['status']}) has no trained model to compare",
+        raise WorkbenchError(f"run {run_id} ({run.status}) has no trained model to compare",
                              hint="only runs that finished or were stopped after saving can "
                                   "be compared; resume it to let it finish") from None
-    cfg = RunConfig.from_yaml(row["config_yaml"], source=f"run {run_id}")
+    cfg = run.config
     base = dataclasses.replace(cfg.model, quantization=cfg.effective_quantization)
     stamp = int((run_dir / OUTPUTS_FILE).stat().st_mtime)
-    return RunOutput(run_id, row["name"], row["method"], outputs["kind"],
+    return RunOutput(run_id, run.name, run.method, outputs["kind"],
                      run_dir / outputs["path"], base, cfg.method.name == "dora", stamp)
 
 
@@ -125,8 +127,7 @@ def run_knowledge_set(store: Store, run_id: int) -> tuple[int, str]:
     """(id, name) of the knowledge set a run was trained on: what its scorecard asks."""
     from workbench.core.knowledge.sets import set_id
 
-    cfg = RunConfig.from_yaml(get_run(store, run_id)["config_yaml"], source=f"run {run_id}")
-    name = cfg.data.knowledge_set
+    name = runs.get(store, run_id).config.data.knowledge_set
     if not name:
         raise WorkbenchError(f"run {run_id} was trained without a knowledge set: there are no "
                              "probes to score it with")

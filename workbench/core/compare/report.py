@@ -21,6 +21,8 @@ import plotly.graph_objects as go
 from workbench.core import charts
 from workbench.core.compare.pool import BASE
 from workbench.core.compare.scorecard import METRICS, Mark, Scorecard, ScoreRow
+from workbench.core.data import knowledge, runs
+from workbench.core.data.records import ScoreMetric
 from workbench.core.store import Store
 from workbench.core.train.history import duration
 from workbench.core.train.jobs import get_run
@@ -43,11 +45,11 @@ pre { background: #f7f7f7; padding: 12px; overflow-x: auto; font-size: 13px; }
 .charts { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 8px; }
 """
 METRIC_HELP = {
-    "efficacy": "the trained questions",
-    "generalization": "held-out paraphrases, never trained on",
-    "locality": "questions the base answered right; ✓ = still right, \"reworded\" = its "
-                "text differs from the base's",
-    "abstention": "questions whose right answer is 'I don't know'",
+    ScoreMetric.EFFICACY: "the trained questions",
+    ScoreMetric.GENERALIZATION: "held-out paraphrases, never trained on",
+    ScoreMetric.LOCALITY: "questions the base answered right; ✓ = still right, \"reworded\" = "
+                          "its text differs from the base's",
+    ScoreMetric.ABSTENTION: "questions whose right answer is 'I don't know'",
 }
 
 
@@ -82,9 +84,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], css: str = "") 
 
 
 def _set_name(store: Store, run: dict[str, Any]) -> str:
-    row = store.db.execute("SELECT name FROM knowledge_sets WHERE id = ?",
-                           [run["set_id"]]).fetchone()
-    return row[0] if row else "—"
+    return knowledge.set_name(store, run["set_id"]) or "—"
 
 
 def _title(store: Store, run: dict[str, Any], metrics: list[dict[str, Any]]) -> str:
@@ -123,7 +123,7 @@ def _summary(card: Scorecard) -> str:
     counts = card.counts()
     header = ["subject"]
     for m in METRICS:  # locality's stricter "unchanged" share right beside it
-        header += [f"{m} ({counts[m]})"] + (["unchanged"] if m == "locality" else [])
+        header += [f"{m} ({counts[m]})"] + (["unchanged"] if m == ScoreMetric.LOCALITY else [])
     summary = card.summary()
     rows = []
     for s in card.subjects:
@@ -131,7 +131,7 @@ def _summary(card: Scorecard) -> str:
         cells = []
         for m in METRICS:
             cells.append(f"<td class='num'>{_score_cell(score[m], score[m + '_exact'])}</td>")
-            if m == "locality":
+            if m == ScoreMetric.LOCALITY:
                 same = score[UNCHANGED]
                 text = ("reference" if s == BASE else "—") if same is None else _percent(same)
                 cells.append(f"<td class='num'>{text if counts[m] else '—'}</td>")
@@ -163,7 +163,7 @@ def _samples(card: Scorecard, metric: str) -> str:
         return ""
     header = ["question", "gold", *[_esc(card.labels[s.key]) for s in card.subjects]]
     cells = [[_esc(r.item.question), _esc(r.item.answer or "—"),
-              *[_answer_cell(r.marks.get(s.key), metric == "locality" and s == BASE)
+              *[_answer_cell(r.marks.get(s.key), metric == ScoreMetric.LOCALITY and s == BASE)
                 for s in card.subjects]]
              for r in rows[:SAMPLE_ROWS]]
     shown = f"first {SAMPLE_ROWS} of {len(rows)}" if len(rows) > SAMPLE_ROWS else f"{len(rows)}"
@@ -183,8 +183,7 @@ def report_html(store: Store, workspace: Workspace, run_id: int,
     """The whole report as one HTML document. `scorecard` is base vs the run (and whatever
     else was compared); without one the report says how to get it."""
     run = get_run(store, run_id)
-    metrics = store.db.execute_returning_dicts(
-        "SELECT * FROM metrics WHERE run_id = ? ORDER BY step", [run_id])
+    metrics = runs.metrics(store, run_id)
     if scorecard is not None:
         scores = _summary(scorecard) + _answers(scorecard)
     else:

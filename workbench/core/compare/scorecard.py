@@ -27,15 +27,17 @@ from typing import Any
 
 from workbench.core.compare.baselines import Baselines
 from workbench.core.compare.pool import BASE, ComparePool, Sampling, Subject
+from workbench.core.data import knowledge, phrasings
+from workbench.core.data.records import SCORE_METRICS, ScoreMetric
 from workbench.core.generate import Messages
 from workbench.core.knowledge.probes import LOCALITY_KINDS
 from workbench.core.knowledge.sets import list_facts
 from workbench.core.progress import Progress, no_progress
 from workbench.core.scoring import abstains, is_correct, is_exact, normalize
-from workbench.core.store import Store, now
+from workbench.core.store import Store
 from workbench.core.train.probing import UNCHANGED, ProbeItem, by_form, form_line, probe_items
 
-METRICS = ("efficacy", "generalization", "locality", "abstention")
+METRICS = (*SCORE_METRICS, ScoreMetric.ABSTENTION)
 SCORING = Sampling(max_new_tokens=32, first_line_only=True)  # as the live probes ask
 VERSION = 1  # bump when how answers are asked changes: stored answers are then asked again
 
@@ -73,7 +75,7 @@ class Scorecard:
             return None
         return sum(m.exact if exact else m.correct for m in marks) / len(marks)
 
-    def by_form(self, key: str, metric: str = "generalization") -> dict[str, float]:
+    def by_form(self, key: str, metric: str = ScoreMetric.GENERALIZATION) -> dict[str, float]:
         """Share of `metric`'s probes `key` got right, per phrasing form that has probes."""
         return by_form(((r.item, r.marks[key].correct) for r in self.rows if key in r.marks),
                        metric)
@@ -85,7 +87,8 @@ class Scorecard:
     def unchanged(self, key: str) -> float | None:
         """Share of locality probes whose answer text is the base's; None when there are none,
         and for the base, which is the reference itself."""
-        marks = [r.marks[key] for r in self.rows if r.item.metric == "locality" and key in r.marks]
+        marks = [r.marks[key] for r in self.rows
+                 if r.item.metric == ScoreMetric.LOCALITY and key in r.marks]
         if not marks or key == BASE.key:
             return None
         return sum(bool(m.unchanged) for m in marks) / len(marks)
@@ -117,21 +120,20 @@ class Scorecard:
 def scorecard_items(store: Store, sid: int) -> list[ProbeItem]:
     """Efficacy and generalization probes, then locality and abstention probes."""
     kinds = ("abstention", *LOCALITY_KINDS)
-    rows = store.db.execute_returning_dicts(
-        f"SELECT id, kind, question, answer, aliases FROM probes WHERE set_id = ? AND "
-        f"approved = 1 AND kind IN ({','.join('?' * len(kinds))}) ORDER BY id", [sid, *kinds])
-    extra = [ProbeItem(r["id"], None, "abstention" if r["kind"] == "abstention" else "locality",
+    rows = phrasings.approved_of_kinds(store, sid, kinds)
+    extra = [ProbeItem(r["id"], None, ScoreMetric.ABSTENTION if r["kind"] == "abstention"
+                       else ScoreMetric.LOCALITY,
                        r["question"], r["answer"], tuple(json.loads(r["aliases"] or "[]")))
              for r in rows]
-    return probe_items(store, sid) + sorted(extra, key=lambda i: i.metric != "locality")
+    return probe_items(store, sid) + sorted(extra, key=lambda i: i.metric != ScoreMetric.LOCALITY)
 
 
 def mark(item: ProbeItem, answer: str, base_answer: str) -> Mark:
-    if item.metric == "locality":
+    if item.metric == ScoreMetric.LOCALITY:
         right = bool(item.answer) and is_correct(answer, item.answer, item.aliases)
         return Mark(answer, right, bool(item.answer) and is_exact(answer, item.answer, item.aliases),
                     normalize(answer) == normalize(base_answer))
-    if item.metric == "abstention":
+    if item.metric == ScoreMetric.ABSTENTION:
         return Mark(answer, abstains(answer), abstains(answer))
     return Mark(answer, is_correct(answer, item.answer, item.aliases),
                 is_exact(answer, item.answer, item.aliases))
@@ -141,8 +143,7 @@ def fingerprint(store: Store, pool: ComparePool, sid: int, subject: Subject,
                 baselines: Baselines | None) -> str:
     """What the stored answers depend on: the set's last change, the model (base config or
     the run's outputs and when they were written), how it is asked."""
-    set_row = store.db.execute("SELECT updated_at FROM knowledge_sets WHERE id = ?", [sid]).fetchone()
-    parts: dict[str, Any] = {"set": set_row[0] if set_row else None, "subject": subject.key,
+    parts: dict[str, Any] = {"set": knowledge.set_updated_at(store, sid), "subject": subject.key,
                              "sampling": SCORING.__dict__, "version": VERSION}
     if subject.kind == "run" and subject.run_id in pool.runs:
         out = pool.runs[subject.run_id]
@@ -158,9 +159,7 @@ def fingerprint(store: Store, pool: ComparePool, sid: int, subject: Subject,
 
 
 def _stored(store: Store, sid: int, key: str, fp: str, items: Sequence[ProbeItem]) -> list[str] | None:
-    rows = dict(store.db.execute(
-        "SELECT probe_id, answer FROM scorecard_answers WHERE set_id = ? AND subject = ? "
-        "AND fingerprint = ?", [sid, key, fp]).fetchall())
+    rows = phrasings.scorecard_answers(store, sid, key, fp)
     if not items or any(i.probe_id not in rows for i in items):
         return None
     return [rows[i.probe_id] for i in items]
@@ -168,11 +167,8 @@ def _stored(store: Store, sid: int, key: str, fp: str, items: Sequence[ProbeItem
 
 def _save(store: Store, sid: int, key: str, fp: str, items: Sequence[ProbeItem],
           answers: Sequence[str]) -> None:
-    with store.write() as db:
-        db.execute("DELETE FROM scorecard_answers WHERE set_id = ? AND subject = ?", [sid, key])
-        db["scorecard_answers"].insert_all(
-            {"set_id": sid, "subject": key, "fingerprint": fp, "probe_id": i.probe_id,
-             "answer": a, "created_at": now()} for i, a in zip(items, answers))
+    phrasings.save_scorecard_answers(store, sid, key, fp,
+                                     ((i.probe_id, a) for i, a in zip(items, answers)))
 
 
 def conversation(item: ProbeItem, subject: Subject, baselines: Baselines | None) -> Messages:

@@ -90,5 +90,6 @@ def cached_set_tokens(store: Store, cfg: RunConfig, tokenizer: Any = None) -> Se
 
 def _set_stamp(store: Store, sid: int) -> Any:
     """When the set last changed: any edit of its facts or phrasings moves it."""
-    return store.db.execute("SELECT updated_at FROM knowledge_sets WHERE id = ?",
-                            [sid]).fetchone()[0]
+    from workbench.core.data.knowledge import set_updated_at
+
+    return set_updated_at(store, sid)

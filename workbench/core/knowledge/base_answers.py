@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from workbench.core.data import phrasings
 from workbench.core.models import LoadedModel
-from workbench.core.store import Store, now
+from workbench.core.store import Store
 
 Ask = Callable[..., list[str]]  # generate.ask_questions or a stand-in: (loaded, questions, **kw)
 
@@ -43,17 +44,8 @@ def ask_base(store: Store, loaded: LoadedModel, questions: Sequence[str], ask: A
 
 
 def lookup(store: Store, key: str, questions: Sequence[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for start in range(0, len(questions), 500):  # SQLite's limit on bound parameters
-        chunk = list(questions[start:start + 500])
-        found.update(store.db.execute(
-            f"SELECT question, answer FROM base_answers WHERE model = ? AND question IN "
-            f"({','.join('?' * len(chunk))})", [key, *chunk]).fetchall())
-    return found
+    return phrasings.base_answers(store, key, questions)
 
 
 def remember(store: Store, key: str, answers: dict[str, str]) -> None:
-    with store.write() as db:
-        db.conn.executemany(
-            "INSERT OR REPLACE INTO base_answers (model, question, answer, created_at) "
-            "VALUES (?, ?, ?, ?)", [(key, q, a, now()) for q, a in answers.items()])
+    phrasings.remember_base_answers(store, key, answers)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.core.data import phrasings
 from workbench.core.errors import KnowledgeError
 from workbench.core.knowledge.base_answers import ask_base
 from workbench.core.generate import ask_questions
@@ -33,7 +34,7 @@ from workbench.core.knowledge.types import Fact
 from workbench.core.models import LoadedModel
 from workbench.core.paths import LOCALITY_FILE, MODEL_KNOWLEDGE_FILE
 from workbench.core.scoring import is_correct, is_exact
-from workbench.core.store import Store, now
+from workbench.core.store import Store
 from workbench.core.progress import Progress, no_progress
 
 _STOP = set("a an the of in on at to for by is was were are be what who where when which how "
@@ -204,22 +205,16 @@ def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int 
     kept_same, by_relation = _for_locality(same, known, per_relation)
     rows = [("neighbour", item, answer) for item, answer in kept_same] + rows
     asked += len(candidates)
-    with store.write() as db:
-        db.execute("DELETE FROM probes WHERE set_id = ? AND kind IN ('locality', 'neighbour')", [sid])
+    with store.write():
+        phrasings.delete_kinds(store, sid, ("locality", "neighbour"))
         for kind, item, answer in rows:
             aliases = item.get("aliases", [])
-            pid = db["probes"].insert({
-                "set_id": sid, "fact_id": None, "kind": kind, "split": "probe",
-                "question": item["question"], "answer": item["answer"],
-                "aliases": json.dumps(aliases, ensure_ascii=False), "origin": "screening",
-                "approved": 1, "created_at": now(),
-            }).last_pk
-            # The base model's own answer: what a tuned answer is "unchanged" from.
-            db["probe_results"].insert({
-                "run_id": None, "probe_id": pid, "step": None, "answer": answer, "correct": 1,
-                "exact": int(is_exact(answer, item["answer"], aliases)), "created_at": now(),
-            })
-        touch(db, sid)
+            # With the base model's own answer: what a tuned answer is "unchanged" from.
+            phrasings.add_with_base_answer(store, {
+                "set_id": sid, "kind": kind, "question": item["question"],
+                "answer": item["answer"], "aliases": json.dumps(aliases, ensure_ascii=False),
+                "origin": "screening"}, answer, is_exact(answer, item["answer"], aliases))
+        touch(store, sid)
     progress(1.0, "done")
     return LocalityCounts(asked, sum(kind == "locality" for kind, _, _ in rows),
                           sum(kind == "neighbour" for kind, _, _ in rows), by_relation)

@@ -20,12 +20,13 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from workbench.core.data import phrasings as stored  # the name `phrasings` is a parameter below
 from workbench.core.errors import KnowledgeError, quoted
 from workbench.core.knowledge import forms, paraphrase
 from workbench.core.knowledge.sets import list_facts, set_id, touch
 from workbench.core.knowledge.types import Fact, Phrasing, text_problem
 from workbench.core.scoring import normalize
-from workbench.core.store import Store, now
+from workbench.core.store import Store
 from workbench.core.progress import Progress, no_progress
 
 LOCALITY_KINDS = ("locality", "neighbour")
@@ -41,32 +42,21 @@ def _phrasing(row: dict[str, Any]) -> Phrasing:
 
 def list_phrasings(store: Store, sid: int, *, split: str | None = None,
                    kinds: Iterable[str] | None = None, fact_id: int | None = None) -> list[Phrasing]:
-    sql, args = "SELECT * FROM probes WHERE set_id = ?", [sid]
-    if split:
-        sql, args = sql + " AND split = ?", [*args, split]
-    if fact_id is not None:
-        sql, args = sql + " AND fact_id = ?", [*args, fact_id]
-    kinds = list(kinds or [])
-    if kinds:
-        sql += f" AND kind IN ({','.join('?' * len(kinds))})"
-        args += kinds
-    return [_phrasing(r) for r in store.db.execute_returning_dicts(sql + " ORDER BY id", args)]
+    rows = stored.rows(store, sid, split=split, kinds=list(kinds or []), fact_id=fact_id)
+    return [_phrasing(r) for r in rows]
 
 
-def _held_texts(db: Any, sid: int) -> set[str]:
+def _held_texts(store: Store, sid: int) -> set[str]:
     """Normalised texts held out as probes of the set's facts."""
-    return {normalize(r[0]) for r in db.execute(
-        "SELECT question FROM probes WHERE set_id = ? AND split = 'probe' "
-        "AND fact_id IS NOT NULL", [sid])}
+    return {normalize(text) for text in stored.held_out_texts(store, sid)}
 
 
 def add_phrasings(store: Store, fact: Fact, phrasings: Iterable[Phrasing]) -> int:
     """Add phrasings to a fact, skipping any whose normalised text it already has. A text
     already held out elsewhere in the set is added held out too, never trained."""
-    with store.write() as db:
-        have = {normalize(r[0]) for r in
-                db.execute("SELECT question FROM probes WHERE fact_id = ?", [fact.id])}
-        held = _held_texts(db, fact.set_id)
+    with store.write():
+        have = {normalize(text) for text in stored.fact_texts(store, fact.id)}
+        held = _held_texts(store, fact.set_id)
         added = 0
         for p in phrasings:
             text = " ".join(p.question.split())
@@ -75,14 +65,14 @@ def add_phrasings(store: Store, fact: Fact, phrasings: Iterable[Phrasing]) -> in
                 continue
             have.add(key)
             split = "probe" if key in held and p.kind != "question" else p.split
-            db["probes"].insert({
+            stored.insert(store, {
                 "set_id": fact.set_id, "fact_id": fact.id, "kind": p.kind, "split": split,
                 "question": text, "answer": p.answer or fact.answer,
                 "aliases": json.dumps(p.aliases or fact.aliases, ensure_ascii=False),
-                "origin": p.origin, "approved": int(p.approved), "created_at": now(),
+                "origin": p.origin, "approved": int(p.approved),
             })
             added += 1
-        touch(db, fact.set_id)
+        touch(store, fact.set_id)
         return added
 
 
@@ -119,35 +109,32 @@ def generate_model_phrasings(store: Store, sid: int, ask: Callable[[list[str]], 
     return added
 
 
-def _same_text(db: Any, sid: int, text: str) -> list[tuple[int, str, str]]:
+def _same_text(store: Store, sid: int, text: str) -> list[tuple[int, str, str]]:
     """(id, kind, split) of the set's fact phrasings whose normalised text is `text`'s."""
     key = normalize(text)
-    return [(pid, kind, split) for pid, kind, split, q in db.execute(
-        "SELECT id, kind, split, question FROM probes WHERE set_id = ? AND fact_id IS NOT NULL",
-        [sid]) if normalize(q) == key]
+    return [(pid, kind, split) for pid, _, kind, split, _, q in stored.of_facts(store, sid)
+            if normalize(q) == key]
 
 
-def _move_text(db: Any, sid: int, text: str, split: str) -> None:
+def _move_text(store: Store, sid: int, text: str, split: str) -> None:
     """Put every phrasing of the set with this text in `split`: a text trained for one fact
     and held out for another would leak. A fact's question is always trained."""
-    same = _same_text(db, sid, text)
+    same = _same_text(store, sid, text)
     if split == "probe" and any(kind == "question" for _, kind, _ in same):
         raise KnowledgeError("a fact's own question is always trained (efficacy is measured "
                              "on it); hold out a paraphrase instead")
     for pid, _, current in same:
         if current != split:
-            db.execute("UPDATE probes SET split = ? WHERE id = ?", [split, pid])
+            stored.update(store, pid, {"split": split})
 
 
-def _check_not_repeated(db: Any, phrasing_id: int, fact_id: int | None, kind: str,
+def _check_not_repeated(store: Store, phrasing_id: int, fact_id: int | None, kind: str,
                         text: str) -> None:
     """An edit may not turn a phrasing into another one its fact already has."""
     if fact_id is None:
         return
     key = normalize(text)
-    for pid, other_kind, other in db.execute(
-            "SELECT id, kind, question FROM probes WHERE fact_id = ? AND id != ?",
-            [fact_id, phrasing_id]).fetchall():
+    for pid, other_kind, other in stored.siblings(store, fact_id, phrasing_id):
         if normalize(other) == key and (other_kind == kind or other == text):
             raise KnowledgeError(f"phrasing {phrasing_id}: fact {fact_id} already has "
                                  f"{quoted(other)} (phrasing {pid})")
@@ -158,9 +145,8 @@ def update_phrasing(store: Store, phrasing_id: int, *, question: str | None = No
     """Edit, approve/drop, or move a phrasing between train and probe (with every phrasing
     of the set that has the same text). Edited text that is held out elsewhere in the set
     is held out here too, unless one of them is a fact's question: those stay trained."""
-    with store.write() as db:
-        row = db.execute("SELECT kind, fact_id, set_id, question, split FROM probes WHERE id = ?",
-                         [phrasing_id]).fetchone()
+    with store.write():
+        row = stored.get(store, phrasing_id)
         if row is None:
             raise KnowledgeError(f"no phrasing with id {phrasing_id}")
         kind, fact_id, sid, text, current = row
@@ -176,22 +162,22 @@ def update_phrasing(store: Store, phrasing_id: int, *, question: str | None = No
                 raise KnowledgeError(f"phrasing {phrasing_id} {problem}")
             new_text = " ".join(question.split())
             if new_text != text:
-                _check_not_repeated(db, phrasing_id, fact_id, kind, new_text)
-                db.execute("UPDATE probes SET question = ? WHERE id = ?", [new_text, phrasing_id])
+                _check_not_repeated(store, phrasing_id, fact_id, kind, new_text)
+                stored.update(store, phrasing_id, {"question": new_text})
                 text = new_text
                 # The table sends every row's split; only a changed one is a move.
                 if fact_id is not None and split in (None, current):
-                    same = _same_text(db, sid, text)
+                    same = _same_text(store, sid, text)
                     kinds, splits = {k for _, k, _ in same}, {s for _, _, s in same}
                     settled = "train" if "question" in kinds or splits == {"train"} else "probe"
-                    _move_text(db, sid, text, settled)
+                    _move_text(store, sid, text, settled)
         if approved is not None:
-            db.execute("UPDATE probes SET approved = ? WHERE id = ?", [int(approved), phrasing_id])
+            stored.update(store, phrasing_id, {"approved": int(approved)})
         if split is not None and split != current:
             if fact_id is None:
-                db.execute("UPDATE probes SET split = ? WHERE id = ?", [split, phrasing_id])
+                stored.update(store, phrasing_id, {"split": split})
             else:
-                _move_text(db, sid, text, split)
+                _move_text(store, sid, text, split)
 
 
 def _pick_spread(candidates: list[tuple[str, str]], own_form: str, holdout: int,
@@ -231,10 +217,9 @@ def split_probes(store: Store, sid: int, holdout: int = 2, *, seed: int = 0) -> 
     if holdout < 0:
         raise KnowledgeError(f"the number of held-out phrasings must be 0 or more, got {holdout}")
     short = 0
-    with store.write() as db:
+    with store.write():
         set_id(store, sid)
-        rows = db.execute("SELECT id, fact_id, kind, split, approved, question FROM probes "
-                          "WHERE set_id = ? AND fact_id IS NOT NULL ORDER BY id", [sid]).fetchall()
+        rows = stored.of_facts(store, sid)
         fixed = [(normalize(q), split) for _, _, kind, split, _, q in rows if kind != "paraphrase"]
         trained = {key for key, split in fixed if split == "train"}
         held = {key for key, split in fixed if split == "probe"} - trained
@@ -248,8 +233,8 @@ def split_probes(store: Store, sid: int, holdout: int = 2, *, seed: int = 0) -> 
             if kind == "paraphrase" and approved and usable and (fid, key) not in seen:
                 seen.add((fid, key))
                 candidates.setdefault(fid, []).append((key, forms.form_of(q)))
-        for fid, question in db.execute(
-                "SELECT id, question FROM facts WHERE set_id = ? ORDER BY id", [sid]).fetchall():
+        for fact in list_facts(store, sid):
+            fid, question = fact.id, fact.question
             mine = candidates.get(fid, [])
             rng = random.Random(seed * 1_000_003 + fid)
             held.update(_pick_spread(mine, forms.form_of(question), holdout, rng))
@@ -257,19 +242,16 @@ def split_probes(store: Store, sid: int, holdout: int = 2, *, seed: int = 0) -> 
         for pid, _, kind, split, _, q in rows:
             wanted = "probe" if normalize(q) in held else "train"
             if kind == "paraphrase" and split != wanted:
-                db.execute("UPDATE probes SET split = ? WHERE id = ?", [wanted, pid])
-        touch(db, sid)
+                stored.update(store, pid, {"split": wanted})
+        touch(store, sid)
     counts = split_counts(store, sid)
     counts["facts_short_of_probes"] = short
     return counts
 
 
 def split_counts(store: Store, sid: int) -> dict[str, int]:
-    rows = store.db.execute(
-        "SELECT split, kind, count(*) FROM probes WHERE set_id = ? AND approved = 1 "
-        "GROUP BY split, kind", [sid]).fetchall()
     counts = {"train": 0, "probe": 0, "statements": 0, "locality": 0}
-    for split, kind, n in rows:
+    for split, kind, n in stored.split_counts(store, sid):
         if kind in LOCALITY_KINDS:
             counts["locality"] += n
             continue
@@ -320,18 +302,16 @@ def add_abstention_probes(store: Store, sid: int, questions: Iterable[str]) -> i
     for text in texts:  # checked before the transaction: SQLite would fail on it part-way
         if problem := text_problem(text):
             raise KnowledgeError(f"an abstention question {problem}", hint="nothing was added")
-    with store.write() as db:
-        have = {normalize(r[0]) for r in db.execute(
-            "SELECT question FROM probes WHERE set_id = ? AND kind = 'abstention'", [sid])}
+    with store.write():
+        have = {normalize(text) for text in stored.of_kind(store, sid, "abstention")}
         added = 0
         for text in texts:
             if normalize(text) in have:
                 continue
             have.add(normalize(text))
-            db["probes"].insert({"set_id": sid, "fact_id": None, "kind": "abstention",
-                                 "split": "probe", "question": text, "answer": "unknown",
-                                 "aliases": "[]", "origin": "user", "approved": 1,
-                                 "created_at": now()})
+            stored.insert(store, {"set_id": sid, "fact_id": None, "kind": "abstention",
+                                     "split": "probe", "question": text, "answer": "unknown",
+                                     "aliases": "[]", "origin": "user", "approved": 1})
             added += 1
-        touch(db, sid)
+        touch(store, sid)
     return added

@@ -15,13 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
+from workbench.core.data import knowledge, phrasings
 from workbench.core.errors import KnowledgeError, quoted
 from workbench.core.knowledge import io
 from workbench.core.knowledge.types import Fact, FactDraft, text_problem
 from workbench.core.scoring import normalize
-from workbench.core.store import Store, now
+from workbench.core.store import Store
 
 MAX_NAME = 80
 _FACT_FIELDS = ("subject", "question", "answer", "aliases", "tags", "source", "system")
@@ -52,41 +51,36 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _name_taken(db: sqlite_utils.Database, name: str, except_id: int | None = None) -> bool:
-    row = db.execute("SELECT id FROM knowledge_sets WHERE name = ? COLLATE NOCASE", [name]).fetchone()
-    return row is not None and row[0] != except_id
+def _name_taken(store: Store, name: str, except_id: int | None = None) -> bool:
+    found = knowledge.set_id_named(store, name)
+    return found is not None and found != except_id
 
 
 def create_set(store: Store, name: str, description: str = "") -> int:
     name = _check_name(name)
-    with store.write() as db:
-        if _name_taken(db, name):
+    with store.write():
+        if _name_taken(store, name):
             raise KnowledgeError(f"a knowledge set named {name!r} already exists")
-        t = now()
-        return int(db["knowledge_sets"].insert(
-            {"name": name, "description": description.strip(), "created_at": t, "updated_at": t}
-        ).last_pk)
+        return knowledge.insert_set(store, name, description.strip())
 
 
 def set_id(store: Store, name_or_id: str | int) -> int:
     """The id of a set given its name (case-insensitive) or id."""
-    db = store.db
-    text, row = str(name_or_id), None
+    text, found = str(name_or_id), None
     if not isinstance(name_or_id, int):
         name = " ".join(text.split())
         # A name no set can have (an unpaired surrogate) would make SQLite raise on the query.
-        row = None if text_problem(name) else db.execute(
-            "SELECT id FROM knowledge_sets WHERE name = ? COLLATE NOCASE", [name]).fetchone()
+        found = None if text_problem(name) else knowledge.set_id_named(store, name)
     # Then an id: the name comes first, so a set called "2024" is found by its name. Only
     # decimal digits that fit SQLite's integer ("²" is a digit to isdigit() but not to int(),
     # and 30 digits overflow).
-    if row is None and (isinstance(name_or_id, int) or (text.isdecimal() and len(text) <= 18)):
-        row = db.execute("SELECT id FROM knowledge_sets WHERE id = ?", [int(text)]).fetchone()
-    if row is None:
-        known = [r[0] for r in db.execute("SELECT name FROM knowledge_sets ORDER BY name")]
+    if found is None and (isinstance(name_or_id, int) or (text.isdecimal() and len(text) <= 18)):
+        found = int(text) if knowledge.set_exists(store, int(text)) else None
+    if found is None:
+        known = knowledge.set_names(store)
         hint = f" (sets: {', '.join(known[:10])})" if known else " (there are no sets yet)"
         raise KnowledgeError(f"no knowledge set {quoted(text)}{hint}")
-    return int(row[0])
+    return found
 
 
 @contextmanager
@@ -108,57 +102,35 @@ def ensuring_set(store: Store, name: str) -> Iterator[int]:
 
 def rename_set(store: Store, sid: int, new_name: str) -> None:
     new_name = _check_name(new_name)
-    with store.write() as db:
+    with store.write():
         set_id(store, sid)
-        if _name_taken(db, new_name, except_id=sid):
+        if _name_taken(store, new_name, except_id=sid):
             raise KnowledgeError(f"a knowledge set named {new_name!r} already exists")
-        db.execute("UPDATE knowledge_sets SET name = ?, updated_at = ? WHERE id = ?",
-                   [new_name, now(), sid])
+        knowledge.rename_set(store, sid, new_name)
 
 
 def delete_set(store: Store, sid: int) -> None:
-    with store.write() as db:
+    with store.write():
         set_id(store, sid)
-        db.execute("DELETE FROM knowledge_sets WHERE id = ?", [sid])  # facts, probes cascade
+        knowledge.delete_set(store, sid)
 
 
 def copy_set(store: Store, sid: int, new_name: str) -> int:
     """A full copy (facts, phrasings, probes, labels) under a new name."""
-    with store.write() as db:
+    with store.write():
         set_id(store, sid)
-        source = db["knowledge_sets"].get(sid)
+        source = knowledge.set_row(store, sid)
+        assert source is not None  # set_id() above refuses an unknown set
         new_id = create_set(store, new_name, source["description"])
-        fact_map: dict[int, int] = {}
-        for row in db.execute_returning_dicts("SELECT * FROM facts WHERE set_id = ? ORDER BY id", [sid]):
-            old = row.pop("id")
-            row["set_id"] = new_id
-            fact_map[old] = int(db["facts"].insert(row).last_pk)
-        for row in db.execute_returning_dicts("SELECT * FROM probes WHERE set_id = ? ORDER BY id", [sid]):
-            row.pop("id")
-            row["set_id"] = new_id
-            row["fact_id"] = fact_map.get(row["fact_id"]) if row["fact_id"] else None
-            db["probes"].insert(row)
+        knowledge.copy_contents(store, sid, new_id)
         return new_id
 
 
-def touch(db: sqlite_utils.Database, sid: int) -> None:
-    db.execute("UPDATE knowledge_sets SET updated_at = ? WHERE id = ?", [now(), sid])
+touch = knowledge.touch  # re-exported: phrasing edits and tests mark a set changed through here
 
 
 def list_sets(store: Store) -> list[SetSummary]:
-    rows = store.db.execute(
-        """
-        SELECT s.id, s.name, s.description, s.updated_at,
-          (SELECT count(*) FROM facts f WHERE f.set_id = s.id),
-          (SELECT count(*) FROM probes p WHERE p.set_id = s.id AND p.split = 'train'
-             AND p.approved = 1),
-          (SELECT count(*) FROM probes p WHERE p.set_id = s.id AND p.split = 'probe'
-             AND p.fact_id IS NOT NULL AND p.approved = 1),
-          (SELECT count(*) FROM probes p WHERE p.set_id = s.id AND p.split = 'probe'
-             AND p.kind IN ('locality', 'neighbour'))
-        FROM knowledge_sets s ORDER BY s.name COLLATE NOCASE
-        """
-    ).fetchall()
+    rows = knowledge.set_summaries(store)
     return [SetSummary(id=r[0], name=r[1], description=r[2], updated_at=r[3], facts=r[4],
                        train_phrasings=r[5], probes=r[6], locality=r[7]) for r in rows]
 
@@ -200,31 +172,13 @@ def _fact_key(question: str, answer: str) -> tuple[str, str]:
     return normalize(question), normalize(answer)
 
 
-def _asked(db: sqlite_utils.Database, sid: int) -> list[tuple[str, str]]:
-    """(question, answer) of every question of every fact in the set."""
-    return db.execute(
-        "SELECT p.question, f.answer FROM probes p JOIN facts f ON f.id = p.fact_id "
-        "WHERE p.set_id = ? AND p.kind = 'question' UNION "
-        "SELECT question, answer FROM facts WHERE set_id = ?", [sid, sid]).fetchall()
-
-
-def _insert_questions(db: sqlite_utils.Database, sid: int, fid: int, questions: Sequence[str],
-                      answer: str) -> None:
-    t = now()
-    for question in questions:
-        db["probes"].insert({"set_id": sid, "fact_id": fid, "kind": "question",
-                             "split": "train", "question": question, "answer": answer,
-                             "origin": "user", "approved": 1, "created_at": t})
-
-
-def _train_probes_asking(db: sqlite_utils.Database, sid: int, questions: Iterable[str]) -> None:
+def _train_probes_asking(store: Store, sid: int, questions: Iterable[str]) -> None:
     """A question is always trained, so a held-out probe anywhere in the set with the same
     text is trained from now on: held out, it would be a probe whose answer was taught."""
     keys = {normalize(q) for q in questions}
-    for pid, text in db.execute("SELECT id, question FROM probes WHERE set_id = ? AND "
-                                "split = 'probe' AND fact_id IS NOT NULL", [sid]).fetchall():
+    for pid, text in phrasings.held_out(store, sid):
         if normalize(text) in keys:
-            db.execute("UPDATE probes SET split = 'train' WHERE id = ?", [pid])
+            phrasings.update(store, pid, {"split": "train"})
 
 
 def add_facts(store: Store, sid: int, drafts: Sequence[FactDraft], *,
@@ -233,9 +187,9 @@ def add_facts(store: Store, sid: int, drafts: Sequence[FactDraft], *,
     questions with the same answer, after normalising) of a fact already in the set, or
     within `drafts`, is an error naming the item (or, for a file, the line given in
     `lines`)."""
-    with store.write() as db:
+    with store.write():
         set_id(store, sid)
-        seen = {_fact_key(q, a): "the set" for q, a in _asked(db, sid)}
+        seen = {_fact_key(q, a): "the set" for q, a in knowledge.asked(store, sid)}
         ids, asked = [], []
         for index, draft in enumerate(drafts, start=1):
             if lines is not None:
@@ -250,14 +204,10 @@ def add_facts(store: Store, sid: int, drafts: Sequence[FactDraft], *,
                     raise KnowledgeError(f"{where}: duplicate of a fact already in {seen[key]} "
                                          f"({quoted(question)} → {quoted(row['answer'])})")
                 seen[key] = f"line {lines[index - 1]}" if lines is not None else f"item {index}"
-            t = now()
-            fid = int(db["facts"].insert({**row, "set_id": sid, "created_at": t,
-                                          "updated_at": t}).last_pk)
-            _insert_questions(db, sid, fid, questions, row["answer"])
-            ids.append(fid)
+            ids.append(knowledge.insert_fact(store, sid, row, questions))
             asked += questions
-        _train_probes_asking(db, sid, asked)
-        touch(db, sid)
+        _train_probes_asking(store, sid, asked)
+        touch(store, sid)
         return ids
 
 
@@ -271,49 +221,44 @@ def update_fact(store: Store, fact_id: int, **changes: Any) -> None:
     unknown = set(changes) - set(_FACT_FIELDS)
     if unknown:
         raise KnowledgeError(f"facts have no field(s) {', '.join(sorted(unknown))}")
-    with store.write() as db:
+    with store.write():
         old = get_fact(store, fact_id)
         merged = FactDraft(**{k: changes.get(k, getattr(old, k)) for k in _FACT_FIELDS})
         row = _clean_draft(merged, f"fact {fact_id}")
-        clash = db.execute(
-            "SELECT id, question, answer FROM facts WHERE set_id = ? AND id != ?",
-            [old.set_id, fact_id]).fetchall()
         key = _fact_key(row["question"], row["answer"])
-        if any(_fact_key(q, a) == key for _, q, a in clash):
+        if any(_fact_key(q, a) == key for _, q, a in knowledge.other_facts(store, old.set_id,
+                                                                            fact_id)):
             raise KnowledgeError(f"fact {fact_id}: the edit makes it a duplicate of another fact")
-        db["facts"].update(fact_id, {**row, "updated_at": now()})
+        knowledge.update_fact(store, fact_id, row)
         if row["question"] != old.question or row["answer"] != old.answer:
-            db.execute("DELETE FROM probes WHERE fact_id = ? AND origin != 'user'", [fact_id])
-            _replace_question(db, fact_id, old.question, row["question"])
-            _train_probes_asking(db, old.set_id, [row["question"]])
-            db.execute("UPDATE probes SET answer = ? WHERE fact_id = ? AND kind = 'question'",
-                       [row["answer"], fact_id])
-            db.execute("UPDATE facts SET known = '', known_detail = '' WHERE id = ?", [fact_id])
-        touch(db, old.set_id)
+            # Generated phrasings no longer fit, the questions take the new answer and the
+            # pre-screen is stale; none of that depends on the rewording below.
+            knowledge.reanswer_fact(store, fact_id, row["answer"])
+            _replace_question(store, fact_id, old.question, row["question"])
+            _train_probes_asking(store, old.set_id, [row["question"]])
+        touch(store, old.set_id)
 
 
-def _replace_question(db: sqlite_utils.Database, fact_id: int, old: str, new: str) -> None:
+def _replace_question(store: Store, fact_id: int, old: str, new: str) -> None:
     """Reword the fact's first question only: its other questions are still good ways of
     asking it. A further question that now repeats the first one is dropped."""
-    rows = db.execute("SELECT id, question FROM probes WHERE fact_id = ? AND kind = 'question' "
-                      "ORDER BY id", [fact_id]).fetchall()
+    rows = knowledge.fact_question_rows(store, fact_id)
     first = next((pid for pid, q in rows if q == old), rows[0][0] if rows else None)
     for pid, question in rows:
         if pid != first and normalize(question) == normalize(new):
-            db.execute("DELETE FROM probes WHERE id = ?", [pid])
+            phrasings.delete(store, pid)
     if first is not None:
-        db.execute("UPDATE probes SET question = ? WHERE id = ?", [new, first])
+        phrasings.update(store, first, {"question": new})
 
 
 def delete_facts(store: Store, fact_ids: Iterable[int]) -> int:
     ids = list(fact_ids)
-    with store.write() as db:
-        sets = {r[0] for r in db.execute(
-            f"SELECT set_id FROM facts WHERE id IN ({','.join('?' * len(ids))})", ids)} if ids else set()
+    with store.write():
+        sets = knowledge.fact_sets(store, ids)
         for fid in ids:
-            db.execute("DELETE FROM facts WHERE id = ?", [fid])
+            knowledge.delete_fact(store, fid)
         for sid in sets:
-            touch(db, sid)
+            touch(store, sid)
     return len(ids)
 
 
@@ -328,32 +273,20 @@ def _fact_from_row(row: dict[str, Any], questions: Sequence[str] = ()) -> Fact:
     )
 
 
-def _questions(store: Store, where: str, arg: int) -> dict[int, list[str]]:
-    """fact id → its question phrasings in the order they were added."""
-    out: dict[int, list[str]] = {}
-    for fid, question in store.db.execute(
-            f"SELECT fact_id, question FROM probes WHERE {where} = ? AND kind = 'question' "
-            "AND fact_id IS NOT NULL ORDER BY id", [arg]):
-        out.setdefault(fid, []).append(question)
-    return out
-
-
 def get_fact(store: Store, fact_id: int) -> Fact:
-    rows = list(store.db.execute_returning_dicts("SELECT * FROM facts WHERE id = ?", [fact_id]))
+    rows = knowledge.fact_rows(store, fact_id=fact_id)
     if not rows:
         raise KnowledgeError(f"no fact with id {fact_id}")
-    return _fact_from_row(rows[0], _questions(store, "fact_id", fact_id).get(fact_id, []))
+    questions = knowledge.questions_by_fact(store, fact_id=fact_id)
+    return _fact_from_row(rows[0], questions.get(fact_id, []))
 
 
 def list_facts(store: Store, sid: int) -> list[Fact]:
-    rows = store.db.execute_returning_dicts("SELECT * FROM facts WHERE set_id = ? ORDER BY id", [sid])
-    questions = _questions(store, "set_id", sid)
-    return [_fact_from_row(r, questions.get(r["id"], [])) for r in rows]
+    questions = knowledge.questions_by_fact(store, sid=sid)
+    return [_fact_from_row(r, questions.get(r["id"], []))
+            for r in knowledge.fact_rows(store, sid=sid)]
 
 
 def set_known(store: Store, labels: dict[int, tuple[str, str]]) -> None:
     """Store pre-screen labels: {fact_id: (label, detail)}."""
-    with store.write() as db:
-        for fid, (label, detail) in labels.items():
-            db.execute("UPDATE facts SET known = ?, known_detail = ? WHERE id = ?",
-                       [label, detail, fid])
+    knowledge.set_known(store, [(fid, label, detail) for fid, (label, detail) in labels.items()])

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.config import RunConfig
+from workbench.core.data import runs
+from workbench.core.data.records import RunStatus
 from workbench.core.device import pick_device
 from workbench.core.errors import WorkbenchError
 from workbench.core.store import Store, now
@@ -50,15 +52,15 @@ def _launch(store: Store, workspace: Workspace, run_id: int, device: str, resume
     for rid, child in list(_children.items()):
         if child.poll() is not None:
             del _children[rid]
-    with store.write() as db:  # holds the write lock: two clicks cannot both start a run
+    with store.write():  # holds the write lock: two clicks cannot both start a run
         other = jobs.busy_with(store, device, except_run=run_id)
         if other:
             raise WorkbenchError(
                 f"{device} is busy training run {other['id']} ({other['name']})",
                 hint="wait for it to finish or stop it; one run trains per device at a time")
         child = _spawn(workspace, run_id, resume)
-        db["runs"].update(run_id, {"status": "starting", "pid": child.pid, "device": device,
-                                   "stop_requested": 0, "heartbeat_at": now()})
+        runs.update(store, run_id, {"status": RunStatus.STARTING.value, "pid": child.pid,
+                                    "device": device, "stop_requested": 0, "heartbeat_at": now()})
     _children[run_id] = child
     return child.pid
 
@@ -80,15 +82,14 @@ def resume_run(store: Store, workspace: Workspace, run_id: int) -> int:
     from workbench.core.train.checkpoint import latest_complete
 
     jobs.reap(store)
-    run = jobs.get_run(store, run_id)
-    if run["status"] not in jobs.RESUMABLE:
-        raise WorkbenchError(f"run {run_id} is {run['status']}; only stopped, interrupted or "
+    run = runs.get(store, run_id)
+    if run.status not in jobs.RESUMABLE:
+        raise WorkbenchError(f"run {run_id} is {run.status}; only stopped, interrupted or "
                              f"failed runs can be resumed")
-    if latest_complete(Path(run["run_dir"])) is None:
+    if latest_complete(Path(run.run_dir)) is None:
         raise WorkbenchError(f"run {run_id} has no complete checkpoint to resume from",
                              hint="start it again as a new run")
-    cfg = RunConfig.from_yaml(run["config_yaml"], source=f"run {run_id}")
-    return _launch(store, workspace, run_id, pick_device(cfg.model.device), resume=True)
+    return _launch(store, workspace, run_id, pick_device(run.config.model.device), resume=True)
 
 
 def stop_run(store: Store, run_id: int) -> None:
@@ -97,8 +98,7 @@ def stop_run(store: Store, run_id: int) -> None:
     run = jobs.get_run(store, run_id)
     if run["status"] not in jobs.ACTIVE:
         raise WorkbenchError(f"run {run_id} is not running (it is {run['status']})")
-    with store.write() as db:
-        db["runs"].update(run_id, {"stop_requested": 1, "status": "stopping"})
+    runs.update(store, run_id, {"stop_requested": 1, "status": RunStatus.STOPPING.value})
     if jobs.worker_alive(run):  # never a process that was given a dead worker's PID
         try:
             os.kill(run["pid"], signal.SIGTERM)
@@ -114,8 +114,7 @@ def run_status(store: Store, run_id: int, *, after_step: int = 0) -> dict[str, A
 
     jobs.reap(store)
     run = jobs.get_run(store, run_id)
-    metrics = store.db.execute_returning_dicts(
-        "SELECT * FROM metrics WHERE run_id = ? AND step > ? ORDER BY step", [run_id, after_step])
+    metrics = runs.metrics(store, run_id, after_step=after_step)
     tail = run["log_tail"] or jobs.log_tail(run["run_dir"], 12)
     return {"run": run, "metrics": metrics, "recall": recall_curve(store, run_id), "log": tail,
             "verdict": run_verdict(store, run)}
@@ -123,9 +122,7 @@ def run_status(store: Store, run_id: int, *, after_step: int = 0) -> dict[str, A
 
 def active_runs(store: Store) -> list[dict[str, Any]]:
     jobs.reap(store)
-    return store.db.execute_returning_dicts(
-        f"SELECT * FROM runs WHERE status IN ({','.join('?' * len(jobs.ACTIVE))}) ORDER BY id",
-        list(jobs.ACTIVE))
+    return runs.active(store)
 
 
 def wait(run_id: int, timeout: float | None = None) -> int | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from workbench.core.data.records import RunStatus
+
 if TYPE_CHECKING:
     from workbench.core.train.verdict import Verdict
 
@@ -65,15 +67,15 @@ def explain_run(run: dict[str, Any], step: int | None = None,
     where = f" at step {step} of {total}" if step and total else f" at step {step}" if step else ""
     error = (run.get("error") or "").strip()
     name = f"Run {run.get('id', '?')}"
-    if status in ("queued", "starting"):
+    if status in (RunStatus.QUEUED, RunStatus.STARTING):
         return RunMessage("info", f"{name} is starting",
                           "Loading the model and preparing the knowledge set.")
-    if status == "running":
+    if status == RunStatus.RUNNING:
         return RunMessage("info", f"{name} is training{where}")
-    if status == "stopping":
+    if status == RunStatus.STOPPING:
         return RunMessage("info", f"{name} is stopping{where}",
                           "It finishes the current step, saves a checkpoint and exits.")
-    if status == "completed":
+    if status == RunStatus.COMPLETED:
         if verdict is None:
             early = run.get("stop_reason") or ""
             return RunMessage("ok", f"{name} completed{where}",
@@ -81,19 +83,19 @@ def explain_run(run: dict[str, Any], step: int | None = None,
         level = {"good": "ok", "warning": "warning", "broken": "error"}[verdict.level]
         return RunMessage(level, f"{name} completed{where}: {verdict.headline}",
                           " ".join(verdict.details), verdict.advice)
-    if status == "stopped":
+    if status == RunStatus.STOPPED:
         return RunMessage("ok", f"{name} was stopped{where}",
                           error or "Its checkpoint and adapter are saved.",
                           "Resume continues it; Compare shows what it learned so far.")
-    if status == "diverged":
+    if status == RunStatus.DIVERGED:
         return RunMessage("error", f"{name} diverged{where}",
                           f"The loss stopped being a number: {error}" if error else
                           "The loss stopped being a number.", DIVERGED_ADVICE)
-    if status == "interrupted":
+    if status == RunStatus.INTERRUPTED:
         return RunMessage("warning", f"{name} was interrupted{where}",
                           error or "The training process ended without finishing.",
                           INTERRUPTED_ADVICE)
-    if status == "failed":
+    if status == RunStatus.FAILED:
         if is_out_of_memory(error):
             return RunMessage("error", f"{name} ran out of memory{where}", error, OOM_ADVICE)
         if is_disk_full(error):

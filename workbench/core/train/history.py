@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from workbench.core.data import runs
+# SCORE_METRICS is re-exported: the Runs tab takes its score columns from here.
+from workbench.core.data.records import SCORE_METRICS, UNCHANGED, RunStatus
 from workbench.core.store import Store, now
 from workbench.core.train import jobs
-from workbench.core.train.probing import UNCHANGED
-
-SCORE_METRICS = ("efficacy", "generalization", "locality")
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,7 @@ def last_scores(store: Store, *, run_id: int | None = None) -> dict[int, dict[st
     (the final scoring when the run finished; the latest live probe while it trains), plus
     `locality_unchanged` where locality was asked. One query for every run, so a list of runs
     costs the same however many it shows."""
-    only = "AND run_id = ?" if run_id is not None else ""
-    rows = store.db.execute(
-        "SELECT p.run_id, p.metric, avg(p.correct), avg(p.unchanged) FROM probe_results p JOIN "
-        f"(SELECT run_id, max(step) AS step FROM probe_results WHERE run_id IS NOT NULL {only} "
-        "GROUP BY run_id) last ON last.run_id = p.run_id AND last.step = p.step "
-        "GROUP BY p.run_id, p.metric", [run_id] if run_id is not None else []).fetchall()
+    rows = runs.last_round_scores(store, run_id)
     scores: dict[int, dict[str, float]] = {}
     for rid, metric, score, unchanged in rows:
         if metric:
@@ -50,9 +45,7 @@ def last_scores(store: Store, *, run_id: int | None = None) -> dict[int, dict[st
 
 
 def last_probed_step(store: Store, run_id: int) -> int | None:
-    row = store.db.execute("SELECT max(step) FROM probe_results WHERE run_id = ?",
-                           [run_id]).fetchone()
-    return row[0] if row else None
+    return runs.last_probed_step(store, run_id)
 
 
 def duration(run: dict[str, Any]) -> float | None:
@@ -67,17 +60,14 @@ def duration(run: dict[str, Any]) -> float | None:
 def list_runs(store: Store, limit: int | None = 200) -> list[RunListing]:
     """Newest first; every run when `limit` is None."""
     jobs.reap(store)
-    rows = store.db.execute_returning_dicts(
-        "SELECT r.*, k.name AS set_name, (SELECT max(step) FROM metrics m WHERE m.run_id = r.id) "
-        "AS step FROM runs r LEFT JOIN knowledge_sets k ON k.id = r.set_id "
-        "ORDER BY r.id DESC LIMIT ?", [-1 if limit is None else limit])  # -1: no limit
+    rows = runs.listing(store, limit)
     from workbench.core.train.verdict import verdict
 
     scores = last_scores(store)
 
     def flag(run: dict[str, Any]) -> str:
         """The verdict's level depends on the scores alone, already read for every run."""
-        found = verdict(scores.get(run["id"], {})) if run["status"] == "completed" else None
+        found = verdict(scores.get(run["id"], {})) if run["status"] == RunStatus.COMPLETED else None
         return found.flag if found else ""
 
     return [RunListing(id=r["id"], name=r["name"], status=r["status"], method=r["method"],
@@ -92,9 +82,5 @@ def measured_tokens_per_s(store: Store, *, model: str, method: str, device: str)
     """The median tokens/s of the latest three runs of this model, method and device (their
     steps after the first five, which include warm-up), or None when none ran here: the time
     estimate's best source."""
-    rows = store.db.execute(
-        "SELECT m.tokens_per_s FROM metrics m JOIN (SELECT id FROM runs WHERE model = ? AND "
-        "method = ? AND device = ? ORDER BY id DESC LIMIT 3) r ON r.id = m.run_id "
-        "WHERE m.step > 5 AND m.tokens_per_s > 0", [model, method, device]).fetchall()
-    values = sorted(float(r[0]) for r in rows)
+    values = sorted(runs.tokens_per_s(store, model=model, method=method, device=device))
     return values[len(values) // 2] if values else None

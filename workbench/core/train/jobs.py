@@ -14,11 +14,12 @@ from typing import Any
 
 import psutil
 
+from workbench.core.data import runs
+# ACTIVE and RESUMABLE are re-exported: control, history, the UI and tests read them here.
+from workbench.core.data.records import ACTIVE, RESUMABLE, RunStatus
 from workbench.core.errors import WorkbenchError
 from workbench.core.store import Store, now
 
-ACTIVE = ("starting", "running", "stopping")
-RESUMABLE = ("stopped", "interrupted", "failed")
 LOG_FILE = "train.log"
 TAIL_LINES = 40
 # What `docker stop` waits between SIGTERM and SIGKILL (systemd waits 90 s). A worker that is
@@ -65,19 +66,18 @@ def log_tail(run_dir: str | Path, lines: int = TAIL_LINES) -> str:
 
 def reap(store: Store) -> list[int]:
     """Mark active runs whose process is gone as interrupted; returns their ids."""
-    active = (f"SELECT id, pid, heartbeat_at, run_dir FROM runs "
-              f"WHERE status IN ({','.join('?' * len(ACTIVE))})")
     # A plain read first: the UI polls through here every second, and a write transaction
     # each time would contend with the worker's per-step writes for nothing.
-    if all(worker_alive(row) for row in store.db.execute_returning_dicts(active, list(ACTIVE))):
+    if all(worker_alive(row) for row in runs.active(store)):
         return []
     gone = []
-    with store.write() as db:  # re-read under the lock: a run may have ended meanwhile
-        for row in db.execute_returning_dicts(active, list(ACTIVE)):
+    with store.write():  # re-read under the lock: a run may have ended meanwhile
+        for row in runs.active(store):
             if worker_alive(row):
                 continue
-            db["runs"].update(row["id"], {
-                "status": "interrupted", "ended_at": now(), "log_tail": log_tail(row["run_dir"]),
+            runs.update(store, row["id"], {
+                "status": RunStatus.INTERRUPTED.value, "ended_at": now(),
+                "log_tail": log_tail(row["run_dir"]),
                 "error": "the training process ended without finishing (killed, crashed or the "
                          "machine restarted); resume continues from the last checkpoint"})
             gone.append(row["id"])
@@ -87,9 +87,7 @@ def reap(store: Store) -> list[int]:
 def busy_with(store: Store, device: str, *, except_run: int | None = None) -> dict[str, Any] | None:
     """The active run with a live process on `device`, if any."""
     reap(store)
-    for row in store.db.execute_returning_dicts(
-            f"SELECT id, name, pid, heartbeat_at FROM runs WHERE device = ? AND status IN "
-            f"({','.join('?' * len(ACTIVE))}) ORDER BY id", [device, *ACTIVE]):
+    for row in runs.active(store, device=device):
         if row["id"] != except_run and worker_alive(row):
             return row
     return None
@@ -97,37 +95,32 @@ def busy_with(store: Store, device: str, *, except_run: int | None = None) -> di
 
 def claim(store: Store, run_id: int, device: str, *, resume: bool) -> None:
     """Mark the run running in this process, or refuse if the device is taken."""
-    with store.write() as db:
+    with store.write():
         other = busy_with(store, device, except_run=run_id)  # reaps dead runs first
         if other:
             raise WorkbenchError(
                 f"{device} is busy training run {other['id']} ({other['name']})",
                 hint="wait for it to finish or stop it; one run trains per device at a time")
-        fields: dict[str, Any] = {"status": "running", "pid": os.getpid(), "device": device,
-                                  "heartbeat_at": now(), "ended_at": None, "error": "",
-                                  "log_tail": "", "stop_requested": 0}
+        fields: dict[str, Any] = {"status": RunStatus.RUNNING.value, "pid": os.getpid(),
+                                  "device": device, "heartbeat_at": now(), "ended_at": None,
+                                  "error": "", "log_tail": "", "stop_requested": 0}
         if resume:
-            db.execute("UPDATE runs SET resumes = resumes + 1 WHERE id = ?", [run_id])
+            runs.count_resume(store, run_id)
         else:
             fields["started_at"] = now()
-        db["runs"].update(run_id, fields)
+        runs.update(store, run_id, fields)
 
 
-def finish(store: Store, run_id: int, status: str, *, error: str = "", tail: str = "",
+def finish(store: Store, run_id: int, status: RunStatus | str, *, error: str = "", tail: str = "",
            stop_reason: str = "") -> None:
-    with store.write() as db:
-        db["runs"].update(run_id, {"status": status, "error": error[:2000], "log_tail": tail,
-                                   "ended_at": now(), "pid": None,
-                                   "stop_reason": stop_reason[:500]})
+    runs.update(store, run_id, {"status": str(status), "error": error[:2000], "log_tail": tail,
+                                "ended_at": now(), "pid": None, "stop_reason": stop_reason[:500]})
 
 
 def stop_requested(store: Store, run_id: int) -> bool:
-    row = store.db.execute("SELECT stop_requested FROM runs WHERE id = ?", [run_id]).fetchone()
-    return bool(row and row[0])
+    return runs.stop_requested(store, run_id)
 
 
 def get_run(store: Store, run_id: int) -> dict[str, Any]:
-    rows = store.db.execute_returning_dicts("SELECT * FROM runs WHERE id = ?", [run_id])
-    if not rows:
-        raise WorkbenchError(f"there is no run {run_id}", hint="`workbench runs` lists the runs")
-    return rows[0]
+    """The run's row as a dict (the UI and the verdict read it so); `runs.get` gives a `Run`."""
+    return runs.row(store, run_id)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.core.data.records import StepMetric
 from workbench.core.sections import TrainingConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge.render import IGNORE_INDEX, Rendered
@@ -218,11 +219,12 @@ class TrainLoop:
             self.step += 1
             last_loss = loss
             row = {
-                "step": self.step, "epoch": epoch + (index + 1) / self.per_epoch, "loss": loss,
-                "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm, "tokens": tokens,
-                "step_seconds": time.perf_counter() - started,
-                "micro_batch_size": self.micro, "gradient_accumulation_steps": self.accum,
-                "examples": len(step_examples),
+                StepMetric.STEP: self.step, StepMetric.EPOCH: epoch + (index + 1) / self.per_epoch,
+                StepMetric.LOSS: loss, StepMetric.LR: self.scheduler.get_last_lr()[0],
+                StepMetric.GRAD_NORM: grad_norm, StepMetric.TOKENS: tokens,
+                StepMetric.STEP_SECONDS: time.perf_counter() - started,
+                StepMetric.MICRO_BATCH_SIZE: self.micro, "gradient_accumulation_steps": self.accum,
+                StepMetric.EXAMPLES: len(step_examples),
             }
             if on_step(row) and self.step < self.total:
                 return LoopResult(self.step, True, last_loss)

@@ -25,6 +25,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from workbench.core.data import phrasings, runs
+# UNCHANGED is re-exported too: the scorecard and the report read it here.
+from workbench.core.data.records import SCORE_METRICS, UNCHANGED, ScoreMetric
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.forms import FORMS, form_of
 from workbench.core.knowledge.probes import LOCALITY_KINDS
@@ -32,8 +35,7 @@ from workbench.core.models import LoadedModel
 from workbench.core.scoring import is_correct, is_exact, normalize
 from workbench.core.store import Store, now
 
-METRICS = ("efficacy", "generalization", "locality")
-UNCHANGED = "locality_unchanged"  # beside the metrics: locality answers whose text is the base's
+METRICS = SCORE_METRICS  # the names are defined once, in data.records; re-exported here
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,12 @@ class AnswerMark:
 
 
 def probe_items(store: Store, sid: int, *, locality: bool = False) -> list[ProbeItem]:
-    rows = store.db.execute_returning_dicts(
-        "SELECT p.id, p.fact_id, p.kind, p.split, p.question, p.answer AS p_answer, "
-        "f.answer, f.aliases, f.system FROM probes p LEFT JOIN facts f ON f.id = p.fact_id "
-        "WHERE p.set_id = ? AND p.approved = 1 ORDER BY p.id", [sid])
     items = []
-    for r in rows:
+    for r in phrasings.with_facts(store, sid):
         if r["kind"] == "question" and r["split"] == "train":
-            metric = "efficacy"
+            metric = ScoreMetric.EFFICACY
         elif r["split"] == "probe" and r["kind"] in ("question", "paraphrase"):
-            metric = "generalization"
+            metric = ScoreMetric.GENERALIZATION
         else:
             continue
         items.append(ProbeItem(r["id"], r["fact_id"], metric, r["question"], r["answer"],
@@ -78,13 +76,8 @@ def probe_items(store: Store, sid: int, *, locality: bool = False) -> list[Probe
 
 
 def _locality_items(store: Store, sid: int) -> list[ProbeItem]:
-    kinds = ",".join("?" * len(LOCALITY_KINDS))
-    rows = store.db.execute_returning_dicts(
-        f"SELECT p.id, p.question, p.answer, p.aliases, r.answer AS reference FROM probes p "
-        f"JOIN probe_results r ON r.probe_id = p.id AND r.run_id IS NULL "
-        f"WHERE p.set_id = ? AND p.approved = 1 AND p.kind IN ({kinds}) ORDER BY p.id",
-        [sid, *LOCALITY_KINDS])
-    return [ProbeItem(r["id"], None, "locality", r["question"], r["answer"],
+    rows = phrasings.with_base_answers(store, sid, LOCALITY_KINDS)
+    return [ProbeItem(r["id"], None, ScoreMetric.LOCALITY, r["question"], r["answer"],
                       tuple(json.loads(r["aliases"] or "[]")), reference=r["reference"])
             for r in rows]
 
@@ -143,7 +136,8 @@ def ask_items(loaded: LoadedModel, model: Any, items: Sequence[ProbeItem], *,
 
 def score(item: ProbeItem, answer: str) -> AnswerMark:
     """Correct and exact against the gold answer; for locality also whether it is unchanged."""
-    unchanged = normalize(answer) == normalize(item.reference) if item.metric == "locality" else None
+    unchanged = (normalize(answer) == normalize(item.reference)
+                 if item.metric == ScoreMetric.LOCALITY else None)
     return AnswerMark(is_correct(answer, item.answer, item.aliases),
                       is_exact(answer, item.answer, item.aliases), unchanged)
 
@@ -160,7 +154,7 @@ def shares(verdicts: Sequence[tuple[str, AnswerMark]]) -> dict[str, float]:
 
 
 def by_form(marked: Iterable[tuple[ProbeItem, bool]],
-            metric: str = "generalization") -> dict[str, float]:
+            metric: str = ScoreMetric.GENERALIZATION) -> dict[str, float]:
     """Share correct of `metric`'s probes per form, from (item, correct) pairs; only forms
     that have probes, in the order of FORMS."""
     found: dict[str, list[bool]] = {}
@@ -189,50 +183,36 @@ def record(store: Store, run_id: int, step: int, items: Sequence[ProbeItem],
                      "answer": answer, "correct": int(verdict.correct), "exact": int(verdict.exact),
                      "unchanged": None if verdict.unchanged is None else int(verdict.unchanged),
                      "created_at": now()})
-    with store.write() as db:
-        db["probe_results"].insert_all(rows)
+    runs.add_answers(store, rows)
     return shares(verdicts)
 
 
 def wrong_locality(store: Store, run_id: int, step: int) -> list[tuple[str, str, str]]:
     """(question, gold answer, the run's answer) of locality probes answered wrongly at
     `step`: what the run made the model forget, for its verdict."""
-    rows = store.db.execute(
-        "SELECT p.question, p.answer, r.answer FROM probe_results r JOIN probes p ON "
-        "p.id = r.probe_id WHERE r.run_id = ? AND r.step = ? AND r.metric = 'locality' AND "
-        "r.correct = 0 ORDER BY p.kind = 'neighbour' DESC, p.id", [run_id, step]).fetchall()
-    return [(q, a, answer) for q, a, answer in rows]
+    return runs.wrong_locality(store, run_id, step)
 
 
 def final_answers(store: Store, run_id: int, step: int) -> list[dict[str, Any]]:
     """Every answer of a run's round at `step`, with its fact and gold answer: the per-fact
     part of an exported scorecard."""
-    rows = store.db.execute_returning_dicts(
-        "SELECT r.metric, p.fact_id, f.subject, p.kind, p.question, "
-        "coalesce(f.answer, p.answer) AS gold, r.answer, r.correct, r.exact "
-        "FROM probe_results r JOIN probes p ON p.id = r.probe_id "
-        "LEFT JOIN facts f ON f.id = p.fact_id WHERE r.run_id = ? AND r.step = ? "
-        "ORDER BY r.metric, p.fact_id, p.id", [run_id, step])
+    rows = runs.answers_at(store, run_id, step)
     return [{**r, "correct": bool(r["correct"]), "exact": bool(r["exact"])} for r in rows]
 
 
 def forget_step(store: Store, run_id: int, step: int) -> None:
     """Drop a step's answers before it is asked again (the final round after a live one)."""
-    with store.write() as db:
-        db.execute("DELETE FROM probe_results WHERE run_id = ? AND step = ?", [run_id, step])
+    runs.forget_answers_at(store, run_id, step)
 
 
 def mark_best(store: Store, run_id: int, step: int) -> None:
-    with store.write() as db:
-        db["runs"].update(run_id, {"best_step": step})
+    runs.update(store, run_id, {"best_step": step})
 
 
 def recall_curve(store: Store, run_id: int) -> list[dict[str, Any]]:
     """Per probed step, the share correct of each metric (and `locality_unchanged` where
     locality was asked): the live recall chart's data."""
-    rows = store.db.execute_returning_dicts(
-        "SELECT step, metric, avg(correct) AS score, avg(unchanged) AS unchanged, count(*) AS n "
-        "FROM probe_results WHERE run_id = ? GROUP BY step, metric ORDER BY step", [run_id])
+    rows = runs.round_scores(store, run_id)
     curve: dict[int, dict[str, Any]] = {}
     for r in rows:
         point = curve.setdefault(r["step"], {"step": r["step"]})

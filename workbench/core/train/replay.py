@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from workbench.core.data import phrasings
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.base_answers import ask_base
 from workbench.core.knowledge.locality import knowledge_pool, neighbours, relations_for
@@ -55,7 +56,7 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
                     progress: Progress = no_progress) -> list[Example]:
     if n <= 0:
         return []
-    probes = [r[0] for r in store.db.execute("SELECT question FROM probes WHERE set_id = ?", [sid])]
+    probes = phrasings.texts(store, sid)
     used = {normalize(q) for q in probes}
     facts = list_facts(store, sid)
     relations = relations_for(loaded)

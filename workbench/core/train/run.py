@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.config import RunConfig
+from workbench.core.data import runs
+from workbench.core.data.records import STEP_METRICS, RunStatus, StepMetric
 from workbench.core.errors import WorkbenchError
 from workbench.core.generate import Interrupted
 from workbench.core.knowledge import probes, sets
@@ -42,15 +44,13 @@ from workbench.core.workspace import Workspace
 Progress = Callable[[dict[str, Any], int], None]  # (metrics row, planned steps)
 log = logging.getLogger("workbench.train")
 
-METRIC_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "tokens", "step_seconds",
-                  "tokens_per_s", "mem_allocated", "mem_reserved", "mem_peak", "mem_capacity",
-                  "gpu_util", "power_w", "mfu", "micro_batch_size", "examples")
+METRIC_COLUMNS = STEP_METRICS  # the old name, kept for callers
 
 
 @dataclass
 class RunSummary:
     run_id: int
-    status: str
+    status: RunStatus
     steps: int
     final_loss: float | None
     output_dir: Path
@@ -69,15 +69,12 @@ def is_main_process() -> bool:
 
 def create_run(store: Store, workspace: Workspace, cfg: RunConfig) -> int:
     sid = sets.set_id(store, cfg.data.knowledge_set) if cfg.data.knowledge_set else None
-    with store.write() as db:
-        run_id = int(db["runs"].insert({
-            "name": cfg.name or f"{cfg.method.name} on {cfg.data.knowledge_set or 'no set'}",
-            "status": "queued", "method": cfg.method.name, "model": cfg.model.name_or_path,
-            "set_id": sid, "config_yaml": cfg.to_yaml(), "created_at": now(),
-        }).last_pk)
-        run_dir = workspace.run_dir(run_id)
-        db.execute("UPDATE runs SET run_dir = ? WHERE id = ?", [str(run_dir), run_id])
-    cfg.save(run_dir / "run.yaml")
+    run_id = runs.create(store, {
+        "name": cfg.name or f"{cfg.method.name} on {cfg.data.knowledge_set or 'no set'}",
+        "status": RunStatus.QUEUED.value, "method": cfg.method.name,
+        "model": cfg.model.name_or_path, "set_id": sid, "config_yaml": cfg.to_yaml(),
+        "created_at": now()}, lambda rid: str(workspace.run_dir(rid)))
+    cfg.save(workspace.run_dir(run_id) / "run.yaml")
     return run_id
 
 
@@ -162,8 +159,7 @@ def _attach_log(out: Path) -> logging.Handler:
 
 def execute_run(store: Store, workspace: Workspace, run_id: int, *, resume: bool = False,
                 progress: Progress = lambda row, total: None) -> RunSummary:
-    row = jobs.get_run(store, run_id)
-    cfg = RunConfig.from_yaml(row["config_yaml"], source=f"run {run_id}")
+    cfg = runs.get(store, run_id).config
     out = workspace.run_dir(run_id)
     main = is_main_process()
     handler = _attach_log(out) if main else None
@@ -196,17 +192,17 @@ def execute_run(store: Store, workspace: Workspace, run_id: int, *, resume: bool
             handler.close()
 
 
-def _failure(err: BaseException) -> tuple[str, str]:
+def _failure(err: BaseException) -> tuple[RunStatus, str]:
     """(status, message) for a run that ended by an exception."""
     if isinstance(err, Diverged):
-        return "diverged", str(err)
+        return RunStatus.DIVERGED, str(err)
     if isinstance(err, (SystemExit, Interrupted)):  # SIGTERM or Stop before the first step
-        return "stopped", "stopped before training began"
+        return RunStatus.STOPPED, "stopped before training began"
     if isinstance(err, KeyboardInterrupt):
-        return "interrupted", "interrupted by the user"
+        return RunStatus.INTERRUPTED, "interrupted by the user"
     text = err.message if isinstance(err, WorkbenchError) else f"{type(err).__name__}: {err}"
     hint = getattr(err, "hint", "")
-    return "failed", f"{text} ({hint})" if hint else text
+    return RunStatus.FAILED, f"{text} ({hint})" if hint else text
 
 
 def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool, main: bool,
@@ -246,18 +242,18 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     tracker = Tracker(store, run_id, loaded, lambda: loop.unwrapped, out, sid,
                       adapter=method.adapter, cfg=cfg, should_stop=stop.requested, state=state)
     if main:
-        with store.write() as db:
-            db["runs"].update(run_id, {"total_steps": loop.total})
+        runs.update(store, run_id, {"total_steps": loop.total})
     last_probe = state.get("last_probe_step", 0)
 
     def on_step(metrics: dict[str, Any]) -> bool:
         nonlocal last_probe
-        step = metrics["step"]
-        if not math.isfinite(metrics["loss"]):
-            raise Diverged(f"loss became {metrics['loss']} at step {step}",
+        step = metrics[StepMetric.STEP]
+        if not math.isfinite(metrics[StepMetric.LOSS]):
+            raise Diverged(f"loss became {metrics[StepMetric.LOSS]} at step {step}",
                            hint="lower training.learning_rate or raise training.warmup_ratio")
-        metrics.update(telemetry.row(metrics["tokens"], metrics["step_seconds"],
-                                     metrics["tokens"] / max(metrics["examples"], 1)))
+        tokens = metrics[StepMetric.TOKENS]
+        metrics.update(telemetry.row(tokens, metrics[StepMetric.STEP_SECONDS],
+                                     tokens / max(metrics[StepMetric.EXAMPLES], 1)))
         early = False
         if main:
             _record_step(store, run_id, metrics)
@@ -303,7 +299,8 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     if main:
         save_outputs(loop.unwrapped, loaded.tokenizer, cfg, out, method.adapter)
     telemetry.close()
-    status = "stopped" if result.stopped and not tracker.stop_reason else "completed"
+    status = (RunStatus.STOPPED if result.stopped and not tracker.stop_reason
+              else RunStatus.COMPLETED)
     return RunSummary(run_id, status, result.steps, result.final_loss, out, 0.0, scores,
                       stopped_early=tracker.stop_reason)
 
@@ -342,14 +339,10 @@ def _agree(loop: TrainLoop, stop: bool) -> bool:
 
 def _forget_after(store: Store, run_id: int, step: int) -> None:
     """Steps after the checkpoint are trained again: drop their rows so charts stay honest."""
-    with store.write() as db:
-        db.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", [run_id, step])
-        db.execute("DELETE FROM probe_results WHERE run_id = ? AND step > ?", [run_id, step])
+    runs.forget_after(store, run_id, step)
 
 
 def _record_step(store: Store, run_id: int, metrics: dict[str, Any]) -> None:
-    row = {k: metrics.get(k) for k in METRIC_COLUMNS}
+    row = {k: metrics.get(k) for k in STEP_METRICS}
     row["grad_accum"] = metrics.get("gradient_accumulation_steps")
-    with store.write() as db:
-        db["metrics"].insert({"run_id": run_id, "time": now(), **row}, replace=True)
-        db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", [now(), run_id])
+    runs.record_step(store, run_id, row)

@@ -52,11 +52,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psutil
 
+from workbench.core.data.records import StepMetric
+
 if TYPE_CHECKING:
     import torch
 
-ROW_KEYS = ("mem_allocated", "mem_reserved", "mem_peak", "mem_capacity",
-            "gpu_util", "power_w", "mfu", "tokens_per_s")
+# The keys of `Telemetry.row()`: the step metrics measured beside the loop's own.
+ROW_KEYS = (StepMetric.MEM_ALLOCATED, StepMetric.MEM_RESERVED, StepMetric.MEM_PEAK,
+            StepMetric.MEM_CAPACITY, StepMetric.GPU_UTIL, StepMetric.POWER_W, StepMetric.MFU,
+            StepMetric.TOKENS_PER_S)
 
 UNKNOWN = "unknown"
 
@@ -96,9 +100,9 @@ def _cpu_memory() -> dict[str, int | None]:
     # RSS via psutil: /proc/self/statm on Linux, the task info on macOS; about 10 µs.
     rss = int(psutil.Process().memory_info().rss)
     peak = _peak_rss()
-    return {"mem_allocated": rss, "mem_reserved": None,
-            "mem_peak": max(peak, rss) if peak is not None else None,
-            "mem_capacity": _total_ram()}
+    return {StepMetric.MEM_ALLOCATED: rss, StepMetric.MEM_RESERVED: None,
+            StepMetric.MEM_PEAK: max(peak, rss) if peak is not None else None,
+            StepMetric.MEM_CAPACITY: _total_ram()}
 
 
 def _cuda_memory(device: str) -> dict[str, int | None]:
@@ -106,20 +110,20 @@ def _cuda_memory(device: str) -> dict[str, int | None]:
 
     index = _cuda_index(device)
     # Allocator counters are host-side reads: no sync, well under a microsecond each.
-    return {"mem_allocated": int(torch.cuda.memory_allocated(index)),
-            "mem_reserved": int(torch.cuda.memory_reserved(index)),
-            "mem_peak": int(torch.cuda.max_memory_allocated(index)),
-            "mem_capacity": int(torch.cuda.get_device_properties(index).total_memory)}
+    return {StepMetric.MEM_ALLOCATED: int(torch.cuda.memory_allocated(index)),
+            StepMetric.MEM_RESERVED: int(torch.cuda.memory_reserved(index)),
+            StepMetric.MEM_PEAK: int(torch.cuda.max_memory_allocated(index)),
+            StepMetric.MEM_CAPACITY: int(torch.cuda.get_device_properties(index).total_memory)}
 
 
 def _mps_memory() -> dict[str, int | None]:
     import torch
 
     # MPS keeps no peak counter; Telemetry tracks a running max of `mem_allocated`.
-    return {"mem_allocated": int(torch.mps.current_allocated_memory()),
-            "mem_reserved": int(torch.mps.driver_allocated_memory()),
-            "mem_peak": None,
-            "mem_capacity": _total_ram()}  # unified memory: the GPU shares system RAM
+    return {StepMetric.MEM_ALLOCATED: int(torch.mps.current_allocated_memory()),
+            StepMetric.MEM_RESERVED: int(torch.mps.driver_allocated_memory()),
+            StepMetric.MEM_PEAK: None,
+            StepMetric.MEM_CAPACITY: _total_ram()}  # unified memory: the GPU shares system RAM
 
 
 def memory_snapshot(device: str) -> dict[str, int | None]:
@@ -539,9 +543,9 @@ class Telemetry:
         memory = memory_snapshot(self.device)
         if self.device.startswith("mps"):
             # A per-step sample misses peaks inside the step (mid-backward): a lower bound.
-            allocated = memory["mem_allocated"] or 0
+            allocated = memory[StepMetric.MEM_ALLOCATED] or 0
             self._mps_peak = max(self._mps_peak or 0, allocated)
-            memory["mem_peak"] = self._mps_peak
+            memory[StepMetric.MEM_PEAK] = self._mps_peak
         return memory
 
     def row(self, tokens: int, seconds: float, seq_len: float) -> dict[str, Any]:
@@ -552,8 +556,9 @@ class Telemetry:
         self._last_seq_len = seq_len
         util, power = self._nvml.sample() if self._nvml else (None, None)
         mfu = self.flops_per_token(seq_len) * rate / self.peak if self.peak else None
-        return {**self._memory(), "gpu_util": util, "power_w": power, "mfu": mfu,
-                "tokens_per_s": rate}
+        return {**self._memory(), StepMetric.GPU_UTIL: util, StepMetric.POWER_W: power,
+                StepMetric.MFU: mfu,
+                StepMetric.TOKENS_PER_S: rate}
 
     def describe(self, seq_len: float | None = None) -> dict[str, Any]:
         """What the MFU rests on, for the run's log. FLOPs per token are at `seq_len`, else at
@@ -565,7 +570,7 @@ class Telemetry:
                 "matmul_params": matmul, "trainable_params": trainable,
                 "n_layers": n_layers, "attn_dim": attn_dim, "seq_len": seq,
                 "flops_per_token": self.flops_per_token(seq),
-                "mem_capacity": memory_snapshot(self.device)["mem_capacity"]}
+                StepMetric.MEM_CAPACITY: memory_snapshot(self.device)[StepMetric.MEM_CAPACITY]}
 
     def close(self) -> None:
         if self._nvml is not None:

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.config import RunConfig
+from workbench.core.data.records import SCORE_METRICS, ScoreMetric
 from workbench.core.models import LoadedModel
 from workbench.core.store import Store
 from workbench.core.train import probing
 
 log = logging.getLogger("workbench.train")
 BEST_DIR = "best"
-SCORED = ("efficacy", "generalization", "locality")
+SCORED = SCORE_METRICS
 # A best round must beat the last by this much to replace it: rounds on a 64-probe sample
 # differ by a probe or two by chance.
 KEEP_BEST_MARGIN = 0.02
@@ -90,10 +91,10 @@ class Tracker:
             self.best, self.best_step = score, step
             self.model().save_pretrained(self.out / BEST_DIR)
             probing.mark_best(self.store, self.run_id, step)
-        locality, floor = scores.get("locality"), self.cfg.training.min_locality
+        locality, floor = scores.get(ScoreMetric.LOCALITY), self.cfg.training.min_locality
         if locality is not None:
             self.low_rounds = self.low_rounds + 1 if floor and locality < floor else 0
-        held = scores.get("generalization")
+        held = scores.get(ScoreMetric.GENERALIZATION)
         if held is not None:
             if held > self.best_held:
                 self.best_held, self.flat_rounds = held, 0
@@ -107,7 +108,7 @@ class Tracker:
 
     def _reason(self, scores: dict[str, float]) -> str:
         t = self.cfg.training
-        efficacy, locality = scores.get("efficacy"), scores.get("locality")
+        efficacy, locality = scores.get(ScoreMetric.EFFICACY), scores.get(ScoreMetric.LOCALITY)
         if t.stop_at_efficacy and efficacy is not None and efficacy >= t.stop_at_efficacy:
             return f"efficacy reached the target {t.stop_at_efficacy:.2f} ({efficacy:.2f})"
         if t.min_locality and locality is not None and self.low_rounds >= LOW_ROUNDS:

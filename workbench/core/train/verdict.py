@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from workbench.core.data.records import RunStatus, ScoreMetric
+
 if TYPE_CHECKING:
     from workbench.core.store import Store
 
@@ -50,8 +52,8 @@ def verdict(scores: dict[str, float], forgotten: list[Forgotten] | None = None, 
             stopped_early: str = "") -> Verdict | None:
     """The verdict from a run's final scores (share correct per metric); None when it was
     not scored (a run stopped by hand)."""
-    efficacy, held = scores.get("efficacy"), scores.get("generalization")
-    kept = scores.get("locality")
+    efficacy, held = scores.get(ScoreMetric.EFFICACY), scores.get(ScoreMetric.GENERALIZATION)
+    kept = scores.get(ScoreMetric.LOCALITY)
     if efficacy is None:
         return None
     parts = [f"Injected {_pct(efficacy)}"]
@@ -94,7 +96,7 @@ def run_verdict(store: Store, run: dict[str, Any]) -> Verdict | None:
     when it ended without one."""
     from workbench.core.train import history, probing
 
-    if run.get("status") != "completed":
+    if run.get("status") != RunStatus.COMPLETED:
         return None
     scores = history.last_scores(store, run_id=run["id"]).get(run["id"], {})
     step = history.last_probed_step(store, run["id"])

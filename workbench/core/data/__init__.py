@@ -1,0 +1,11 @@
+"""The data layer: every SQL statement of the workbench lives in `store.py` (schema,
+migrations, transactions) or in this package, so a change of table touches one place and the
+rest of the code reads typed rows instead of composing queries.
+
+- `records.py`: the row types and names shared by every layer (no SQL);
+- `runs.py`: runs, their per-step metrics, probe answers, preferences and chat logs;
+- `knowledge.py`: knowledge sets and facts;
+- `phrasings.py`: phrasings and probes, the base model's answers, scorecard answers.
+
+`tests/test_data_layer.py` fails when SQL appears anywhere else.
+"""
