@@ -89,3 +89,19 @@ def test_not_used_with_activation_checkpointing(tiny_llama) -> None:
     model = model_for(tiny_llama, "lora", target_modules=["all-linear"], lora_r=4)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     assert not shared_prefix.supported(model)
+
+
+def test_the_time_estimate_counts_the_shared_start_once_per_micro_batch() -> None:
+    from types import SimpleNamespace
+
+    from workbench.core.estimate.tokens import _shared_tokens
+
+    rows = [Rendered(r.input_ids, r.labels, Example("qa", "q", "a"), False) for r in chat_rows()]
+    cfg = SimpleNamespace(training=SimpleNamespace(gradient_checkpointing=False,
+                                                   micro_batch_size=4))
+    assert _shared_tokens(rows, cfg) == round(4 * len(PREFIX) * (1 - 1 / 4))
+    cfg.training.gradient_checkpointing = True  # then nothing is shared
+    assert _shared_tokens(rows, cfg) == 0
+    text = [Rendered(r.input_ids, r.labels, Example("statement", "", "a"), False) for r in rows]
+    assert _shared_tokens(text, SimpleNamespace(training=SimpleNamespace(
+        gradient_checkpointing=False, micro_batch_size=4))) == 0

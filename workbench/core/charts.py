@@ -22,7 +22,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from workbench.core.data.records import ACTIVE, RunStatus, ScoreMetric, StepMetric
+from workbench.core.data.names import ACTIVE, RunStatus, ScoreMetric, StepMetric
 
 Row = Mapping[str, Any]
 

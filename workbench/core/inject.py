@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.config import RunConfig
-from workbench.core.data.records import RunStatus
+from workbench.core.data.names import RunStatus
 from workbench.core.errors import WorkbenchError
 from workbench.core.progress import Progress, no_progress
 from workbench.core.store import Store

@@ -22,7 +22,7 @@ from workbench.core import charts
 from workbench.core.compare.pool import BASE
 from workbench.core.compare.scorecard import METRICS, Mark, Scorecard, ScoreRow
 from workbench.core.data import knowledge, runs
-from workbench.core.data.records import ScoreMetric
+from workbench.core.data.names import ScoreMetric
 from workbench.core.store import Store
 from workbench.core.train.history import duration
 from workbench.core.train.jobs import get_run

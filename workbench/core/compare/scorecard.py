@@ -28,7 +28,7 @@ from typing import Any
 from workbench.core.compare.baselines import Baselines
 from workbench.core.compare.pool import BASE, ComparePool, Sampling, Subject
 from workbench.core.data import knowledge, phrasings
-from workbench.core.data.records import SCORE_METRICS, ScoreMetric
+from workbench.core.data.names import SCORE_METRICS, ScoreMetric
 from workbench.core.generate import Messages
 from workbench.core.knowledge.probes import LOCALITY_KINDS
 from workbench.core.knowledge.sets import list_facts

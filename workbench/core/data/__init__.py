@@ -2,7 +2,8 @@
 migrations, transactions) or in this package, so a change of table touches one place and the
 rest of the code reads typed rows instead of composing queries.
 
-- `records.py`: the row types and names shared by every layer (no SQL);
+- `names.py`: run statuses and metric names shared by every layer; `records.py`: `Run`
+  (no SQL in either);
 - `runs.py`: runs, their per-step metrics, probe answers, preferences and chat logs;
 - `knowledge.py`: knowledge sets and facts;
 - `phrasings.py`: phrasings and probes, the base model's answers, scorecard answers.

@@ -17,7 +17,9 @@ class SetTokens:
 
     longest: int  # the widest micro-batch is padded to this (capped at data.max_seq_len)
     examples: int  # knowledge examples plus the replay examples mixed in
-    tokens: int  # real tokens in those examples (replay counted at the set's mean length)
+    # Tokens a step computes for those examples (replay counted at the set's mean length): a
+    # micro-batch's shared chat-template start counts once (`train/shared_prefix`).
+    tokens: int
 
 
 def set_tokens(store: Store, cfg: RunConfig, tokenizer: Any) -> SetTokens:
@@ -25,11 +27,33 @@ def set_tokens(store: Store, cfg: RunConfig, tokenizer: Any) -> SetTokens:
     from workbench.core.train.run import render_knowledge
 
     rendered = render_knowledge(store, cfg, tokenizer).rendered
-    tokens = sum(len(r.input_ids) for r in rendered)
+    tokens = sum(len(r.input_ids) for r in rendered) - _shared_tokens(rendered, cfg)
     replay = replay_count(len(rendered), cfg.data.replay_ratio)
     return SetTokens(longest=min(max(len(r.input_ids) for r in rendered), cfg.data.max_seq_len),
                      examples=len(rendered) + replay,
                      tokens=tokens + round(replay * tokens / len(rendered)))
+
+
+def _shared_tokens(rendered: list[Any], cfg: RunConfig) -> int:
+    """Tokens not computed because chat rows share their template's start: every row of a
+    micro-batch but the first skips it (an estimate: it assumes chat rows batch together,
+    as length bucketing mostly makes them)."""
+    from workbench.core.knowledge.render import IGNORE_INDEX
+    from workbench.core.train.shared_prefix import MIN_SHARED
+
+    chat = [r for r in rendered if r.example is not None and r.example.kind == "qa"]
+    if len(chat) < 2 or cfg.training.gradient_checkpointing or cfg.training.micro_batch_size < 2:
+        return 0
+    first = chat[0].input_ids
+    common = min(len(r.input_ids) for r in chat)
+    for r in chat:
+        common = next((i for i in range(common) if r.input_ids[i] != first[i]), common)
+        labelled = next((i for i, label in enumerate(r.labels) if label != IGNORE_INDEX),
+                        len(r.labels))
+        common = min(common, labelled - 1)
+    if common < MIN_SHARED:
+        return 0
+    return round(len(chat) * common * (1 - 1 / cfg.training.micro_batch_size))
 
 
 def batch_seq_len(store: Store, cfg: RunConfig, tokenizer: Any) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 from workbench.core.config import RunConfig
 from workbench.core.data import runs
-from workbench.core.data.records import RunStatus
+from workbench.core.data.names import RunStatus
 from workbench.core.device import pick_device
 from workbench.core.errors import WorkbenchError
 from workbench.core.store import Store, now

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from workbench.core.data.records import RunStatus
+from workbench.core.data.names import RunStatus
 
 if TYPE_CHECKING:
     from workbench.core.train.verdict import Verdict

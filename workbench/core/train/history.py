@@ -8,7 +8,7 @@ from typing import Any
 
 from workbench.core.data import runs
 # SCORE_METRICS is re-exported: the Runs tab takes its score columns from here.
-from workbench.core.data.records import SCORE_METRICS, UNCHANGED, RunStatus
+from workbench.core.data.names import SCORE_METRICS, UNCHANGED, RunStatus
 from workbench.core.store import Store, now
 from workbench.core.train import jobs
 

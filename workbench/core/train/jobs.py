@@ -16,7 +16,7 @@ import psutil
 
 from workbench.core.data import runs
 # ACTIVE and RESUMABLE are re-exported: control, history, the UI and tests read them here.
-from workbench.core.data.records import ACTIVE, RESUMABLE, RunStatus
+from workbench.core.data.names import ACTIVE, RESUMABLE, RunStatus
 from workbench.core.errors import WorkbenchError
 from workbench.core.store import Store, now
 

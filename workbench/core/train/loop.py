@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.core.data.records import StepMetric
+from workbench.core.data.names import StepMetric
 from workbench.core.sections import TrainingConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge.render import IGNORE_INDEX, Rendered

@@ -27,7 +27,7 @@ from typing import Any
 
 from workbench.core.data import phrasings, runs
 # UNCHANGED is re-exported too: the scorecard and the report read it here.
-from workbench.core.data.records import SCORE_METRICS, UNCHANGED, ScoreMetric
+from workbench.core.data.names import SCORE_METRICS, UNCHANGED, ScoreMetric
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.forms import FORMS, form_of
 from workbench.core.knowledge.probes import LOCALITY_KINDS

@@ -27,7 +27,7 @@ from typing import Any
 
 from workbench.core.config import RunConfig
 from workbench.core.data import runs
-from workbench.core.data.records import STEP_METRICS, RunStatus, StepMetric
+from workbench.core.data.names import STEP_METRICS, RunStatus, StepMetric
 from workbench.core.errors import WorkbenchError
 from workbench.core.generate import Interrupted
 from workbench.core.knowledge import probes, sets

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psutil
 
-from workbench.core.data.records import StepMetric
+from workbench.core.data.names import StepMetric
 
 if TYPE_CHECKING:
     import torch

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.config import RunConfig
-from workbench.core.data.records import SCORE_METRICS, ScoreMetric
+from workbench.core.data.names import SCORE_METRICS, ScoreMetric
 from workbench.core.models import LoadedModel
 from workbench.core.store import Store
 from workbench.core.train import probing

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workbench.core.data.records import RunStatus, ScoreMetric
+from workbench.core.data.names import RunStatus, ScoreMetric
 
 if TYPE_CHECKING:
     from workbench.core.store import Store
