@@ -158,7 +158,7 @@ def test_stop_saves_and_a_half_written_checkpoint_is_never_resumed(bench) -> Non
 def _with_loss(monkeypatch, loss) -> None:
     real = run_module.get_method
     monkeypatch.setattr(run_module, "get_method",
-                        lambda name: dataclasses.replace(real(name), loss_for=lambda cfg: loss))
+                        lambda name: dataclasses.replace(real(name), loss=lambda settings: loss))
 
 
 def test_a_full_disk_fails_the_run_clearly_and_resume_uses_the_intact_checkpoint(
