@@ -130,6 +130,6 @@ def describe_device(kind: str | None = None) -> DeviceInfo:
 def memory_in_use(device: str) -> int:
     """Bytes in use on `device` right now: CUDA/MPS allocator, or this process's RSS on CPU
     (the same reading as the training telemetry's `mem_allocated`)."""
-    from workbench.core.train.telemetry import memory_snapshot
+    from workbench.core.memory import memory_snapshot
 
     return int(memory_snapshot(device)["mem_allocated"] or 0)

@@ -78,7 +78,7 @@ def estimate_time(cfg: RunConfig, *, device: DeviceInfo, examples: int, tokens: 
     """`examples` and `tokens`: one epoch of the rendered set (replay included);
     `trained_params` etc. from the memory estimate's model shape."""
     from workbench.core.train.loop import planned_steps, steps_per_epoch
-    from workbench.core.train.telemetry import flops_per_token
+    from workbench.core.train.flops import flops_per_token
 
     quant = cfg.effective_quantization
     if measured_tokens_per_s:
@@ -104,7 +104,7 @@ def estimate_time(cfg: RunConfig, *, device: DeviceInfo, examples: int, tokens: 
 
 def device_peak(device: DeviceInfo) -> tuple[float, str]:
     """(peak FLOP/s, its description) for the training precision on `device`."""
-    from workbench.core.train.telemetry import peak_flops
+    from workbench.core.train.flops import peak_flops
 
     if device.kind == "cuda":
         value, where = peak_flops("cuda", device.name, "bfloat16")
@@ -119,7 +119,7 @@ def device_peak(device: DeviceInfo) -> tuple[float, str]:
 @functools.cache
 def _cpu_peak() -> float:
     """Measured once per process (a 1024² float32 matmul, about 0.1 s)."""
-    from workbench.core.train.telemetry import measure_peak_flops
+    from workbench.core.train.flops import measure_peak_flops
 
     return measure_peak_flops("cpu", "float32")
 
