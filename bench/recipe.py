@@ -43,19 +43,22 @@ GOALS = {"efficacy": 0.97, "generalization": 0.85, "locality": 0.95, "minutes": 
 # name → (overrides of the recommended config, why it is here)
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "default": ({}, "the recommended recipe, as `workbench inject` runs it"),
-    "all-linear": ({"data.answer_style": "sentence", "method.target_modules": ["all-linear"]},
-                   "sentence answers and LoRA on every linear layer, as QLoRA (Dettmers et al. "
-                   "2023) advises; not adopted: it kept less"),
-    "all-linear-replay-answers": ({"data.answer_style": "sentence",
+    "statements": ({"data.include_statements": True},
+                   "statement sentences trained as well as the questions (the earlier default)"),
+    "sentence-answers": ({"data.include_statements": True, "data.answer_style": "sentence"},
+                         "with statements; answers said as sentences ('The capital of X is "
+                         "Y.'), as a chat model replies"),
+    "all-linear": ({"data.include_statements": True, "data.answer_style": "sentence",
+                    "method.target_modules": ["all-linear"]},
+                   "with statements and sentence answers, LoRA on every linear layer, as QLoRA "
+                   "(Dettmers et al. 2023) advises; not adopted: it kept less"),
+    "all-linear-replay-answers": ({"data.include_statements": True,
+                                   "data.answer_style": "sentence",
                                    "method.target_modules": ["all-linear"],
                                    "data.replay_match": "answers", "training.min_locality": 0.0,
                                    "training.probe_every": 55},
-                                  "sentence answers, every linear layer, replay by "
-                                  "cross-entropy on the base's answers, no locality floor "
-                                  "(probe rounds every 55 steps)"),
-    "sentence-answers": ({"data.answer_style": "sentence"},
-                         "answers said as sentences ('The capital of X is Y.'), as a chat model "
-                         "replies"),
+                                  "as all-linear, with replay by cross-entropy on the base's "
+                                  "answers, no locality floor (probe rounds every 55 steps)"),
     "lr-1e-3": ({"training.learning_rate": 1e-3}, "half the rate"),
     "no-replay": ({"data.replay_ratio": 0.0}, "replay off (the old default)"),
     "replay-0.2": ({"data.replay_ratio": 0.2}, "a little replay"),
@@ -66,7 +69,6 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "rank-64": ({"method.lora_r": 64, "method.lora_alpha": 128.0}, "a large adapter"),
     "no-early-stop": ({"training.early_stop_patience": 0, "training.min_locality": 0.0},
                       "all epochs, no early stop (trained to convergence)"),
-    "no-statements": ({"data.include_statements": False}, "questions only, no statements"),
     "located": ({"method.name": "located"}, "one module of one layer (LocFT-BF style)"),
     "distill": ({"method.name": "prompt_distillation"},
                 "prompt distillation: a student without the fact matches a teacher with it"),
@@ -167,6 +169,12 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.0f}%"
 
 
+def _earlier(v: dict[str, Any]) -> str:
+    """A time measured before a micro-batch's shared chat start was computed once (each step
+    then took ~1.2x as long): marked, since it is not comparable with the others."""
+    return " (before shared starts)" if v.get("before_shared_prefix") else ""
+
+
 def markdown(r: dict[str, Any]) -> str:
     order = [n for n in VARIANTS if n in r["runs"]]
     lines = [
@@ -189,7 +197,8 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {v['why']} | {_pct(s.get('efficacy'))} | {_pct(s.get('generalization'))}"
             f" | {_pct(s.get('locality'))} ({_pct(v['neighbours_kept'])} of {v['neighbours']}) | "
-            f"{v['steps']} | {v['seconds'] / 60:.1f} min | {v['stopped_early'] or 'all epochs'} |")
+            f"{v['steps']} | {v['seconds'] / 60:.1f} min{_earlier(v)} | "
+            f"{v['stopped_early'] or 'all epochs'} |")
     if "default" in r["runs"]:
         lines += ["", "Goals met by `default`: " + ", ".join(
             f"{label} {'yes' if ok else 'no'}" for label, ok in _goals(r["runs"]["default"]))

@@ -25,6 +25,7 @@ def test_every_choice_has_a_reason_and_applies_as_a_valid_config() -> None:
     assert cfg.data.replay_ratio == 0.5 and cfg.training.early_stop_patience == 3
     assert cfg.training.min_locality == 0.6 and cfg.method.target_modules == ["all-linear"]
     assert cfg.data.answer_style == "short" and cfg.data.replay_match == "distribution"
+    assert cfg.data.include_statements is False  # questions only: as good and 26% fewer steps
 
 
 def test_model_size_sets_the_learning_rate() -> None:
