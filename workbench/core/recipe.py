@@ -13,7 +13,7 @@ questions, scored by free generation; `python bench/recipe.py`):
 - the bare answer as the reply: answers said as sentences, the way a chat model replies,
   kept no more of what the model knew (85% against 87%);
 - LoRA at rank 16 on the MLP projections and 2e-3 for models up to ~0.5B: 100% efficacy,
-  100% held-out and 85% of known answers kept in 196 steps (8.5 min) on SmolLM2-135M (every
+  100% held-out and 85% of known answers kept in 196 steps (8.9 min) on SmolLM2-135M (every
   linear layer, with sentence answers: 79% kept against 85%, and slower); larger models take
   smaller rates (the update's effect grows with width), and many facts a larger rank;
 - questions only, no statement sentences: with them the same run took 264 steps (11.7 min)
