@@ -89,7 +89,8 @@ def resume_run(store: Store, workspace: Workspace, run_id: int) -> int:
     if latest_complete(Path(run.run_dir)) is None:
         raise WorkbenchError(f"run {run_id} has no complete checkpoint to resume from",
                              hint="start it again as a new run")
-    return _launch(store, workspace, run_id, pick_device(run.config.model.device), resume=True)
+    device = pick_device(RunConfig.from_run(run).model.device)
+    return _launch(store, workspace, run_id, device, resume=True)
 
 
 def stop_run(store: Store, run_id: int) -> None:
