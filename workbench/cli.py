@@ -22,9 +22,8 @@ from workbench.cli_demo import add_demo_parser
 from workbench.cli_knowledge import add_knowledge_parser
 from workbench.cli_runs import add_runs_parsers
 from workbench.core.config import RunConfig, iter_settings, parse_setting_text
-from workbench.core.errors import ConfigError, WorkbenchError
-
-EXIT_USER_ERROR = 2
+# EXIT_USER_ERROR is re-exported: the status a user error ends the command line with.
+from workbench.core.errors import EXIT_USER_ERROR, ConfigError, exit_status
 
 
 # ---- settings flags generated from the config dataclasses ------------------------------
@@ -197,8 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_inject_parser(sub)
 
     add_runs_parsers(sub, add_setting_flags,
-                     lambda args: {**_parse_set(args.set or []), **setting_values(args)},
-                     entry=main)
+                     lambda args: {**_parse_set(args.set or []), **setting_values(args)})
 
     add_compare_parsers(sub)
 
@@ -229,20 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    try:
-        return int(args.func(args) or 0)
-    except WorkbenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # a bug: say so in one line unless asked for details
-        if args.debug:
-            raise
-        print(f"error: unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-              " (rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+    return exit_status(lambda: args.func(args), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Start, stop and resume runs in a background worker process, and report on them.
 
-The worker is a fresh Python process (`python -m workbench worker RUN_ID`), never a fork of
+The worker is a fresh Python process (`worker.py`: `… worker RUN_ID`), never a fork of
 the UI: a crash, an out-of-memory kill or a hung CUDA call cannot take the UI down, and the
 GPU memory is returned to the system when it exits. Its output goes to the run's log file (a
 pipe nobody drains would eventually block it), and it reports through the store only. The app
@@ -29,7 +29,7 @@ from workbench.core.workspace import Workspace
 _children: dict[int, subprocess.Popen[bytes]] = {}  # run id → worker; poll() reaps zombies
 # How a fresh worker is started; its arguments follow. Tests put a wrapper here to inject
 # faults (a slow checkpoint save) into a real worker process.
-WORKER_COMMAND = [sys.executable, "-m", "workbench"]
+WORKER_COMMAND = [sys.executable, "-m", "workbench.core.train.worker"]  # worker.py
 
 
 def _spawn(workspace: Workspace, run_id: int, resume: bool) -> subprocess.Popen[bytes]:
