@@ -67,7 +67,7 @@ def _toy_run(**values: Any) -> RunConfig:
 
 # --- where it shows up ------------------------------------------------------------------------
 def test_a_toy_method_gets_cli_flags(toy: Method) -> None:
-    from workbench.cli import add_setting_flags, setting_values
+    from workbench.cli.settings import add_setting_flags, setting_values
 
     parser = argparse.ArgumentParser()
     add_setting_flags(parser)

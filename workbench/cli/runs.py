@@ -10,10 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from workbench.cli.settings import add_setting_flags, given_values
 from workbench.core.config import RunConfig
 from workbench.core.workspace import open_workspace
-
-Flags = Callable[[argparse.ArgumentParser], None]
 
 
 def _progress_bar() -> Callable[[dict[str, Any], int], None]:
@@ -141,8 +140,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_runs_parsers(sub: Any, setting_flags: Flags,
-                     values: Callable[[argparse.Namespace], dict[str, Any]]) -> None:
+def add_runs_parsers(sub: Any) -> None:
     """`train`, `runs` and the hidden `worker`/`standby` (the app starts the core's worker
     module itself; these stay for anyone who started workers through the CLI)."""
     p = sub.add_parser("train", help="train a run from its YAML (in this process, or --background)",
@@ -155,12 +153,12 @@ def add_runs_parsers(sub: Any, setting_flags: Flags,
                    help="start a worker process and return at once")
     p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                    help="override one setting (repeatable)")
-    setting_flags(p)
+    add_setting_flags(p)
 
     def train(args: argparse.Namespace) -> int:
         if (args.file is None) == (args.resume is None):
             p.error("give either a run YAML or --resume RUN_ID")
-        return cmd_train(args, values(args))
+        return cmd_train(args, given_values(args))
 
     p.set_defaults(func=train)
 
