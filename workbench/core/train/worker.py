@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "standby":
-        return serve_standby()
+        return exit_status(serve_standby, debug=args.debug)
     return exit_status(lambda: run_worker(args.workspace, args.run_id, resume=args.resume),
                        debug=args.debug)
 
