@@ -1,5 +1,6 @@
-"""`python tests/slow_save_worker.py ARGS…` is `workbench ARGS…` with every file of a checkpoint
-written `SLOW_SAVE_DELAY_S` seconds late, so that a kill or a stop can land inside a save.
+"""`python tests/slow_save_worker.py ARGS…` is the training worker (`python -m
+workbench.core.train.worker ARGS…`) with every file of a checkpoint written
+`SLOW_SAVE_DELAY_S` seconds late, so that a kill or a stop can land inside a save.
 
 The tests put this in `control.WORKER_COMMAND`; the worker is otherwise the real one.
 """
@@ -33,6 +34,6 @@ checkpoint._save_tensors = _slow_save_tensors
 checkpoint._write_json = _slow_write_json
 
 if __name__ == "__main__":
-    from workbench.cli import main
+    from workbench.core.train.worker import main
 
     sys.exit(main(sys.argv[1:]))

@@ -91,11 +91,12 @@ def test_serve_refuses_to_expose_the_app_without_a_password(args, fragment, tmp_
 
 def test_unexpected_errors_are_one_line_without_debug(monkeypatch, capsys) -> None:
     from workbench import cli
+    from workbench.cli import config
 
     def broken(_args):
         raise KeyError("bug")
 
-    monkeypatch.setattr(cli, "cmd_config", broken)  # the parser binds it when built
+    monkeypatch.setattr(config, "cmd_config", broken)  # the parser binds it when built
     assert cli.main(["config"]) == 1
     err = capsys.readouterr().err
     assert "unexpected KeyError" in err and "--debug" in err and "Traceback" not in err

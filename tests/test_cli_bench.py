@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from workbench import cli, cli_bench
-from workbench.cli_bench import BENCHMARKS, Benchmark
+from workbench import cli
+from workbench.cli import bench as cli_bench
+from workbench.cli.bench import BENCHMARKS, Benchmark
 
 
 def test_every_listed_benchmark_script_exists_and_no_name_lists_them(capsys) -> None:

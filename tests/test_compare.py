@@ -264,7 +264,7 @@ def test_scorecard_metrics_are_exact_on_a_hand_built_case(tmp_path: Path) -> Non
     # Stored and reused: nothing is asked again.
     assert build_scorecard(store, pool, sid, [tuned]).summary() == s and pool.asked == 14
     # The CLI table and the report put "unchanged" right beside locality's headline.
-    from workbench.cli_compare import scorecard_lines
+    from workbench.cli.compare import scorecard_lines
     from workbench.core.compare.report import _samples, _summary
 
     lines = scorecard_lines(card, {})
@@ -398,7 +398,7 @@ def test_abstention_probes_are_added_once_and_scored(taught) -> None:
 
 
 def test_the_scorecard_reports_held_out_generalization_per_form(tmp_path: Path) -> None:
-    from workbench.cli_compare import scorecard_lines
+    from workbench.cli.compare import scorecard_lines
     from workbench.core.compare.scorecard import Mark, ScoreRow
     from workbench.core.knowledge import probes
     from workbench.core.knowledge.types import FactDraft

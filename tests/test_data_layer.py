@@ -40,7 +40,7 @@ def test_run_status_keeps_the_stored_strings() -> None:
     assert SCORE_METRICS == ("efficacy", "generalization", "locality")
 
 
-def test_a_run_row_parses_its_config_once(tmp_path: Path) -> None:
+def test_a_run_row_gives_back_its_config(tmp_path: Path) -> None:
     from workbench.core.config import RunConfig
     from workbench.core.data import runs
 
@@ -52,5 +52,4 @@ def test_a_run_row_parses_its_config_once(tmp_path: Path) -> None:
     run = runs.get(store, run_id)
     assert isinstance(run, Run) and run.status is RunStatus.QUEUED
     assert run.run_dir == f"runs/{run_id}" and run.stop_requested is False
-    assert run.config is run.config  # parsed on first use, then kept
-    assert run.config.to_yaml() == cfg.to_yaml()
+    assert RunConfig.from_run(run).to_yaml() == cfg.to_yaml()

@@ -5,7 +5,6 @@ the registry's; and the methods sit below config.py and the training loop in the
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from import_graph import imports
 from workbench.core.config import METHODS, MethodConfig, ModelConfig, RunConfig, iter_settings
 from workbench.core.device import DeviceInfo
 from workbench.core.errors import ConfigError
@@ -67,7 +67,7 @@ def _toy_run(**values: Any) -> RunConfig:
 
 # --- where it shows up ------------------------------------------------------------------------
 def test_a_toy_method_gets_cli_flags(toy: Method) -> None:
-    from workbench.cli import add_setting_flags, setting_values
+    from workbench.cli.settings import add_setting_flags, setting_values
 
     parser = argparse.ArgumentParser()
     add_setting_flags(parser)
@@ -134,28 +134,10 @@ def test_the_config_method_names_are_the_registry_names() -> None:
 
 
 # --- import direction -------------------------------------------------------------------------
-def _imports(root: Path) -> dict[str, set[str]]:
-    """module → the workbench modules it imports anywhere (top level, in a function, or only
-    for type checking)."""
-    files = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
-             for p in (root / "workbench").rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in files.items():
-        found: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                found |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                found.add(node.module)
-                found |= {f"{node.module}.{alias.name}" for alias in node.names}
-        graph[name] = {m for m in found if m in files and m != name}
-    return graph
-
-
 def test_methods_never_reach_config_or_the_training_loop() -> None:
     """config.py builds its method section from the registry, and the loop is handed a
     method's loss: an import back from any method module would make a circle."""
-    graph = _imports(Path(__file__).resolve().parents[1])
+    graph = imports(Path(__file__).resolve().parents[1])
     for start in (m for m in graph if m.startswith("workbench.core.methods")):
         seen, todo = set(), [start]
         while todo:

@@ -8,7 +8,7 @@ write is lost (every metrics row the worker wrote is there, steps 1..n with no g
 edit and chat turn landed); every poll saw the steps in order with none skipped; and the file
 passes `PRAGMA integrity_check` afterwards.
 
-The worker is its own process, as in the app (`control` starts `workbench worker`), and writes
+The worker is its own process, as in the app (`control` starts `core/train/worker.py`), and writes
 through the worker's own `_record_step`. The readers and the UI writer are threads of a second
 process sharing one `Store` (one connection per thread), as Gradio's callbacks do.
 `test_store.py::test_concurrent_read_then_write_transactions_lose_no_update` is the small,

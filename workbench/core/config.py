@@ -20,7 +20,7 @@ import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import yaml
 
@@ -29,6 +29,9 @@ from workbench.core.methods.registry import METHODS, get_method
 from workbench.core.methods.section import MethodConfig, schema
 from workbench.core.sections import DEFAULT_MODEL, DataConfig, ModelConfig, TrainingConfig
 from workbench.core.settings import _is_optional, shown
+
+if TYPE_CHECKING:
+    from workbench.core.data.records import Run
 
 __all__ = ["DEFAULT_MODEL", "METHODS", "SECTIONS", "DataConfig", "MethodConfig", "ModelConfig",
            "RunConfig", "SettingInfo", "TrainingConfig", "changed_settings", "iter_settings",
@@ -110,6 +113,12 @@ class RunConfig:
             raise ConfigError(f"{source}: the YAML is nested too deeply to be a run "
                               "configuration") from None
         return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_run(cls, run: Run) -> RunConfig:
+        """The config a run was started with, parsed from its stored YAML. Parsed here and
+        not by `Run` itself: the data layer sits below this module, which knows the methods."""
+        return cls.from_yaml(run.config_yaml, source=f"run {run.id}")
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

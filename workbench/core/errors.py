@@ -2,10 +2,14 @@
 
 Every failure caused by the user's input or environment (a bad config value, an unknown model
 id, a missing file) is raised as `WorkbenchError` with a one-line message that names the problem
-and the fix. The CLI prints it without a traceback; the UI shows it as a notice.
+and the fix. The CLI and the training worker print it without a traceback
+(`exit_status`); the UI shows it as a notice.
 """
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Callable
 
 
 def _one_line(text: str) -> str:
@@ -48,3 +52,27 @@ class StoreError(WorkbenchError):
 class KnowledgeError(WorkbenchError):
     """Bad knowledge input: a file, a row or a field that cannot be used. Importers name the
     file and line, e.g. ``facts.csv line 4: no answer``."""
+
+
+EXIT_USER_ERROR = 2  # the exit status of a process stopped by a WorkbenchError
+
+
+def exit_status(command: Callable[[], int], *, debug: bool = False) -> int:
+    """Run the body of a process's entry point (the CLI, a training worker) and turn how it
+    ended into an exit status: a `WorkbenchError` is one line on stderr and status 2, never a
+    traceback; anything unexpected is one line too (a bug: status 1) unless `debug` asks for
+    the traceback. Shared so that a worker's log reads like the command line."""
+    try:
+        return int(command() or 0)
+    except WorkbenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug: say so in one line unless asked for details
+        if debug:
+            raise
+        print(f"error: unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+              " (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

@@ -22,8 +22,11 @@ from typing import TYPE_CHECKING
 from workbench.core.config import RunConfig
 from workbench.core.device import DeviceInfo
 
+# From the estimate package's modules, not its `__init__`: the pre-flight there
+# (`estimate.check`) imports this module, and the `__init__` re-exports the pre-flight.
 if TYPE_CHECKING:
-    from workbench.core.estimate import MemoryEstimate, SetTokens
+    from workbench.core.estimate.result import MemoryEstimate
+    from workbench.core.estimate.tokens import SetTokens
     from workbench.core.store import Store
 
 # Share of peak FLOP/s a training step reaches, by (device, quantization), where no earlier run
@@ -127,7 +130,8 @@ def _cpu_peak() -> float:
 def time_for_run(store: Store, cfg: RunConfig, tokens: SetTokens, *, device: DeviceInfo,
                  memory: MemoryEstimate | None = None) -> TimeEstimate:
     """The estimate for `cfg` on `device`, its set rendered as `tokens`."""
-    from workbench.core.estimate import estimate_memory, model_shape
+    from workbench.core.estimate.fit import estimate_memory
+    from workbench.core.model_shape import model_shape
     from workbench.core.train.history import measured_tokens_per_s
 
     shape = model_shape(cfg.model)

@@ -81,4 +81,4 @@ def build(ctx: AppContext) -> RunsView:
 
 
 def config_of(ctx: AppContext, run_id: int) -> RunConfig:
-    return runs.get(ctx.store, run_id).config
+    return RunConfig.from_run(runs.get(ctx.store, run_id))

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from workbench.core.compare.pool import RunOutput, run_output
+from workbench.core.config import RunConfig
 from workbench.core.data import runs
 from workbench.core.errors import WorkbenchError
 from workbench.core.models import load_model, safe_adapter_dir
@@ -64,7 +65,7 @@ def export_merged(store: Store, workspace: Workspace, run_id: int, out: Path, *,
         return out
     from peft import PeftModel
 
-    cfg = runs.get(store, run_id).config
+    cfg = RunConfig.from_run(runs.get(store, run_id))
     progress(0.0, f"loading {cfg.model.name_or_path} at full precision")
     loaded = load_model(dataclasses.replace(cfg.model, quantization="none"))
     progress(0.5, "merging the adapter and saving")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.compare.baselines import context_budget
-from workbench.core.config import ModelConfig
+from workbench.core.config import ModelConfig, RunConfig
 from workbench.core.data import runs
 from workbench.core.data.records import Run
 from workbench.core.errors import WorkbenchError
@@ -116,7 +116,7 @@ def run_output(store: Store, workspace: Workspace, run_id: int) -> RunOutput:
         raise WorkbenchError(f"run {run_id} ({run.status}) has no trained model to compare",
                              hint="only runs that finished or were stopped after saving can "
                                   "be compared; resume it to let it finish") from None
-    cfg = run.config
+    cfg = RunConfig.from_run(run)
     base = dataclasses.replace(cfg.model, quantization=cfg.effective_quantization)
     stamp = int((run_dir / OUTPUTS_FILE).stat().st_mtime)
     return RunOutput(run_id, run.name, run.method, outputs["kind"],
@@ -127,7 +127,7 @@ def run_knowledge_set(store: Store, run_id: int) -> tuple[int, str]:
     """(id, name) of the knowledge set a run was trained on: what its scorecard asks."""
     from workbench.core.knowledge.sets import set_id
 
-    name = runs.get(store, run_id).config.data.knowledge_set
+    name = RunConfig.from_run(runs.get(store, run_id)).data.knowledge_set
     if not name:
         raise WorkbenchError(f"run {run_id} was trained without a knowledge set: there are no "
                              "probes to score it with")

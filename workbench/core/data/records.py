@@ -1,5 +1,6 @@
-"""`Run`, one `runs` row typed, with its config parsed once; and, re-exported from `names`,
-the run statuses and metric names (import those from `names` in modules below config).
+"""`Run`, one `runs` row typed; and, re-exported from `names`, the run statuses and metric
+names. The row keeps its config as the stored YAML: `RunConfig.from_run(run)` parses it, since
+the config module sits above the data layer (it knows the methods).
 
 Kept apart from the SQL modules so that charts and the UI can use them without importing
 any database code.
@@ -8,14 +9,10 @@ any database code.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from workbench.core.data.names import (ACTIVE, RESUMABLE, SCORE_METRICS, STEP_METRICS,
                                        UNCHANGED, RunStatus, ScoreMetric, StepMetric)
-
-if TYPE_CHECKING:
-    from workbench.core.config import RunConfig
 
 __all__ = ["ACTIVE", "RESUMABLE", "SCORE_METRICS", "STEP_METRICS", "UNCHANGED", "Run",
            "RunStatus", "ScoreMetric", "StepMetric"]
@@ -23,7 +20,7 @@ __all__ = ["ACTIVE", "RESUMABLE", "SCORE_METRICS", "STEP_METRICS", "UNCHANGED", 
 
 @dataclass(frozen=True)
 class Run:
-    """One `runs` row, typed. `config` is the stored YAML parsed once, on first use."""
+    """One `runs` row, typed."""
 
     id: int
     name: str
@@ -54,11 +51,3 @@ class Run:
         values["status"] = RunStatus(values["status"])
         values["stop_requested"] = bool(values["stop_requested"])
         return cls(**values)
-
-    @cached_property
-    def config(self) -> RunConfig:
-        # Imported here: the config module sits above the data layer (it knows the methods),
-        # and rows are read far more often than their config is needed.
-        from workbench.core.config import RunConfig
-
-        return RunConfig.from_yaml(self.config_yaml, source=f"run {self.id}")

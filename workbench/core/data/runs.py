@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from workbench.core.data.records import ACTIVE, Run
+from workbench.core.data.records import ACTIVE, UNCHANGED, Run
 from workbench.core.errors import WorkbenchError
 from workbench.core.store import Store, now
 
@@ -128,6 +128,20 @@ def last_round_scores(store: Store, run_id: int | None = None) -> list[tuple[Any
         f"(SELECT run_id, max(step) AS step FROM probe_results WHERE run_id IS NOT NULL {only} "
         "GROUP BY run_id) last ON last.run_id = p.run_id AND last.step = p.step "
         "GROUP BY p.run_id, p.metric", [run_id] if run_id is not None else []).fetchall()
+
+
+def last_scores(store: Store, *, run_id: int | None = None) -> dict[int, dict[str, float]]:
+    """Per run (or for `run_id` alone), the share correct per metric at its last probed step
+    (the final scoring when the run finished; the latest live probe while it trains), plus
+    `locality_unchanged` where locality was asked. One query for every run, so a list of runs
+    costs the same however many it shows."""
+    scores: dict[int, dict[str, float]] = {}
+    for rid, metric, score, unchanged in last_round_scores(store, run_id):
+        if metric:
+            scores.setdefault(rid, {})[metric] = float(score)
+        if unchanged is not None:  # avg() skips the NULLs of other metrics
+            scores.setdefault(rid, {})[UNCHANGED] = float(unchanged)
+    return scores
 
 
 def round_scores(store: Store, run_id: int) -> list[dict[str, Any]]:

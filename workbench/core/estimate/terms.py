@@ -85,11 +85,12 @@ if TYPE_CHECKING:
 
 # --- measured constants (CPU: Linux x86_64, Python 3.11, torch 2.13 CPU build, transformers
 # 5.23, peft 0.21, accelerate 1.15, bitsandbytes 0.50, glibc malloc, 2 cores) -----------------
-# Peak RSS of the background worker (`python -m workbench worker`) training the 64-hidden,
-# 2-layer tiny Llama of workbench.testing, whose model terms are ~7 MiB: 455-457 MiB for LoRA
-# and full runs alike. ~390 MiB of it is the imports alone (python -c "import torch,
-# transformers, peft, accelerate" + the workbench core); the rest is the store, accelerate's
-# state and the first step's buffers.
+# Peak RSS of the background worker (core/train/worker.py; measured when it was started as
+# `python -m workbench worker`, the same imports) training the 64-hidden, 2-layer tiny Llama
+# of workbench.testing, whose model terms are ~7 MiB: 455-457 MiB for LoRA and full runs alike.
+# ~390 MiB of it is the imports alone (python -c "import torch, transformers, peft,
+# accelerate" + the workbench core); the rest is the store, accelerate's state and the first
+# step's buffers.
 CPU_RUNTIME = 450 * MiB
 # glibc's heap keeps freed activation blocks it cannot reuse: measured in the worker on random
 # Llamas (hidden 512-1024, 6-8 layers, LoRA, micro batch 4-16, 6-32 steps) the resident peak

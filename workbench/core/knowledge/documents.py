@@ -1,8 +1,9 @@
 """Documents → proposed question/answer pairs, for the user to review before they join a set.
 
-A document is cut into chunks a small model can read at once (`chunk_document`); each chunk
-gives proposals either from a model (`model_proposals`: it writes Q/A pairs, and only answers
-that occur in the passage are kept, so hallucinations stay out) or without one
+A document is cut into chunks a small model can read at once (`chunk_document`, in
+`chunking.py`); each chunk gives proposals either from a model (`model_proposals`: it writes
+Q/A pairs, and only answers that occur in the passage are kept, so hallucinations stay out)
+or without one
 (`cloze_proposals`: natural questions for common sentence patterns such as "X was born in Y",
 fill-in-the-blank questions otherwise). Nothing here is stored; proposals become `FactDraft`s
 only when the user accepts them.
@@ -14,168 +15,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# chunk_document and split_sentences are re-exported: callers read documents through here.
+from workbench.core.knowledge.chunking import (HEADING, chunk_document, split_sentences,
+                                               text_sentences)
 from workbench.core.knowledge.types import FactDraft
 from workbench.core.scoring import normalize
 
+__all__ = ["Ask", "Proposal", "chunk_document", "cloze_proposals", "model_proposals",
+           "propose_facts", "split_sentences"]
+
 Ask = Callable[[list[str]], list[str]]
 
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+\S")
-_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "vs", "etc", "e.g", "i.e",
-                  "inc", "ltd", "co", "mt", "ft", "jan", "feb", "mar", "apr", "jun", "jul",
-                  "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "u.k", "approx", "ca", "fig",
-                  "vol", "gen", "capt", "lt", "sgt", "rev", "hon", "dept"}
 _MODEL_BATCH = 8  # chunks per `ask` call in propose_facts: one batched generation, bounded memory
-
-
-# ---------------------------------------------------------------------------------------------
-# Sentences and chunks
-
-
-def _last_word(text: str, start: int, end: int) -> str:
-    """The last whitespace-separated word of text[start:end], found by scanning back from
-    `end`. Splitting the whole span instead re-reads it at every skipped sentence end, which
-    is quadratic: a document of "a. a. a. …" took minutes."""
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    begin = end
-    while begin > start and not text[begin - 1].isspace():
-        begin -= 1
-    return text[begin:end]
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a passage; abbreviations ("Dr.", "e.g.") and initials ("J. R.") do not end
-    one, and a sentence only ends where the next starts like one (capital, digit, quote)."""
-    out: list[str] = []
-    start = 0
-    for m in re.finditer(r"[.!?]+[\"'”’)\]]*\s+", text):
-        last = _last_word(text, start, m.start()).lower().rstrip(".")
-        nxt = text[m.end():m.end() + 1]
-        initial = len(last) == 1 and last.isalpha()
-        if m.group().startswith(".") and (last in _ABBREVIATIONS or initial):
-            continue
-        if nxt and not (nxt.isupper() or nxt.isdigit() or nxt in "\"'“‘([*#-"):
-            continue
-        piece = text[start:m.end()].strip()
-        if piece:
-            out.append(piece)
-        start = m.end()
-    tail = text[start:].strip()
-    if tail:
-        out.append(tail)
-    return out
-
-
-def _blocks(text: str) -> list[tuple[str, str]]:
-    """('heading' | 'para', text) in document order; a heading line always ends a paragraph."""
-    blocks: list[tuple[str, str]] = []
-    para: list[str] = []
-
-    def flush() -> None:
-        if para:
-            blocks.append(("para", "\n".join(para).strip()))
-            para.clear()
-
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        if not line.strip():
-            flush()
-        elif _HEADING.match(line):
-            flush()
-            blocks.append(("heading", line.strip()))
-        else:
-            para.append(line.rstrip())
-    flush()
-    return blocks
-
-
-def _pack(pieces: list[str], limit: int, sep: str) -> list[str]:
-    """Greedily join pieces with `sep` into strings of at most `limit` characters (a single
-    piece longer than that stays as it is)."""
-    out: list[str] = []
-    current = ""
-    for piece in pieces:
-        joined = f"{current}{sep}{piece}" if current else piece
-        if current and len(joined) > limit:
-            out.append(current)
-            current = piece
-        else:
-            current = joined
-    if current:
-        out.append(current)
-    return out
-
-
-def _split_long(paragraph: str, limit: int) -> list[str]:
-    """A paragraph cut into pieces of at most `limit` characters: at sentence boundaries, and
-    where one sentence is too long, at whitespace (only a single longer word stays longer)."""
-    if len(paragraph) <= limit:
-        return [paragraph]
-    pieces: list[str] = []
-    for sentence in split_sentences(paragraph):
-        if len(sentence) <= limit:
-            pieces.append(sentence)
-        else:
-            pieces += _pack(sentence.split(), limit, " ")
-    return _pack(pieces, limit, " ")
-
-
-def chunk_document(text: str, max_chars: int = 800) -> list[str]:
-    """Chunks of at most `max_chars` characters (only an unbreakable word can be longer).
-
-    Paragraphs (blank-line separated) are merged while they fit; long ones are split at
-    sentences, then at whitespace. A Markdown heading starts a new chunk and is repeated at the
-    start of each chunk of its section, so every chunk keeps its context — unless the heading
-    would take more than half the room, in which case it becomes a chunk of its own.
-    """
-    max_chars = max(1, max_chars)
-    chunks: list[str] = []
-    context = ""  # the current heading(s)
-    shown = False  # whether `context` is already in some chunk
-    body: list[str] = []  # paragraphs (or pieces of one) of the chunk being built
-
-    def prefix() -> str:
-        return context if context and len(context) + 2 <= max_chars // 2 else ""
-
-    def joined(parts: list[str]) -> str:
-        return "\n\n".join([prefix(), *parts] if prefix() else parts)
-
-    def flush() -> None:
-        nonlocal shown
-        if body:
-            chunks.append(joined(body))
-            shown = shown or bool(prefix())
-            body.clear()
-
-    def show_context_alone() -> None:
-        nonlocal shown
-        if context and not shown:
-            chunks.extend(_split_long(context, max_chars))
-            shown = True
-
-    for kind, block in _blocks(text):
-        if kind == "heading":
-            flush()
-            if context and not shown and len(context) + 2 + len(block) <= max_chars // 2:
-                context = f"{context}\n\n{block}"  # "# Part\n## Chapter": keep both as context
-                continue
-            show_context_alone()  # a heading with no text under it is still content
-            context, shown = block, False
-            continue
-        if context and not prefix():
-            show_context_alone()
-        room = max_chars - (len(prefix()) + 2 if prefix() else 0)
-        for piece in _split_long(block, room):
-            if len(joined([*body, piece])) <= max_chars:
-                body.append(piece)
-                continue
-            flush()
-            if len(joined([piece])) <= max_chars:
-                body.append(piece)
-            else:
-                chunks.append(piece)  # a word longer than the room left: on its own
-    flush()
-    show_context_alone()
-    return chunks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,35 +186,17 @@ def _leading_name(sentence: str) -> str:
     return name
 
 
-def _text_sentences(chunk: str) -> list[str]:
-    """The chunk's sentences, headings and list bullets left out."""
-    units: list[str] = []  # paragraphs, with each list item a unit of its own
-    for para in re.split(r"\n\s*\n", chunk):
-        current: list[str] = []
-        for line in para.splitlines():
-            if not line.strip() or _HEADING.match(line):
-                continue
-            item = re.match(r"^\s*(?:[-*+]|\d+[.)])\s+(.*)$", line)
-            if item:
-                units.append(" ".join(current))
-                current = [item[1]]
-            else:
-                current.append(line.strip())  # a wrapped line continues its sentence
-        units.append(" ".join(current))
-    return [s for unit in units if unit.strip() for s in split_sentences(unit)]
-
-
 def cloze_proposals(chunk: str, chunk_index: int, max_per_chunk: int = 5) -> list[Proposal]:
     """Questions from a chunk without a model: natural questions for sentences that match a
     common pattern, fill-in-the-blank questions for the others. Every answer occurs in its
     sentence."""
     natural: list[Proposal] = []
     cloze: list[Proposal] = []
-    headings = [_tidy(line.lstrip("# ")) for line in chunk.splitlines() if _HEADING.match(line)]
+    headings = [_tidy(line.lstrip("# ")) for line in chunk.splitlines() if HEADING.match(line)]
     heading = headings[0] if headings else ""
     # A heading like "# Ada Lovelace" names whom the first "she" refers to; "# Legacy" does not.
     last_name = heading if re.fullmatch(_NAME, heading or "-") and len(heading.split()) >= 2 else ""
-    for sentence in _text_sentences(chunk):
+    for sentence in text_sentences(chunk):
         sentence = " ".join(sentence.split())
         core = sentence.rstrip(" .!;:")
         words = core.split()
@@ -441,7 +274,7 @@ def _clean_pair(question: str, answer: str) -> tuple[str, str] | None:
 
 def _supporting_sentence(chunk: str, answer: str) -> str:
     gold = f" {normalize(answer)} "
-    for sentence in _text_sentences(chunk):
+    for sentence in text_sentences(chunk):
         if gold in f" {normalize(sentence)} ":
             return " ".join(sentence.split())
     return chunk

@@ -1,6 +1,6 @@
 """Start, stop and resume runs in a background worker process, and report on them.
 
-The worker is a fresh Python process (`python -m workbench worker RUN_ID`), never a fork of
+The worker is a fresh Python process (`worker.py`: `… worker RUN_ID`), never a fork of
 the UI: a crash, an out-of-memory kill or a hung CUDA call cannot take the UI down, and the
 GPU memory is returned to the system when it exits. Its output goes to the run's log file (a
 pipe nobody drains would eventually block it), and it reports through the store only. The app
@@ -29,7 +29,7 @@ from workbench.core.workspace import Workspace
 _children: dict[int, subprocess.Popen[bytes]] = {}  # run id → worker; poll() reaps zombies
 # How a fresh worker is started; its arguments follow. Tests put a wrapper here to inject
 # faults (a slow checkpoint save) into a real worker process.
-WORKER_COMMAND = [sys.executable, "-m", "workbench"]
+WORKER_COMMAND = [sys.executable, "-m", "workbench.core.train.worker"]  # worker.py
 
 
 def _spawn(workspace: Workspace, run_id: int, resume: bool) -> subprocess.Popen[bytes]:
@@ -89,7 +89,8 @@ def resume_run(store: Store, workspace: Workspace, run_id: int) -> int:
     if latest_complete(Path(run.run_dir)) is None:
         raise WorkbenchError(f"run {run_id} has no complete checkpoint to resume from",
                              hint="start it again as a new run")
-    return _launch(store, workspace, run_id, pick_device(run.config.model.device), resume=True)
+    device = pick_device(RunConfig.from_run(run).model.device)
+    return _launch(store, workspace, run_id, device, resume=True)
 
 
 def stop_run(store: Store, run_id: int) -> None:

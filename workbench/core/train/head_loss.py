@@ -17,7 +17,7 @@ loss, since the head alone would not give their logits.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from workbench.core.knowledge.render import IGNORE_INDEX, Rendered
-from workbench.core.train.batching import collate
+from workbench.core.knowledge.render import IGNORE_INDEX
 
 LOGITS_BUDGET = 256 * 2**20  # bytes of fp32 logits per chunk before it is checkpointed
 # Config fields of architectures whose logits are not simply head(hidden): Gemma 2/3
@@ -99,12 +98,3 @@ class LossHead(torch.nn.Module):
         if self.targets.numel() == 0:  # no label here; every weight stays in the graph
             return hidden.sum() * 0.0
         return selected_head_loss(self.head, hidden[:, :-1][self.keep], self.targets)
-
-
-def loss_token_cross_entropy(model: Any, head: Any, batch: Sequence[Rendered], pad_id: int,
-                             device: Any) -> Any:
-    """Next-token cross-entropy summed over the label tokens, the head run on those only."""
-    from workbench.core.train.shared_prefix import run_with_head
-
-    inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
-    return run_with_head(model, inputs, lambda labels: LossHead(head, labels))

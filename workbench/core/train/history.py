@@ -8,9 +8,16 @@ from typing import Any
 
 from workbench.core.data import runs
 # SCORE_METRICS is re-exported: the Runs tab takes its score columns from here.
-from workbench.core.data.names import SCORE_METRICS, UNCHANGED, RunStatus
+from workbench.core.data.names import SCORE_METRICS, RunStatus
+# Re-exported: what a list of runs shows is read here; verdict.py reads them from the data
+# layer directly, so that it and this module do not import each other.
+from workbench.core.data.runs import last_probed_step, last_scores
 from workbench.core.store import Store, now
 from workbench.core.train import jobs
+from workbench.core.train.verdict import verdict
+
+__all__ = ["SCORE_METRICS", "RunListing", "duration", "last_probed_step", "last_scores",
+           "list_runs", "measured_tokens_per_s"]
 
 
 @dataclass(frozen=True)
@@ -29,25 +36,6 @@ class RunListing:
     verdict: str = ""  # a finished run's verdict flag: good | check | broke the model
 
 
-def last_scores(store: Store, *, run_id: int | None = None) -> dict[int, dict[str, float]]:
-    """Per run (or for `run_id` alone), the share correct per metric at its last probed step
-    (the final scoring when the run finished; the latest live probe while it trains), plus
-    `locality_unchanged` where locality was asked. One query for every run, so a list of runs
-    costs the same however many it shows."""
-    rows = runs.last_round_scores(store, run_id)
-    scores: dict[int, dict[str, float]] = {}
-    for rid, metric, score, unchanged in rows:
-        if metric:
-            scores.setdefault(rid, {})[metric] = float(score)
-        if unchanged is not None:  # avg() skips the NULLs of other metrics
-            scores.setdefault(rid, {})[UNCHANGED] = float(unchanged)
-    return scores
-
-
-def last_probed_step(store: Store, run_id: int) -> int | None:
-    return runs.last_probed_step(store, run_id)
-
-
 def duration(run: dict[str, Any]) -> float | None:
     """Seconds from start to end (or to now while active)."""
     if not run.get("started_at"):
@@ -61,8 +49,6 @@ def list_runs(store: Store, limit: int | None = 200) -> list[RunListing]:
     """Newest first; every run when `limit` is None."""
     jobs.reap(store)
     rows = runs.listing(store, limit)
-    from workbench.core.train.verdict import verdict
-
     scores = last_scores(store)
 
     def flag(run: dict[str, Any]) -> str:

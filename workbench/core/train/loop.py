@@ -58,8 +58,20 @@ def causal_lm_loss(model: Any, batch: Sequence[Rendered], pad_id: int, device: A
 
     head = head_loss.output_head(model)
     if head is not None:
-        return head_loss.loss_token_cross_entropy(model, head, batch, pad_id, device)
+        return loss_token_cross_entropy(model, head, batch, pad_id, device)
     return full_logits_loss(model, batch, pad_id, device)
+
+
+def loss_token_cross_entropy(model: Any, head: Any, batch: Sequence[Rendered], pad_id: int,
+                             device: Any) -> Any:
+    """Next-token cross-entropy summed over the label tokens, the head run on those only.
+    Here rather than in `head_loss`: `shared_prefix` builds on `head_loss`, so `head_loss`
+    reaching back for `run_with_head` would make the two import each other."""
+    from workbench.core.train.head_loss import LossHead
+    from workbench.core.train.shared_prefix import run_with_head
+
+    inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
+    return run_with_head(model, inputs, lambda labels: LossHead(head, labels))
 
 
 def full_logits_loss(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:

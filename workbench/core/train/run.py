@@ -159,7 +159,7 @@ def _attach_log(out: Path) -> logging.Handler:
 
 def execute_run(store: Store, workspace: Workspace, run_id: int, *, resume: bool = False,
                 progress: Progress = lambda row, total: None) -> RunSummary:
-    cfg = runs.get(store, run_id).config
+    cfg = RunConfig.from_run(runs.get(store, run_id))
     out = workspace.run_dir(run_id)
     main = is_main_process()
     handler = _attach_log(out) if main else None

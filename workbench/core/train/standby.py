@@ -5,7 +5,7 @@ bitsandbytes) and accelerate before it touches the model: more than the rest of 
 the demo model. The app therefore keeps one spare worker that has done those imports and
 waits on its stdin. Starting a run hands it one line (the workspace, run id and resume
 flag); it points its stdout/stderr at the run's log and runs exactly the command a fresh
-worker would (`workbench worker RUN_ID`). It is still a separate process, never a fork of the
+worker would (`worker.py`'s `worker RUN_ID`). It is still a separate process, never a fork of the
 UI, so everything `control` promises about workers holds.
 
 The spare exits when its stdin closes (the app ended or replaced it). It costs the memory of
@@ -34,6 +34,9 @@ READY = b"ready\n"
 WARM = ("accelerate", "workbench.core.train.run", "workbench.core.train.telemetry",
         "workbench.core.train.checkpoint", "workbench.core.methods.registry")
 REPLACE_AFTER_S = 20.0  # the run's own start (model load, replay questions) goes first
+# The spare's command line. worker.py is named here, not imported: it imports this module to
+# serve, and the word `standby` in the process list is how tests tell a spare from a worker.
+SPARE_COMMAND = [sys.executable, "-m", "workbench.core.train.worker", "standby"]
 
 _lock = threading.Lock()
 _spare: subprocess.Popen[bytes] | None = None
@@ -62,7 +65,7 @@ def disable() -> None:
 
 
 def take(run_args: Sequence[str], log_file: Path) -> subprocess.Popen[bytes] | None:
-    """Hand `workbench RUN_ARGS…` to the spare worker, its output to `log_file`; None when
+    """Hand the worker arguments `RUN_ARGS…` to the spare worker, its output to `log_file`; None when
     there is no live spare (the caller starts a fresh worker). A replacement follows later."""
     global _spare
     with _lock:
@@ -115,7 +118,7 @@ def _start() -> None:
             return
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         # A session of its own, like any worker: Ctrl-C in the app's terminal spares the run.
-        _spare = subprocess.Popen([sys.executable, "-m", "workbench", "standby"],
+        _spare = subprocess.Popen(SPARE_COMMAND,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, env=env, start_new_session=True)
 

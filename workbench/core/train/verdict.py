@@ -94,12 +94,13 @@ def verdict(scores: dict[str, float], forgotten: list[Forgotten] | None = None, 
 def run_verdict(store: Store, run: dict[str, Any]) -> Verdict | None:
     """The verdict of a finished run from its stored final round; None while it trains, or
     when it ended without one."""
-    from workbench.core.train import history, probing
+    from workbench.core.data import runs
+    from workbench.core.train import probing
 
     if run.get("status") != RunStatus.COMPLETED:
         return None
-    scores = history.last_scores(store, run_id=run["id"]).get(run["id"], {})
-    step = history.last_probed_step(store, run["id"])
+    scores = runs.last_scores(store, run_id=run["id"]).get(run["id"], {})
+    step = runs.last_probed_step(store, run["id"])
     if not scores or step is None:
         return None
     forgotten = [Forgotten(q, gold, answer)

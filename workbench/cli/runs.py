@@ -1,4 +1,5 @@
-"""`workbench train`, `workbench runs …` and the background worker's entry point."""
+"""`workbench train`, `workbench runs …`, and the hidden `worker`/`standby` commands, which
+call the training worker's core entry point (`core/train/worker.py`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from workbench.cli.settings import add_setting_flags, given_values
 from workbench.core.config import RunConfig
 from workbench.core.workspace import open_workspace
-
-Flags = Callable[[argparse.ArgumentParser], None]
-Entry = Callable[[list[str]], int]  # `workbench ARGV…` in this process: the CLI's main
 
 
 def _progress_bar() -> Callable[[dict[str, Any], int], None]:
@@ -93,21 +92,15 @@ def cmd_train(args: argparse.Namespace, values: dict[str, Any]) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from workbench.core.train.run import execute_run
+    from workbench.core.train.worker import run_worker
 
-    store, workspace = open_workspace(args.workspace)
-    summary = execute_run(store, workspace, args.run_id, resume=args.resume)
-    print(f"run {args.run_id} {summary.status} after {summary.steps} steps", flush=True)
-    return 0
+    return run_worker(args.workspace, args.run_id, resume=args.resume)
 
 
-def cmd_standby(entry: Entry) -> int:
-    """A spare worker: imports now, then runs the `workbench worker …` line the app sends
-    through `entry`, the whole command line's entry point (error handling and exit codes
-    included), exactly as a fresh worker would."""
-    from workbench.core.train import standby
+def cmd_standby(_args: argparse.Namespace) -> int:
+    from workbench.core.train.worker import serve_standby
 
-    return standby.serve(entry)
+    return serve_standby()
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -147,10 +140,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_runs_parsers(sub: Any, setting_flags: Flags, values: Callable[[argparse.Namespace], dict[str, Any]],
-                     entry: Entry) -> None:
-    """`train`, `runs` and the app's hidden `worker`/`standby`. `entry` is passed in (not
-    imported) so this module never imports the top-level CLI that imports it."""
+def add_runs_parsers(sub: Any) -> None:
+    """`train`, `runs` and the hidden `worker`/`standby` (the app starts the core's worker
+    module itself; these stay for anyone who started workers through the CLI)."""
     p = sub.add_parser("train", help="train a run from its YAML (in this process, or --background)",
                        usage="workbench train RUN.yaml [--background] [--set SECTION.FIELD=VALUE] "
                        "[--SECTION.FIELD VALUE] | workbench train --resume RUN_ID")
@@ -161,12 +153,12 @@ def add_runs_parsers(sub: Any, setting_flags: Flags, values: Callable[[argparse.
                    help="start a worker process and return at once")
     p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                    help="override one setting (repeatable)")
-    setting_flags(p)
+    add_setting_flags(p)
 
     def train(args: argparse.Namespace) -> int:
         if (args.file is None) == (args.resume is None):
             p.error("give either a run YAML or --resume RUN_ID")
-        return cmd_train(args, values(args))
+        return cmd_train(args, given_values(args))
 
     p.set_defaults(func=train)
 
@@ -175,7 +167,7 @@ def add_runs_parsers(sub: Any, setting_flags: Flags, values: Callable[[argparse.
     p.add_argument("run_id", type=int)
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=cmd_worker)
-    sub.add_parser("standby").set_defaults(func=lambda _args: cmd_standby(entry))
+    sub.add_parser("standby").set_defaults(func=cmd_standby)
     sub._choices_actions = [a for a in sub._choices_actions if a.dest not in ("worker", "standby")]
 
     runs = sub.add_parser("runs", help="list, follow, stop and resume runs")

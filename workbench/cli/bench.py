@@ -13,7 +13,7 @@ from pathlib import Path
 
 from workbench.core.errors import WorkbenchError
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"  # the repository root's bench/
 
 
 @dataclass(frozen=True)
