@@ -38,21 +38,14 @@ def _shared_tokens(rendered: list[Any], cfg: RunConfig) -> int:
     """Tokens not computed because chat rows share their template's start: every row of a
     micro-batch but the first skips it (an estimate: it assumes chat rows batch together,
     as length bucketing mostly makes them)."""
-    from workbench.core.knowledge.render import IGNORE_INDEX
-    from workbench.core.train.shared_prefix import MIN_SHARED
+    from workbench.core.train.batching import collate
+    from workbench.core.train.shared_prefix import shared_length
 
     chat = [r for r in rendered if r.example is not None and r.example.kind == "qa"]
     if len(chat) < 2 or cfg.training.gradient_checkpointing or cfg.training.micro_batch_size < 2:
         return 0
-    first = chat[0].input_ids
-    common = min(len(r.input_ids) for r in chat)
-    for r in chat:
-        common = next((i for i in range(common) if r.input_ids[i] != first[i]), common)
-        labelled = next((i for i, label in enumerate(r.labels) if label != IGNORE_INDEX),
-                        len(r.labels))
-        common = min(common, labelled - 1)
-    if common < MIN_SHARED:
-        return 0
+    # The training loss's own rule, over the whole set (padding is masked, so any pad id).
+    common = shared_length(collate(chat, 0))
     return round(len(chat) * common * (1 - 1 / cfg.training.micro_batch_size))
 
 
