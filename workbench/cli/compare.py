@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.core.progress import TerminalProgress
+from workbench.core.scoring import percent
 from workbench.core.workspace import open_workspace
 
 if TYPE_CHECKING:  # the core's compare modules import torch: loaded only when a command runs
@@ -51,13 +52,9 @@ def _scorecard(store: Store, workspace: Workspace, run_id: int, subjects: list[S
 # ---- the table `workbench probe` prints ---------------------------------------------------
 
 
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0%}"
-
-
 def _cell(card: Scorecard, key: str, metric: str) -> str:
     score, exact = card.score(key, metric), card.score(key, metric, exact=True)
-    return "—" if exact is None else f"{_percent(score)} ({_percent(exact)})"
+    return "—" if exact is None else f"{percent(score)} ({percent(exact)})"
 
 
 def _columns(card: Scorecard, key: str) -> list[str]:
@@ -70,7 +67,7 @@ def _columns(card: Scorecard, key: str) -> list[str]:
         cells.append(_cell(card, key, m))
         if m == "locality":
             has = card.counts()["locality"] > 0
-            cells.append(_percent(card.unchanged(key)) if has and key != BASE.key else
+            cells.append(percent(card.unchanged(key)) if has and key != BASE.key else
                          ("reference" if has else "—"))
     return cells
 

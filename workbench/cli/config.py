@@ -14,12 +14,14 @@ from workbench.core.config import RunConfig
 def cmd_config(args: argparse.Namespace) -> int:
     cfg = RunConfig.load(args.file) if args.file else RunConfig()
     values = given_values(args)
+    if args.name is not None:
+        values["name"] = args.name
     if values:
         cfg = cfg.with_values(values, source="command line")
     if args.output:
         path = cfg.save(args.output)
         print(f"saved {path}", file=sys.stderr)
-    if not args.quiet:
+    if not args.quiet and not args.output:  # saved to a file, the YAML is there to read
         sys.stdout.write(cfg.to_yaml())
     if args.memory:
         print_estimate(args, cfg)
@@ -42,12 +44,14 @@ def add_config_parser(sub: Any) -> None:
     p = sub.add_parser(
         "config", help="validate and print a run config, or the default one",
         usage="workbench config [FILE] [--set SECTION.FIELD=VALUE] [--SECTION.FIELD VALUE] "
-        "[-o OUTPUT] [-q] [--memory]",
+        "[--name NAME] [-o OUTPUT] [-q] [--memory]",
     )
     p.add_argument("file", nargs="?", help="run YAML to validate (omit for the defaults)")
     p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                    help="override one setting (repeatable)")
-    p.add_argument("-o", "--output", help="also save the resulting config to this YAML file")
+    p.add_argument("--name", help="the run's name (the same as --set name=NAME)")
+    p.add_argument("-o", "--output",
+                   help="save the resulting config to this YAML file instead of printing it")
     p.add_argument("-q", "--quiet", action="store_true", help="validate only, print nothing")
     p.add_argument("--memory", action="store_true",
                    help="also print the memory estimate on this machine's device (as YAML "

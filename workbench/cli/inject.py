@@ -11,6 +11,7 @@ from typing import Any
 
 from workbench.core.methods.registry import REGISTRY
 from workbench.core.progress import TerminalProgress
+from workbench.core.scoring import percent
 
 
 def cmd_inject(args: argparse.Namespace) -> int:
@@ -35,7 +36,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     print(result.import_message)
     print(f"run {result.run_id} on set {result.set_name!r}: "
-          + ", ".join(f"{k} {v:.0%}" for k, v in result.scores.items()))
+          + ", ".join(f"{k} {percent(v)}" for k, v in result.scores.items()))
     if result.verdict:
         print(result.verdict)
     if result.stopped_early:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from workbench.core.config import DEFAULT_MODEL, ModelConfig
 from workbench.core.knowledge import probes, sets, transfer
+from workbench.core.knowledge.checklist import checklist_text, next_steps
 from workbench.core.knowledge.io import parse_mapping
 from workbench.core.store import Store
 from workbench.core.progress import TerminalProgress
@@ -38,9 +39,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_next_steps(store: Store, name: str) -> None:
+    """What the set still needs (stderr, so stdout stays the command's own output)."""
+    print(checklist_text(next_steps(store, name)), file=sys.stderr)
+
+
+# --phrasings / --probes / --locality of `knowledge show`: (split, kinds) of the rows listed
+SHOWN = {"phrasings": ("train", ("question", "paraphrase", "statement")),
+         "probes": ("probe", ("question", "paraphrase", "statement", "abstention")),
+         "locality": (None, probes.LOCALITY_KINDS)}
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     store = _store(args)
     sid = sets.set_id(store, args.set)
+    if args.rows:
+        split, kinds = SHOWN[args.rows]
+        rows = probes.list_phrasings(store, sid, split=split, kinds=kinds)
+        for p in rows:
+            fact = "" if p.fact_id is None else p.fact_id
+            off = "" if p.approved else " [not approved]"
+            print(f"{p.id}\t{fact}\t{p.kind}\t{p.question}\t→ {p.answer}{off}")
+        print(f"{len(rows)} {args.rows} rows (id, fact, kind, text → answer)", file=sys.stderr)
+        return 0
     for f in sets.list_facts(store, sid):
         label = f" [{f.known}]" if f.known else ""
         print(f"{f.id}\t{f.question}\t→ {f.answer}{label}")
@@ -49,6 +70,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     counts = probes.split_counts(store, sid)
     print(f"training phrasings {counts['train']}, probes {counts['probe']}, "
           f"statements {counts['statements']}, locality {counts['locality']}", file=sys.stderr)
+    _print_next_steps(store, args.set)
     return 0
 
 
@@ -58,6 +80,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         summary = transfer.import_path(store, sid, args.file, parse_mapping(args.map or []),
                                        separate_rows=args.separate_rows)
     print(summary.message())
+    _print_next_steps(store, args.set)
     return 0
 
 
@@ -85,6 +108,7 @@ def cmd_paraphrase(args: argparse.Namespace) -> int:
                                                  progress=_progress)
     counts = probes.split_probes(store, sid, holdout=args.holdout, seed=args.seed)
     print(f"added {added} phrasings; {counts['train']} trained, {counts['probe']} held out")
+    _print_next_steps(store, args.set)
     return 0
 
 
@@ -116,6 +140,7 @@ def cmd_locality(args: argparse.Namespace) -> int:
                             general=args.general, per_relation=args.per_relation,
                             progress=_progress)
     print(counts.message())
+    _print_next_steps(store, args.set)
     return 0
 
 
@@ -150,8 +175,14 @@ def add_knowledge_parser(sub: argparse._SubParsersAction) -> None:
 
     p = ks.add_parser("list", help="list the knowledge sets with their counts")
     p.set_defaults(func=cmd_list)
-    p = ks.add_parser("show", help="print the facts of a set")
+    p = ks.add_parser("show", help="print the facts of a set (or its phrasings, probes, "
+                      "locality probes) and what it still needs")
     p.add_argument("set")
+    rows = p.add_mutually_exclusive_group()
+    for name, text in (("phrasings", "the training phrasings instead of the facts"),
+                       ("probes", "the held-out probes (never trained on)"),
+                       ("locality", "the locality probes (questions the base answers right)")):
+        rows.add_argument(f"--{name}", dest="rows", action="store_const", const=name, help=text)
     p.set_defaults(func=cmd_show)
 
     p = ks.add_parser("import", help="import facts (JSONL messages/alpaca/QA, JSON, CSV, TSV)")

@@ -12,6 +12,8 @@ from typing import Any
 
 from workbench.cli.settings import add_setting_flags, given_values
 from workbench.core.config import RunConfig
+from workbench.core.data.names import ScoreMetric
+from workbench.core.scoring import percent
 from workbench.core.workspace import open_workspace
 
 
@@ -121,10 +123,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         status = control.run_status(store, args.run_id)
         run = status["run"]
         last = status["metrics"][-1] if status["metrics"] else {}
-        print(f"run {run['id']} ({run['name']}): {run['status']}, step {last.get('step', 0)}/"
-              f"{run['total_steps'] or '?'}, loss {last.get('loss', float('nan')):.4f}")
+        print(show_line(run, last))
         if status["recall"]:
-            print("recall:", status["recall"][-1])
+            print(recall_line(status["recall"][-1]))
         message = explain_run(run, last.get("step"), status["verdict"])
         print(" ".join(filter(None, (message.title + ".", message.detail))))
         if message.advice:
@@ -140,6 +141,24 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def show_line(run: dict[str, Any], last: dict[str, Any]) -> str:
+    """`run 3 (name): running, step 40/196, loss 1.2345`; before the first step, no loss."""
+    head = f"run {run['id']} ({run['name']}): {run['status']}"
+    loss = last.get("loss")
+    if not last or loss is None or loss != loss:  # NaN: no step has been taken
+        return f"{head}, no step taken yet ({run['total_steps'] or '?'} planned)"
+    return f"{head}, step {last.get('step', 0)}/{run['total_steps'] or '?'}, loss {loss:.4f}"
+
+
+def recall_line(point: dict[str, Any]) -> str:
+    """`recall at step 40: efficacy 90% · held-out 85% · kept 100%` from a recall-curve point."""
+    labels = {ScoreMetric.EFFICACY: "efficacy", ScoreMetric.GENERALIZATION: "held-out",
+              ScoreMetric.LOCALITY: "kept", ScoreMetric.ABSTENTION: "abstains"}
+    parts = [f"{label} {percent(point[m])}" for m, label in labels.items()
+             if point.get(m) is not None]
+    return f"recall at step {point['step']}: " + " · ".join(parts)
+
+
 def add_runs_parsers(sub: Any) -> None:
     """`train`, `runs` and the hidden `worker`/`standby` (the app starts the core's worker
     module itself; these stay for anyone who started workers through the CLI)."""
@@ -151,6 +170,7 @@ def add_runs_parsers(sub: Any) -> None:
                    help="continue a stopped or interrupted run from its last complete checkpoint")
     p.add_argument("--background", action="store_true",
                    help="start a worker process and return at once")
+    p.add_argument("--name", help="the run's name (the same as --set name=NAME)")
     p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                    help="override one setting (repeatable)")
     add_setting_flags(p)
@@ -158,7 +178,10 @@ def add_runs_parsers(sub: Any) -> None:
     def train(args: argparse.Namespace) -> int:
         if (args.file is None) == (args.resume is None):
             p.error("give either a run YAML or --resume RUN_ID")
-        return cmd_train(args, given_values(args))
+        values = given_values(args)
+        if args.name is not None:
+            values["name"] = args.name
+        return cmd_train(args, values)
 
     p.set_defaults(func=train)
 

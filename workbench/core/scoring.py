@@ -7,6 +7,7 @@ Strict exact match (normalised answer equals a normalised gold) is reported besi
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -14,6 +15,15 @@ from collections.abc import Iterable
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = re.compile(r"[^\w\s]")
 _SPACES = re.compile(r"\s+")
+
+
+def percent(share: float | None) -> str:
+    """A share shown as a whole percentage, the one rounding rule of every screen, log and
+    report: rounded down, so 100% means every answer and 0.995 reads 99%, never 100% in one
+    place and 0.99 in another."""
+    if share is None:
+        return "—"
+    return f"{math.floor(100 * share + 1e-9)}%"
 
 
 def normalize(text: str) -> str:

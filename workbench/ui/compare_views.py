@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.core.compare.scorecard import METRICS, Scorecard
+from workbench.core.scoring import percent
 
 METRIC_LABELS = {"efficacy": "efficacy", "generalization": "held-out generalization",
                  "locality": "locality", "abstention": "abstention"}
@@ -70,11 +71,11 @@ def summary_markdown(card: Scorecard) -> str:
             v, exact = card.score(s.key, m), card.score(s.key, m, exact=True)
             # Beside the headline (still correct): strict exact match; for locality also the
             # stricter share whose text is the base's (none for the base: its own reference).
-            details = [] if exact is None or m == "abstention" else [f"exact {exact:.0%}"]
+            details = [] if exact is None or m == "abstention" else [f"exact {percent(exact)}"]
             same = card.unchanged(s.key) if m == "locality" else None
-            details += [] if same is None else [f"unchanged {same:.0%}"]
+            details += [] if same is None else [f"unchanged {percent(same)}"]
             extra = f" ({', '.join(details)})" if details else ""
-            scores.append(f"{METRIC_LABELS[m]} {'—' if v is None else f'{v:.0%}'}{extra}")
+            scores.append(f"{METRIC_LABELS[m]} {percent(v)}{extra}")
         note = f" — {card.notes[s.key]}" if s.key in card.notes else ""
         forms = f" ({card.form_line(s.key)})" if card.form_line(s.key) else ""
         lines.append(f"- **{card.labels[s.key]}**{note}: " + "; ".join(scores) + forms)

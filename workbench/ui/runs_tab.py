@@ -13,6 +13,7 @@ import pandas as pd
 from workbench.core import charts
 from workbench.core.config import RunConfig
 from workbench.core.data import runs
+from workbench.core.scoring import percent
 from workbench.core.train import history, jobs
 from workbench.ui import run_view
 from workbench.ui.context import AppContext
@@ -35,7 +36,7 @@ def runs_table(ctx: AppContext) -> pd.DataFrame:
         steps = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
         rows.append([r.id, r.name, r.status, r.verdict, r.method, r.model, r.knowledge_set, steps,
                      "" if r.seconds is None else charts.format_duration(r.seconds),
-                     *(f"{r.scores[m]:.0%}" if m in r.scores else "" for m in history.SCORE_METRICS)])
+                     *(percent(r.scores[m]) if m in r.scores else "" for m in history.SCORE_METRICS)])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -23,6 +23,7 @@ from workbench.core.compare.pool import BASE
 from workbench.core.compare.scorecard import METRICS, Mark, Scorecard, ScoreRow
 from workbench.core.data import knowledge, runs
 from workbench.core.data.names import ScoreMetric
+from workbench.core.scoring import percent
 from workbench.core.store import Store
 from workbench.core.train.history import duration
 from workbench.core.train.jobs import get_run
@@ -61,14 +62,10 @@ def _when(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp else "—"
 
 
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0%}"
-
-
 def _score_cell(score: float | None, exact: float | None) -> str:
     if exact is None:  # no probes of this metric
         return "—"
-    return f"{_percent(score)} <span class='muted'>({_percent(exact)})</span>"
+    return f"{percent(score)} <span class='muted'>({percent(exact)})</span>"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], css: str = "") -> str:
@@ -133,7 +130,7 @@ def _summary(card: Scorecard) -> str:
             cells.append(f"<td class='num'>{_score_cell(score[m], score[m + '_exact'])}</td>")
             if m == ScoreMetric.LOCALITY:
                 same = score[UNCHANGED]
-                text = ("reference" if s == BASE else "—") if same is None else _percent(same)
+                text = ("reference" if s == BASE else "—") if same is None else percent(same)
                 cells.append(f"<td class='num'>{text if counts[m] else '—'}</td>")
         rows.append([_esc(card.labels[s.key]), *cells])
     notes = "".join(f"<li>{_esc(card.labels.get(k, k))}: {_esc(v)}</li>"

@@ -32,7 +32,7 @@ from workbench.core.generate import ask_questions
 from workbench.core.knowledge.forms import FORMS, form_of
 from workbench.core.knowledge.probes import LOCALITY_KINDS
 from workbench.core.models import LoadedModel
-from workbench.core.scoring import is_correct, is_exact, normalize
+from workbench.core.scoring import is_correct, is_exact, normalize, percent
 from workbench.core.store import Store, now
 
 METRICS = SCORE_METRICS  # the names are defined once, in data.records; re-exported here
@@ -168,7 +168,7 @@ def form_line(shares: dict[str, float]) -> str:
     """ "held-out: question 80%, imperative 70%", or '' when there are none."""
     if not shares:
         return ""
-    return "held-out: " + ", ".join(f"{form} {share:.0%}" for form, share in shares.items())
+    return "held-out: " + ", ".join(f"{form} {percent(share)}" for form, share in shares.items())
 
 
 def record(store: Store, run_id: int, step: int, items: Sequence[ProbeItem],

@@ -27,6 +27,7 @@ from typing import Any
 from workbench.core.config import RunConfig
 from workbench.core.data.names import SCORE_METRICS, ScoreMetric
 from workbench.core.models import LoadedModel
+from workbench.core.scoring import percent
 from workbench.core.store import Store
 from workbench.core.train import probing
 
@@ -76,7 +77,7 @@ class Tracker:
         log.info("step %d: asking %d probes%s", step, len(items), " (final round)" if final else "")
         answers = probing.ask_items(self.loaded, self.model(), items, should_stop=self.should_stop)
         scores = probing.record(self.store, self.run_id, step, items, answers)
-        log.info("step %d recall: %s", step, ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+        log.info("step %d recall: %s", step, ", ".join(f"{k} {percent(v)}" for k, v in scores.items()))
         if final and (line := probing.form_line(probing.by_form(
                 (item, probing.score(item, answer).correct) for item, answer in zip(items, answers)))):
             log.info("step %d %s", step, line)

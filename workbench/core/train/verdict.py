@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from workbench.core.data.names import RunStatus, ScoreMetric
+from workbench.core.scoring import percent
 
 if TYPE_CHECKING:
     from workbench.core.store import Store
@@ -44,10 +45,6 @@ class Verdict:
         return {"good": "good", "warning": "check", "broken": "broke the model"}[self.level]
 
 
-def _pct(value: float) -> str:
-    return f"{round(100 * value)}%"
-
-
 def verdict(scores: dict[str, float], forgotten: list[Forgotten] | None = None, *,
             stopped_early: str = "") -> Verdict | None:
     """The verdict from a run's final scores (share correct per metric); None when it was
@@ -56,11 +53,11 @@ def verdict(scores: dict[str, float], forgotten: list[Forgotten] | None = None, 
     kept = scores.get(ScoreMetric.LOCALITY)
     if efficacy is None:
         return None
-    parts = [f"Injected {_pct(efficacy)}"]
+    parts = [f"Injected {percent(efficacy)}"]
     if held is not None:
-        parts.append(f"held-out {_pct(held)}")
+        parts.append(f"held-out {percent(held)}")
     if kept is not None:
-        parts.append(f"kept {_pct(kept)} of what it knew")
+        parts.append(f"kept {percent(kept)} of what it knew")
     details: list[str] = []
     if stopped_early:
         details.append(f"Stopped early: {stopped_early}.")
