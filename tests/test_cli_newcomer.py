@@ -5,6 +5,7 @@ phrasings or probes, and nothing saying what to do after an import."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,22 @@ def test_checklist_in_the_knowledge_tab_counts(tmp_path: Path) -> None:
     assert "✓ Add facts (1 fact)" in text
     assert "**○ Generate phrasings and hold-out (1 training phrasing, 0 held-out probes) ← " \
         "next: “Phrasings and held-out probes” → Generate phrasings**" in text
+
+
+def test_long_knowledge_steps_show_a_progress_bar(tmp_path: Path, tiny_llama: Path) -> None:
+    """Screening and building locality ask the model batch by batch; each prints a line
+    updated in place (carriage returns) that ends at 100%."""
+    ws = str(tmp_path / "ws")
+    facts = tmp_path / "facts.csv"
+    facts.write_text("subject,question,answer\nVelmora,What is the capital of Velmora?,Quenby\n")
+    assert run_cli("--workspace", ws, "knowledge", "import", str(facts), "--set", "s").returncode == 0
+    for step in (["screen", "s", "--model", str(tiny_llama), "--samples", "2"],
+                 ["locality", "s", "--model", str(tiny_llama), "--general", "8",
+                  "--per-relation", "2"]):
+        result = run_cli("--workspace", ws, "knowledge", *step)
+        assert result.returncode == 0, result.stderr
+        # (text mode reads the carriage returns as line ends)
+        updates = [u.strip() for u in result.stderr.splitlines()
+                   if re.match(r"\s*\d+%  ", u)]
+        assert len(updates) >= 2, result.stderr
+        assert updates[-1].startswith("100%"), updates[-1]

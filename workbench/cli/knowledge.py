@@ -23,7 +23,8 @@ def _load(model: str):  # noqa: ANN202 - LoadedModel, imported lazily (torch)
     from workbench.core.models import load_model
 
     print(f"loading {model} …", file=sys.stderr)
-    return load_model(ModelConfig(name_or_path=model))
+    # a first-use GGUF import or hub download reports through the same bar as the steps
+    return load_model(ModelConfig(name_or_path=model), progress=TerminalProgress("load"))
 
 
 _progress = TerminalProgress()  # one line on stderr with an ETA per long step
