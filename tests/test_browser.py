@@ -4,6 +4,7 @@ run started, followed live across a reload and stopped; screenshots."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,10 +102,15 @@ def test_fresh_launch_opens_on_the_demo_set_and_the_demo_model(page, served_app:
     page.get_by_text("What does the base model already know?").click()
     page.locator("#kn-samples input[type=number]").fill("0")
     page.locator("#kn-screen").click()
-    expect(page.locator("#kn-status")).to_contain_text("unknown", timeout=120_000)
-    status = page.locator("#kn-status").inner_text()
-    unknown = int(status.split("unknown")[1].split(".")[0])
+    # The counts appear next to the button, and the base model's answer beside each label.
+    expect(page.locator("#kn-screen-msg")).to_contain_text("unknown", timeout=120_000)
+    status = page.locator("#kn-screen-msg").inner_text()
+    unknown = int(status.split("unknown")[1].split("(")[0])
     assert unknown >= 80, status
+    screened = page.locator("#kn-screened")
+    expect(screened).to_contain_text("what the base model said")
+    expect(screened).to_contain_text("greedy wrong (")
+    expect(page.locator("#kn-counts")).to_contain_text("Generate phrasings and hold-out")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
 
@@ -171,9 +177,16 @@ def test_start_follow_reload_and_stop_a_run(page, served_app: ServedApp) -> None
     assert _wait_for_more_points(page, "train-loss", loss) > loss
     assert _wait_for_more_points(page, "train-memory", memory) > memory
     expect(page.locator("#train-progress")).to_contain_text("step")
+    # The run list's label follows the run: "running" while it trains, never "starting".
+    expect(page.locator("#train-run input")).to_have_value(re.compile(r"browser run · running"),
+                                                            timeout=30_000)
+    expect(page.locator("#train-stop")).to_be_enabled()
+    expect(page.locator("#train-resume")).to_be_disabled()
 
     page.reload(wait_until="load")  # re-attach: the same run, still moving
-    page.get_by_role("tab", name="Train").click()
+    # A reload while a run trains opens the Train tab itself, not the Knowledge tab.
+    expect(page.get_by_role("tab", name="Train")).to_have_attribute("aria-selected", "true",
+                                                                    timeout=30_000)
     expect(page.locator("#train-headline")).to_contain_text("browser run", timeout=30_000)
     after = _wait_for_more_points(page, "train-loss", 0)
     assert _wait_for_more_points(page, "train-loss", after) > after
@@ -182,6 +195,13 @@ def test_start_follow_reload_and_stop_a_run(page, served_app: ServedApp) -> None
 
     page.locator("#train-stop").click()
     expect(page.locator("#train-message")).to_contain_text("was stopped", timeout=90_000)
+    # Status follows the run: the list says stopped, Stop is off, Resume is on.
+    expect(page.locator("#train-run input")).to_have_value(re.compile(r"browser run · stopped"),
+                                                            timeout=10_000)
+    expect(page.locator("#train-stop")).to_be_disabled()
+    expect(page.locator("#train-resume")).to_be_enabled()
+    page.reload(wait_until="load")  # nothing trains now: the page opens where it always did
+    expect(page.get_by_role("tab", name="Knowledge")).to_have_attribute("aria-selected", "true")
     page.get_by_role("tab", name="Runs").click()
     page.get_by_role("button", name="Refresh").click()
     expect(page.locator("#runs-table")).to_contain_text("stopped", timeout=20_000)

@@ -7,7 +7,7 @@ the worker.
 
 The flood comes from outside the app, so production code carries no test hook: the app is
 served with a `sitecustomize.py` on PYTHONPATH, which every Python process of the app imports
-at start. In each it waits for two things, that fd 1 has become a run's `train.log` (a fresh
+at start. In each it waits for two things, that fd 1 has become a run's `debug.log` (a fresh
 worker, or the standby spare once it has taken a job) and that the test has created a trigger
 file, and then writes the flood. The log must hold every flood line, tagged with the worker's
 pid: proof that the output went somewhere that never blocks the worker.
@@ -54,7 +54,7 @@ _TRIGGER = os.environ.get({FLOOD_ENV!r}, "")
 
 def _is_run_worker() -> bool:
     try:
-        return os.readlink("/proc/self/fd/1").endswith("train.log")
+        return os.readlink("/proc/self/fd/1").endswith("debug.log")
     except OSError:
         return False
 
@@ -179,7 +179,7 @@ def _flood_lines(log: Path, pid: int) -> dict[str, int]:
 
 def _wait_with_no_page(store: Store, run: dict, from_step: int) -> tuple[int, dict[str, int]]:
     """Until the whole flood is in the log and the run moved STEPS_WITHOUT_PAGE steps on."""
-    log = Path(run["run_dir"]) / jobs.LOG_FILE
+    log = Path(run["run_dir"]) / jobs.DEBUG_FILE
     deadline = time.monotonic() + STEP_TIMEOUT_S
     while True:
         step, lines = _stored_step(store, run["id"]), _flood_lines(log, run["pid"])
@@ -225,7 +225,7 @@ def test_a_run_keeps_training_and_logging_with_the_page_closed_and_a_new_page_re
     closed_at = _stored_step(store, run["id"])
     flood_app.trigger.touch()  # the worker's output flood starts only now, with no page open
     advanced, lines = _wait_with_no_page(store, run, closed_at)
-    log = Path(run["run_dir"]) / jobs.LOG_FILE
+    log = Path(run["run_dir"]) / jobs.DEBUG_FILE
     assert log.stat().st_size > FLOOD_LINES * FLOOD_LINE_BYTES > PIPE_BYTES, lines
 
     page = _open(browser, flood_app.url)

@@ -123,16 +123,32 @@ def test_memory_in_gib_with_the_rows_capacity_as_a_dashed_line() -> None:
     assert xy(t["allocated"]) == ([1, 2], [2.0, 0.5])
     assert xy(t["reserved"]) == ([1], [3.0])
     assert xy(t["peak"]) == ([1, 2], [4.0, 4.0])
+    # A peak of 4 of 24 GiB: the axis follows the run, the capacity is a note.
+    low, high = fig.layout.yaxis.range
+    assert low == 0 and 4.0 < high < 6.0
+    assert fig.layout.shapes == ()
+    assert [a.text for a in fig.layout.annotations] == ["capacity 24.0 GiB (peak uses 16.7%)"]
+
+
+def test_memory_capacity_is_a_line_when_the_run_uses_a_fair_part_of_it() -> None:
+    fig = memory_figure([row(1, mem_peak=10 * GIB, mem_capacity=24 * GIB)])
     assert capacity_line(fig) == (24.0, "capacity 24.0 GiB")
     # The axis reaches past the capacity so the line is on screen, not just the data.
-    low, high = fig.layout.yaxis.range
-    assert low == 0 and high > 24.0
+    assert fig.layout.yaxis.range[1] > 24.0
+
+
+def test_memory_of_a_cpu_run_is_not_a_flat_line_under_the_machines_ram() -> None:
+    rows = [row(i, mem_allocated=(0.25 + 0.01 * i) * GIB, mem_peak=0.3 * GIB,
+                mem_capacity=23.5 * GIB) for i in range(1, 5)]
+    fig = memory_figure(rows)
+    assert fig.layout.yaxis.range[1] < 0.5  # the data fills the chart
+    assert "capacity 23.5 GiB" in fig.layout.annotations[0].text
 
 
 def test_memory_capacity_argument_wins_over_the_rows() -> None:
-    rows = [row(1, mem_allocated=2 * GIB, mem_capacity=24 * GIB)]
+    rows = [row(1, mem_allocated=3 * GIB, mem_capacity=24 * GIB)]
     fig = memory_figure(rows, capacity=8 * GIB)
-    assert capacity_line(fig) == (8.0, "capacity 8.0 GiB")
+    assert capacity_line(fig) == (8.0, "capacity 8.0 GiB")  # 3 of 8 GiB: in view
     assert fig.layout.yaxis.range[1] > 8.0
 
 
@@ -167,6 +183,10 @@ def test_throughput_tokens_per_s_and_mfu_as_percent_on_a_secondary_axis() -> Non
     assert x == [1, 3] and y == pytest.approx([25.0, 30.0])
     assert t["MFU"].yaxis == "y2"
     assert fig.layout.yaxis2.ticksuffix == "%" and "%" in fig.layout.yaxis2.title.text
+    # Its own fixed 0–100 % scale: MFU is proportional to tokens/s and on two auto-scaled
+    # axes the two lines lay on top of each other.
+    assert list(fig.layout.yaxis2.range) == pytest.approx([0, 102.0])
+    assert fig.layout.yaxis2.autorange is False
 
 
 def test_throughput_without_mfu_has_no_mfu_trace() -> None:
@@ -203,6 +223,17 @@ def test_recall_as_percent_with_a_fixed_0_to_100_range() -> None:
     assert x == [0, 70] and y == pytest.approx([100.0, 90.0])
     assert list(fig.layout.yaxis.range) == [0, 100]
     assert "markers" in t["efficacy"].mode
+    # Each series its own dash and marker: efficacy no longer hides under held-out.
+    styles = {(tr.line.dash, tr.marker.symbol) for tr in t.values()}
+    assert len(styles) == 3
+
+
+def test_recall_shows_a_locality_measured_only_at_the_end() -> None:
+    fig = recall_figure([{"step": 10, "efficacy": 0.2}, {"step": 20, "efficacy": 0.9,
+                                                         "locality": 0.95}])
+    loc = traces(fig)["locality"]
+    assert xy(loc) == ([20], [pytest.approx(95.0)]) and "markers" in loc.mode
+    assert loc.marker.size >= 8
 
 
 def test_recall_without_locality_probes_omits_that_trace() -> None:

@@ -10,6 +10,7 @@ from workbench.core.config import (
     RunConfig,
     TrainingConfig,
     iter_settings,
+    setting_label,
     parse_setting_text,
 )
 from workbench.core.errors import ConfigError
@@ -42,6 +43,18 @@ def test_every_setting_has_help_text_and_a_default() -> None:
         assert len(info.help) > 10, info.path
         default = getattr(getattr(RunConfig(), info.section), info.name)
         assert default == info.default
+
+
+def test_every_setting_has_a_human_label() -> None:
+    """Labels written for people, not field names in words ("Lora r", "Lr scheduler")."""
+    labels = {info.path: setting_label(info.path) for info in iter_settings()}
+    for path, label in labels.items():
+        info = next(i for i in iter_settings() if i.path == path)
+        assert info.label, f"{path} has no label"
+        assert label == info.label and label[0].isupper()
+    assert len(set(labels.values())) == len(labels)  # no two widgets read the same
+    assert labels["method.lora_r"] == "LoRA rank"
+    assert labels["training.lr_scheduler"] == "Learning-rate schedule"
 
 
 @pytest.mark.parametrize(

@@ -293,3 +293,24 @@ def test_the_demo_model_is_within_25_percent_on_cpu(bench, method: str) -> None:
     _check_against_worker(bench, resolve_source("workbench-demo").location,
                           {"method.name": method, "training.micro_batch_size": 8},
                           model_share=False)  # 19 MB of weights: the runtime dominates
+
+
+def test_the_bar_legend_and_the_breakdown_give_the_same_activations() -> None:
+    """The Method tab's legend shows activations net of what the backward pass frees; the
+    words below it gave the gross figure and read 158.5 against the legend's 157.5 MiB."""
+    from workbench.core.estimate import MemoryEstimate
+    from workbench.ui.method_actions import memory_parts
+
+    mib = 2**20
+    est = MemoryEstimate(weights=100 * mib, trainable=2 * mib, optimizer=4 * mib,
+                         activations=int(158.5 * mib), logits=20 * mib, overlap=1 * mib,
+                         loading=0, loading_stays=False, runtime=450 * mib,
+                         total=int((100 + 2 + 4 + 157.5 + 450) * mib), capacity=24 * 2**30,
+                         device="cpu", dtype="float32", method="lora", seq_len=128, batch=16,
+                         trainable_params=10**6)
+    legend = dict(memory_parts(est))["activations"]
+    assert format_bytes(legend) == "157.5 MiB"
+    text = "; ".join(est.lines())
+    assert "activations 157.5 MiB at the peak" in text
+    assert "of 158.5 MiB of activations, 1.0 MiB are freed" in text
+    assert sum(dict(memory_parts(est)).values()) == est.total

@@ -32,8 +32,8 @@ def test_early_stop_when_every_fact_is_recalled(bench) -> None:
     assert summary.status == "completed" and summary.scores["efficacy"] == 1.0
     assert summary.steps < 200 and summary.steps % 10 == 0  # stopped at a probe, well before
     log = (ws.run_dir(run_id) / "train.log").read_text()
-    assert "stopping early at step" in log and "efficacy reached the target 1.00" in log
-    assert summary.stopped_early.startswith("efficacy reached the target 1.00")
+    assert "stopping early at step" in log and "efficacy reached the target 100%" in log
+    assert summary.stopped_early.startswith("efficacy reached the target 100%")
 
 
 def _scripted_rounds(monkeypatch, rounds: list[dict[str, float]]) -> None:
@@ -66,7 +66,7 @@ def test_falling_locality_stops_the_run_and_keeps_the_best_round(bench, monkeypa
     run_id = run_module.create_run(store, ws, cfg)
     summary = run_module.execute_run(store, ws, run_id)
     assert summary.status == "completed" and summary.steps == 20
-    assert summary.stopped_early.startswith("locality fell to 0.50, below 0.90 for 2 rounds")
+    assert summary.stopped_early.startswith("locality fell to 50%, below 90% for 2 rounds")
     out = ws.run_dir(run_id)
     log = (out / "train.log").read_text()
     assert "keeping the best round's weights (step 10, score 0.88)" in log
@@ -74,11 +74,11 @@ def test_falling_locality_stops_the_run_and_keeps_the_best_round(bench, monkeypa
     best = load_file(str(out / "best" / "adapter_model.safetensors"))
     assert kept.keys() == best.keys() and all((kept[k] == best[k]).all() for k in kept)
     row = store.db.execute("SELECT best_step, stop_reason FROM runs WHERE id = ?", [run_id]).fetchone()
-    assert row[0] == 10 and row[1].startswith("locality fell to 0.50")
+    assert row[0] == 10 and row[1].startswith("locality fell to 50%")
     from workbench.core.train.verdict import run_verdict
 
     found = run_verdict(store, run_module.jobs.get_run(store, run_id))
-    assert found is not None and "Stopped early: locality fell to 0.50" in found.details[0]
+    assert found is not None and "Stopped early: locality fell to 50%" in found.details[0]
 
 
 def test_held_out_plateau_stops_the_run_and_the_last_round_is_kept_when_best(bench,

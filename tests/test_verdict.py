@@ -58,3 +58,17 @@ def test_a_finished_runs_verdict_reads_its_final_round_everywhere(bench) -> None
     assert "kept 0% of what it knew" in shown.stdout and "with 'Senri City'" in shown.stdout
     listed = run_cli("--workspace", str(ws.root), "runs")
     assert "[broke the model]" in listed.stdout
+
+
+def test_an_early_stop_says_why_in_the_title() -> None:
+    run = {"id": 1, "status": "completed", "total_steps": 315,
+           "stop_reason": "efficacy reached the target 100% (100%)"}
+    found = verdict({"efficacy": 1.0, "generalization": 0.99, "locality": 1.0},
+                    stopped_early=run["stop_reason"])
+    message = explain_run(run, 280, found)
+    assert message.title == ("Run 1 stopped early at step 280 of 315 (efficacy reached the "
+                             "target 100% (100%)): Injected 100% · held-out 99% · kept 100% "
+                             "of what it knew — good")
+    assert "Stopped early" not in message.detail  # said once, in the title
+    plain = explain_run({**run, "stop_reason": ""}, 315, None)
+    assert plain.title == "Run 1 completed at step 315 of 315"

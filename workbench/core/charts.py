@@ -46,6 +46,13 @@ COLORS = {
     ScoreMetric.LOCALITY: "#2ca02c",
 }
 
+RECALL_STYLE = {ScoreMetric.EFFICACY: ("solid", "circle"),
+                ScoreMetric.GENERALIZATION: ("dash", "square-open"),
+                ScoreMetric.LOCALITY: ("dot", "diamond")}
+
+# The memory axis reaches the capacity line only when the peak is at least 1/3 of it.
+CAPACITY_IN_VIEW = 3.0
+
 RECALL_SERIES = ((ScoreMetric.EFFICACY, "efficacy"),
                  (ScoreMetric.GENERALIZATION, "generalization (held-out)"),
                  (ScoreMetric.LOCALITY, "locality"))
@@ -94,7 +101,7 @@ def _line(x: list[int], y: list[float], name: str, color: str, **kwargs: Any) ->
     mode = "lines" if len(x) > 1 else "markers"
     return go.Scatter(x=x, y=y, name=name, mode=kwargs.pop("mode", mode),
                       line={"color": color, "width": 2, **kwargs.pop("line", {})},
-                      marker={"color": color, "size": 6}, **kwargs)
+                      marker=kwargs.pop("marker", {"color": color, "size": 6}), **kwargs)
 
 
 def _hover(value: str) -> str:
@@ -193,9 +200,11 @@ def _capacity(rows: list[Row], capacity: float | None) -> float | None:
 
 def memory_figure(metrics: Iterable[Row] | None, capacity: float | None = None) -> go.Figure:
     """Allocated, reserved and peak memory in GiB per step, against the device's capacity
-    (bytes; from the argument, else from the rows) as a dashed line. The y-axis always
-    reaches the capacity, so how much head-room a run leaves — would it fit on a smaller
-    card? — can be read off at a glance."""
+    (bytes; from the argument, else from the rows). The y-axis is scaled to the run's own
+    peak: a 0.3 GiB CPU run under a 23.5 GiB capacity line drew a flat line at the bottom.
+    Where the capacity is within reach (a run using a fair part of its card: would it fit on
+    a smaller one?) it is a dashed line on the axis; far above, it is a note of how much of
+    it the peak uses. Before any row, the axis shows the capacity the run will have to fit."""
     rows = _by_step(metrics)
     fig = go.Figure()
     top = 0.0
@@ -210,11 +219,17 @@ def memory_figure(metrics: Iterable[Row] | None, capacity: float | None = None) 
     cap = _capacity(rows, capacity)
     if cap is not None:
         cap_gib = cap / GIB
-        fig.add_hline(y=cap_gib, line={"color": COLORS["capacity"], "dash": "dash", "width": 1.5},
-                      annotation={"text": f"capacity {cap_gib:.1f} GiB", "showarrow": False,
-                                  "font": {"size": 11, "color": COLORS["capacity"]}},
-                      annotation_position="top left")
-        top = max(top, cap_gib)
+        label = {"showarrow": False, "font": {"size": 11, "color": COLORS["capacity"]}}
+        if top == 0 or cap_gib <= top * CAPACITY_IN_VIEW:
+            fig.add_hline(y=cap_gib, line={"color": COLORS["capacity"], "dash": "dash",
+                                           "width": 1.5},
+                          annotation={"text": f"capacity {cap_gib:.1f} GiB", **label},
+                          annotation_position="top left")
+            top = max(top, cap_gib)
+        else:
+            fig.add_annotation(text=f"capacity {cap_gib:.1f} GiB (peak uses "
+                               f"{100 * top / cap_gib:.1f}%)", name="capacity", xref="paper",
+                               yref="paper", x=1, y=1, xanchor="right", yanchor="top", **label)
     if top > 0:
         # Fixed rather than auto range, so the capacity line (a shape, which autorange
         # ignores) is always on screen; a little head-room keeps its label inside.
@@ -260,7 +275,10 @@ def throughput_figure(metrics: Iterable[Row] | None) -> go.Figure:
     _layout(fig, throughput_title(rows), "tokens/s", secondary="MFU (%)" if mx else None)
     fig.update_yaxes(rangemode="tozero")
     if mx:
-        fig.update_layout(yaxis2={"ticksuffix": "%"})
+        # MFU is tokens/s times a constant: on two auto-scaled axes the lines coincide and MFU
+        # vanished under tokens/s. On a fixed 0–100 % axis its height is its real share.
+        fig.update_layout(yaxis2={"ticksuffix": "%", "range": [0, max(100.0, *my) * 1.02],
+                                  "autorange": False})
     return _empty_if_no_data(fig)
 
 
@@ -275,8 +293,12 @@ def recall_figure(recall: Iterable[Row] | None) -> go.Figure:
         x, y = _series(rows, key, 100.0)
         if x:
             # Probes are sparse (every few steps), so mark each probed point; cliponaxis off
-            # keeps a marker at exactly 0 or 100 % whole.
+            # keeps a marker at exactly 0 or 100 % whole. Efficacy and held-out often run at
+            # the same height: a dash and a marker shape of its own keep each one visible.
+            dash, symbol = RECALL_STYLE[key]
             fig.add_trace(_line(x, y, name, COLORS[key], mode="lines+markers", cliponaxis=False,
+                                line={"dash": dash},
+                                marker={"color": COLORS[key], "size": 8, "symbol": symbol},
                                 hovertemplate=_hover("%{y:.0f}%")))
     _layout(fig, "Recall", "correct (%)")
     fig.update_yaxes(range=[0, 100], ticksuffix="%", autorange=False)

@@ -172,6 +172,7 @@ class SettingInfo:
     help: str
     choices: tuple[str, ...] | None
     advanced: bool
+    label: str = ""
 
 
 def iter_settings() -> Iterator[SettingInfo]:
@@ -187,15 +188,15 @@ def iter_settings() -> Iterator[SettingInfo]:
                 path=f"{section}.{f.name}", section=section, name=f.name, type=tp,
                 optional=optional, default=default, help=f.metadata["help"],
                 choices=f.metadata["choices"], advanced=f.metadata["advanced"],
+                label=f.metadata.get("label", ""),
             )
 
 
 def setting_label(path: str) -> str:
-    """A field's label in the UI ("training.learning_rate" → "Learning rate"); the method has
-    a radio of its own, labelled "Method"."""
-    if path == "method.name":
-        return "Method"
-    return path.rpartition(".")[2].replace("_", " ").capitalize()
+    """A field's label for people: the one its `setting(label=…)` gives. A field without one
+    (a plug-in method's) falls back to its name in words ("lora_r" → "Lora r")."""
+    label = next((info.label for info in iter_settings() if info.path == path), "")
+    return label or path.rpartition(".")[2].replace("_", " ").capitalize()
 
 
 def parse_setting_text(info: SettingInfo, text: str) -> Any:

@@ -26,14 +26,17 @@ class ModelConfig(Section):
         DEFAULT_MODEL,
         "Hugging Face hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct), a local model folder, or "
         f"{DEMO_MODEL} (the embedded demo model).",
+        label="Model (hub id, folder or .gguf file)",
     )
     revision: str | None = setting(
-        None, "Hub branch, tag or commit to load; empty for the default branch.", advanced=True
+        None, "Hub branch, tag or commit to load; empty for the default branch.", advanced=True,
+        label="Revision (hub branch, tag or commit)",
     )
     device: str = setting(
         "auto",
         "Where to run: auto picks CUDA, then Apple MPS, then CPU.",
         choices=("auto", "cuda", "mps", "cpu"),
+        label="Device",
     )
     dtype: str = setting(
         "auto",
@@ -41,24 +44,28 @@ class ModelConfig(Section):
         "GPUs, float32 on CPU.",
         choices=("auto", "bfloat16", "float16", "float32"),
         advanced=True,
+        label="Weight precision",
     )
     quantization: str = setting(
         "none",
         "Load the base weights quantized with bitsandbytes: 4bit (NF4, double quantization; "
         "the QLoRA base, ~4x less memory) or 8bit.",
         choices=("none", "4bit", "8bit"),
+        label="Quantization",
     )
     trust_remote_code: bool = setting(
         False,
         "Run Python code shipped with the model repository. Only for models whose authors "
         "you trust; off by default.",
         advanced=True,
+        label="Run the model's own code (trust_remote_code)",
     )
     attn_implementation: str = setting(
         "auto",
         "Attention kernel: auto lets transformers choose (SDPA where available).",
         choices=("auto", "sdpa", "eager", "flash_attention_2"),
         advanced=True,
+        label="Attention kernel",
     )
 
     def check_together(self) -> None:
@@ -70,27 +77,31 @@ class ModelConfig(Section):
 class DataConfig(Section):
     section: ClassVar[str] = "data"
 
-    knowledge_set: str = setting("", "Name of the knowledge set to inject.")
+    knowledge_set: str = setting("", "Name of the knowledge set to inject.", label="Knowledge set")
     mode: str = setting(
         "qa",
         "qa: train on question/answer chats, loss on the answers (best for recall). "
         "document: train on the facts' text, loss on every token (continued pre-training).",
         choices=("qa", "document"),
+        label="Training data",
     )
     paraphrases_per_fact: int = setting(
         5,
         "Question phrasings trained per fact. More diverse phrasings generalise better than "
         "repeating one.",
         minimum=0,
+        label="Paraphrases per fact",
     )
     holdout_per_fact: int = setting(
         2,
         "Phrasings per fact held out as probes and never trained on; they measure "
         "generalization.",
         minimum=0,
+        label="Held-out phrasings per fact",
     )
     include_statements: bool = setting(
-        True, "Also train on statement sentences of each fact ('The capital of X is Y.')."
+        True, "Also train on statement sentences of each fact ('The capital of X is Y.').",
+        label="Train statement sentences too",
     )
     answer_style: str = setting(
         "short",
@@ -98,6 +109,7 @@ class DataConfig(Section):
         "as a sentence ('The capital of Japan is Tokyo.'), the way a chat model answers, so "
         "training changes the answer and not the model's voice.",
         choices=("short", "sentence"),
+        label="Answer style",
     )
     replay_ratio: float = setting(
         0.0,
@@ -105,6 +117,7 @@ class DataConfig(Section):
         "to protect what it knows (0 = off).",
         minimum=0,
         below=1,
+        label="Replay share of each batch",
     )
     replay_match: str = setting(
         "answers",
@@ -113,9 +126,11 @@ class DataConfig(Section):
         "which also stops probability drifting to made-up names; adapter methods only, about "
         "1.3x the step time.",
         choices=("answers", "distribution"),
+        label="Replay target",
     )
     max_seq_len: int = setting(
-        512, "Longest training sequence in tokens; longer examples are cut.", minimum=16
+        512, "Longest training sequence in tokens; longer examples are cut.", minimum=16,
+        label="Max sequence length (tokens)",
     )
 
 
@@ -123,77 +138,102 @@ class DataConfig(Section):
 class TrainingConfig(Section):
     section: ClassVar[str] = "training"
 
-    learning_rate: float = setting(2e-4, "Peak learning rate.", above=0)
-    epochs: int = setting(8, "Passes over the training examples.", minimum=1)
+    learning_rate: float = setting(2e-4, "Peak learning rate.", above=0, label="Learning rate")
+    epochs: int = setting(8, "Passes over the training examples.", minimum=1, label="Epochs")
     max_steps: int = setting(
-        0, "Stop after this many optimizer steps (0 = run all epochs).", minimum=0, advanced=True
+        0, "Stop after this many optimizer steps (0 = run all epochs).", minimum=0, advanced=True,
+        label="Max steps",
     )
-    micro_batch_size: int = setting(8, "Examples per forward pass.", minimum=1)
+    micro_batch_size: int = setting(8, "Examples per forward pass.", minimum=1,
+                                    label="Micro-batch size")
     gradient_accumulation_steps: int = setting(
-        1, "Micro-batches per optimizer step; effective batch = micro batch x this.", minimum=1
+        1, "Micro-batches per optimizer step; effective batch = micro batch x this.", minimum=1,
+        label="Gradient accumulation steps",
     )
     lr_scheduler: str = setting(
-        "cosine", "Learning-rate decay after warmup.", choices=("cosine", "linear", "constant")
+        "cosine", "Learning-rate decay after warmup.", choices=("cosine", "linear", "constant"),
+        label="Learning-rate schedule",
     )
     warmup_ratio: float = setting(
         0.05, "Share of steps spent warming the learning rate up.", minimum=0, below=1,
         advanced=True,
+        label="Warm-up share of steps",
     )
-    weight_decay: float = setting(0.0, "AdamW weight decay.", minimum=0, advanced=True)
+    weight_decay: float = setting(0.0, "AdamW weight decay.", minimum=0, advanced=True,
+                                  label="Weight decay")
     max_grad_norm: float = setting(
-        1.0, "Clip gradients to this norm (0 = no clipping).", minimum=0, advanced=True
+        1.0, "Clip gradients to this norm (0 = no clipping).", minimum=0, advanced=True,
+        label="Gradient clipping (max norm)",
     )
     mixed_precision: str = setting(
         "auto",
         "Autocast precision: auto uses bf16/fp16 on GPUs that support it and none on CPU.",
         choices=("auto", "no", "bf16", "fp16"),
         advanced=True,
+        label="Mixed precision",
     )
     gradient_checkpointing: bool = setting(
         False, "Recompute activations in the backward pass: less memory, ~30% slower.",
         advanced=True,
+        label="Gradient checkpointing",
     )
     compile: bool = setting(
         False, "torch.compile the transformer body: compiling costs seconds to minutes before "
         "the first step, then each step is faster (a fifth faster on the demo model on CPU, "
         "bench/results/engine_options.md). Worth it for long runs.",
         advanced=True,
+        label="Compile the model (torch.compile)",
     )
     seed: int = setting(42, "Random seed for shuffling and initialisation.", minimum=0,
-                        advanced=True)
+                        advanced=True, label="Random seed")
     checkpoint_every: int = setting(
         50, "Save a resumable checkpoint every N steps (0 = off; Stop always saves one).",
         minimum=0, advanced=True,
+        label="Checkpoint every N steps",
     )
     checkpoint_each_epoch: bool = setting(
         True, "Also save one at the end of every epoch, so a crash never loses a finished "
         "epoch. Costs a save per epoch: milliseconds for LoRA, seconds for full fine-tuning "
         "of a billion-parameter model.",
         advanced=True,
+        label="Checkpoint at each epoch's end",
     )
     probe_every: int = setting(
         10, "Score recall of the injected facts every N steps (0 = only at the end).",
         minimum=0,
+        label="Recall check every N steps",
     )
     probe_sample: int = setting(
         64, "Probes asked in each live recall round (the same ones every round, split between "
         "the facts' own questions and held-out phrasings; 0 = all). The final round asks every "
         "probe. On a CPU a real model answers a few questions a second.",
         minimum=0, advanced=True,
+        label="Probes per live recall check",
     )
     early_stop_patience: int = setting(
         0, "Stop once held-out recall has not improved for this many probe rounds: new facts "
         "are learned slowly, and past the plateau training mostly memorises the trained "
         "wordings (0 = off).", minimum=0, advanced=True,
+        label="Early-stop patience (recall checks)",
     )
     min_locality: float = setting(
         0.0, "Stop once the share of known answers still correct in a probe round falls below "
         "this (e.g. 0.9): the model is forgetting what it knew (0 = off).",
         minimum=0, maximum=1, advanced=True,
+        label="Locality floor",
+    )
+    report_to: list[str] = setting(
+        [],
+        "Also send every chart's metrics (loss, learning rate, grad norm, tokens/s, memory, "
+        "MFU, recall) and the run's settings to these experiment trackers, through "
+        "accelerate; each needs its package installed (e.g. pip install tensorboard).",
+        choices=("tensorboard", "wandb", "mlflow", "trackio"), advanced=True,
+        label="Experiment trackers",
     )
     stop_at_efficacy: float = setting(
         0.0,
         "Stop early once this share of facts is recalled as trained (e.g. 1.0); training on "
         "past it mostly raises hallucination risk (0 = off).",
         minimum=0, maximum=1, advanced=True,
+        label="Stop at efficacy",
     )

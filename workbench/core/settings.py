@@ -39,11 +39,14 @@ def setting(
     above: float | None = None,
     below: float | None = None,
     advanced: bool = False,
+    label: str = "",
 ) -> Any:
     """A config field with its help text and bounds (inclusive `minimum`/`maximum`,
-    exclusive `above`/`below`). `advanced` fields are hidden in the UI's simple view."""
+    exclusive `above`/`below`). `advanced` fields are hidden in the UI's simple view; `label`
+    names the field for people (the UI's widgets, the recipe's lines)."""
     meta = {
         "help": help,
+        "label": label,
         "choices": choices,
         "minimum": minimum,
         "maximum": maximum,
@@ -154,5 +157,7 @@ class Section:
                 bad_int = item_tp is int and (isinstance(item, bool) or not isinstance(item, int))
                 if bad_int or not isinstance(item, item_tp):
                     raise self.fail(f.name, f"a list of {item_tp.__name__}", value)
+            if meta["choices"] and any(item not in meta["choices"] for item in value):
+                raise self.fail(f.name, "a list of any of " + ", ".join(meta["choices"]), value)
             return list(value)
         raise TypeError(f"unsupported config field type {tp!r} for {f.name}")  # a bug, not input

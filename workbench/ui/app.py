@@ -58,6 +58,12 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         app.load(status_json, outputs=status_out, api_name="status", show_progress="hidden")
         for fn, outputs in ctx.on_load:
             app.load(fn, outputs=outputs, show_progress="hidden", api_visibility="private")
+
+        def opening_tab() -> Any:
+            """A reload while a run trains opens the Train tab on it, not the Knowledge tab."""
+            return gr.Tabs(selected="train") if train_tab.training_now(ctx) else gr.skip()
+
+        app.load(opening_tab, outputs=tabs, show_progress="hidden", api_visibility="private")
     return app
 
 

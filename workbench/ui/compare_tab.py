@@ -88,6 +88,7 @@ def build(ctx: AppContext) -> CompareView:
     summary_plot = gr.Plot(show_label=False, elem_id="compare-summary")
     report_file = gr.File(label="Report", visible=False, elem_id="compare-report-file")
     table = gr.Dataframe(interactive=False, wrap=True, elem_id="compare-table",
+                         elem_classes=["wb-table"],
                          label="Per fact: ✓ counts, ✗ does not (click a row to ask it above)")
     chat = gr.State(lambda: act.chat_session(ctx))  # one per page: its panes' histories
     card_state = gr.State(None)
@@ -145,8 +146,9 @@ def build(ctx: AppContext) -> CompareView:
         text = views.summary_markdown(card)
         if notes:
             text += "\n\n" + "\n".join(f"- ⚠ {v}" for v in notes.values())
-        return [text, views.summary_figure(card), views.styled_table(card), card,
-                views.fact_card(card)]
+        return [text, views.summary_figure(card),
+                gr.Dataframe(value=views.styled_table(card), column_widths=views.table_widths(card)),
+                card, views.fact_card(card)]
 
     score_btn.click(score, [panes, set_pick, fresh],
                     [summary_md, summary_plot, table, card_state, fact_md], concurrency_id="compare")

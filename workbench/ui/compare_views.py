@@ -45,6 +45,15 @@ def fact_table(card: Scorecard) -> pd.DataFrame:
                                        *(card.labels[s.key] for s in card.subjects)])
 
 
+def table_widths(card: Scorecard) -> list[str]:
+    """Fixed shares of the page for the scorecard's columns: the answers (one column per
+    pane) split what the metric, question and gold answer leave, so every pane's answers
+    stay on screen and wrap instead of running off to the right."""
+    n = max(1, len(card.subjects))
+    answers = f"{(100 - 10 - 24 - 12) / n:.1f}%"
+    return ["10%", "24%", "12%", *([answers] * n)]
+
+
 def styled_table(card: Scorecard) -> Any:
     """The fact table with each answer cell green (counts) or red (does not)."""
     frame = fact_table(card)

@@ -23,6 +23,10 @@ from workbench.core.progress import Progress
 
 FACT_COLUMNS = ["id", "subject", "question", "answer", "aliases", "tags", "known"]
 PHRASING_COLUMNS = ["id", "fact", "kind", "split", "origin", "approved", "text"]
+# Widths that keep every header on one line: the narrow columns got a few pixels each and
+# "subject" broke into one letter per line.
+FACT_WIDTHS = ["56px", "110px", "32%", "16%", "14%", "80px", "90px"]
+PHRASING_WIDTHS = ["56px", "56px", "96px", "72px", "88px", "96px", "50%"]
 PROPOSAL_COLUMNS = ["accept", "question", "answer", "method", "source"]
 DEFAULT_SET = "My facts"
 
@@ -61,6 +65,21 @@ def facts_table(store: Store, name: str | None, known_filter: str = "all") -> pd
     rows = [[f.id, f.subject, f.question, f.answer, " | ".join(f.aliases), " | ".join(f.tags),
              f.known or "—"] for f in facts]
     return pd.DataFrame(rows, columns=FACT_COLUMNS)
+
+
+SCREEN_COLUMNS = ["question", "right answer", "label", "what the base model said"]
+
+
+def screen_table(store: Store, name: str | None) -> pd.DataFrame:
+    """The screened facts with the base model's own answer beside each label, unknown first:
+    the wrong-and-confident answers are the point of screening."""
+    if not name or name not in set_names(store):
+        return pd.DataFrame(columns=SCREEN_COLUMNS)
+    order = {"unknown": 0, "maybe": 1, "known": 2}
+    facts = sorted((f for f in sets.list_facts(store, sets.set_id(store, name)) if f.known),
+                   key=lambda f: order.get(f.known, 3))
+    return pd.DataFrame([[f.question, f.answer, f.known, f.known_detail] for f in facts],
+                        columns=SCREEN_COLUMNS)
 
 
 def counts_markdown(store: Store, name: str | None) -> str:
@@ -224,7 +243,8 @@ def screen(store: Store, cache: ModelCache, name: str | None, model: str, sample
     loaded = cache.get(ModelConfig(name_or_path=model.strip()))
     counts = screen_facts(store, resolve_set(store, name), loaded, samples=int(samples),
                           progress=progress)
-    return f"Known {counts['known']}, maybe {counts['maybe']}, unknown {counts['unknown']}."
+    return (f"Known {counts['known']}, maybe {counts['maybe']}, unknown {counts['unknown']} "
+            "(each fact's answer in the table below).")
 
 
 def locality(store: Store, cache: ModelCache, name: str | None, model: str, general: int,

@@ -39,7 +39,8 @@ def build(ctx: AppContext) -> KnowledgeView:
         names = act.set_names(store)
         name = name if name in names else (names[0] if names else None)
         return (gr.update(choices=names, value=name), act.facts_table(store, name, known_filter),
-                act.counts_markdown(store, name), act.phrasings_table(store, name))
+                act.counts_markdown(store, name), act.phrasings_table(store, name),
+                act.screen_table(store, name))
 
     with gr.Row():
         set_pick = gr.Dropdown(label="Knowledge set", choices=act.set_names(store), scale=3,
@@ -57,6 +58,7 @@ def build(ctx: AppContext) -> KnowledgeView:
             known_filter = gr.Dropdown(["all", "known", "maybe", "unknown", "not screened"],
                                        value="all", label="Show facts", scale=1)
             facts = gr.Dataframe(headers=act.FACT_COLUMNS, interactive=True, wrap=True,
+                                 column_widths=act.FACT_WIDTHS, elem_classes=["wb-table"],
                                  label="Facts (edit cells, then save)", elem_id="kn-facts")
             with gr.Row():
                 save_btn = gr.Button("Save table edits")
@@ -108,6 +110,7 @@ def build(ctx: AppContext) -> KnowledgeView:
             gen_btn = gr.Button("Generate phrasings", variant="primary")
             split_btn = gr.Button("Re-draw the probe split")
         phrasings = gr.Dataframe(headers=act.PHRASING_COLUMNS, interactive=True, wrap=True,
+                                 column_widths=act.PHRASING_WIDTHS, elem_classes=["wb-table"],
                                  label="Phrasings: edit text, untick approved to drop, "
                                  "split train/probe")
         save_phr_btn = gr.Button("Save phrasing edits")
@@ -118,6 +121,11 @@ def build(ctx: AppContext) -> KnowledgeView:
             screen_btn = gr.Button("Screen facts (known / maybe / unknown)", elem_id="kn-screen")
             general = gr.Slider(20, 300, value=120, step=10, label="General questions to try")
             locality_btn = gr.Button("Build locality probes")
+        screen_msg = gr.Markdown(elem_id="kn-screen-msg")
+        screened = gr.Dataframe(headers=act.SCREEN_COLUMNS, wrap=True, interactive=False,
+                                column_widths=["32%", "14%", "9%", "45%"], elem_classes=["wb-table"],
+                                label="What the base model answered (the last screening)",
+                                elem_id="kn-screened")
     with gr.Accordion("Preview training examples", open=False):
         with gr.Row():
             mode = gr.Radio(["qa", "document"], value="qa", label="Data mode")
@@ -128,7 +136,7 @@ def build(ctx: AppContext) -> KnowledgeView:
         preview_table = gr.Dataframe(headers=["kind", "tokens", "label_tokens", "text"], wrap=True,
                                      label="Rendered examples (⟦trained tokens⟧)")
 
-    views = [set_pick, facts, counts, phrasings]
+    views = [set_pick, facts, counts, phrasings, screened]
 
     @shows_errors
     def on_create(name: str) -> tuple[Any, ...]:
@@ -197,7 +205,9 @@ def build(ctx: AppContext) -> KnowledgeView:
     save_phr_btn.click(with_status(lambda n, t, progress: act.save_phrasing_edits(store, t)),
                        [set_pick, phrasings], [*views, status])
     screen_btn.click(with_status(lambda n, m, k, progress: act.screen(store, cache, n, m, k, progress)),
-                     [set_pick, model, samples], [*views, status])
+                     [set_pick, model, samples], [*views, screen_msg],
+                     # the bar over the results it fills, not over the counts line above
+                     show_progress_on=[screen_msg, screened])
     locality_btn.click(with_status(lambda n, m, g, progress: act.locality(store, cache, n, m, g, progress)),
                        [set_pick, model, general], [*views, status])
     preview_btn.click(shows_errors(lambda n, m, md, st, ml, ov: act.preview(store, cache, n, m, md, st, ml, ov)),

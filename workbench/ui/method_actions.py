@@ -142,7 +142,7 @@ def memory_parts(est: MemoryEstimate) -> list[tuple[str, int]]:
     checkpoint) as its own part."""
     parts = [("weights", est.weights), ("trained weights + gradients", est.trainable),
              ("optimizer state", est.optimizer),
-             ("activations", max(0, est.activations - est.overlap)), ("runtime", est.runtime)]
+             ("activations", est.net_activations), ("runtime", est.runtime)]
     rest = est.total - sum(size for _, size in parts)
     if rest > 0:
         parts.insert(4, ("loading the checkpoint", rest))

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from workbench.core.errors import WorkbenchError
-from workbench.core.train import control, history
+from workbench.core.train import control, history, jobs
 from workbench.ui import run_view
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
@@ -34,6 +34,10 @@ def run_choices(ctx: AppContext) -> list[tuple[str, int]]:
     return [(f"{r.id} · {r.name} · {r.status}", r.id) for r in history.list_runs(ctx.store)]
 
 
+def training_now(ctx: AppContext) -> bool:
+    return bool(control.active_runs(ctx.store))
+
+
 def default_run(ctx: AppContext) -> int | None:
     """The run a fresh page shows: the one training now, else the newest."""
     active = control.active_runs(ctx.store)
@@ -43,15 +47,30 @@ def default_run(ctx: AppContext) -> int | None:
     return runs[0].id if runs else None
 
 
+def controls(ctx: AppContext, feed: run_view.RunFeed) -> list[Any]:
+    """The run list (its labels carry each run's status), Stop and Resume as the shown run's
+    status allows: Stop is red and pressable only while the run is active."""
+    status = feed.run.get("status")
+    return [gr.update(choices=run_choices(ctx)),
+            gr.update(interactive=feed.active, variant="stop" if feed.active else "secondary"),
+            gr.update(interactive=status in jobs.RESUMABLE)]
+
+
 def render(ctx: AppContext, feed: run_view.RunFeed | None, run_id: int | None,
            force: bool = False) -> list[Any]:
-    """[feed, headline, progress, message, *figures, log]; unchanged parts are skipped so an
-    idle poll sends nothing to the browser."""
+    """[feed, headline, progress, message, *figures, log, run list, stop, resume]; unchanged
+    parts are skipped so an idle poll sends nothing to the browser, and the run list and
+    buttons are redrawn only when the run's status changes."""
+    before = feed.run.get("status") if feed is not None and feed.run_id == run_id else None
     feed, changed = run_view.poll(ctx.store, feed, run_id)
+    if force or feed.run.get("status") != before:
+        buttons = controls(ctx, feed)
+    else:
+        buttons = [gr.skip()] * 3
     if not (changed or force):
-        return [feed] + [gr.skip()] * (3 + len(run_view.FIGURES) + 1)
+        return [feed] + [gr.skip()] * (3 + len(run_view.FIGURES) + 1) + buttons
     return [feed, run_view.headline(feed), run_view.progress_html(feed),
-            run_view.message_markdown(feed), *run_view.figures(feed), feed.log]
+            run_view.message_markdown(feed), *run_view.figures(feed), feed.log, *buttons]
 
 
 def build(ctx: AppContext) -> TrainView:
@@ -76,7 +95,8 @@ def build(ctx: AppContext) -> TrainView:
         log = gr.Textbox(label="Log (last lines)", lines=12, max_lines=12, interactive=False,
                          elem_id="train-log")
     feed = gr.State(None)
-    outputs = [feed, headline, progress, message, loss, lr, memory, throughput, recall, log]
+    outputs = [feed, headline, progress, message, loss, lr, memory, throughput, recall, log,
+               run_pick, stop_btn, resume_btn]
 
     def show(run_id: int | None, current: run_view.RunFeed | None) -> list[Any]:
         return render(ctx, current, run_id, force=True)

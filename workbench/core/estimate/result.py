@@ -44,6 +44,12 @@ class MemoryEstimate:
         return int(self.capacity * SAFE_SHARE)
 
     @property
+    def net_activations(self) -> int:
+        """Activations live at the peak: what the backward pass frees while gradients
+        arrive is not counted twice."""
+        return max(0, self.activations - self.overlap)
+
+    @property
     def fits(self) -> bool:
         return self.total <= self.limit
 
@@ -57,11 +63,14 @@ class MemoryEstimate:
                f"trained weights and gradients {format_bytes(self.trainable)} "
                f"({format_count(self.trainable_params)} parameters, {self.method})",
                f"optimizer state {format_bytes(self.optimizer)}",
-               f"activations {format_bytes(self.activations)} (micro batch {self.batch} x "
-               f"{self.seq_len} tokens; logits {format_bytes(self.logits)})"]
+               f"activations {format_bytes(self.net_activations)} at the peak (micro batch "
+               f"{self.batch} x {self.seq_len} tokens; logits {format_bytes(self.logits)})"]
         if self.overlap >= MiB:
-            out.append(f"gradients replace activations in the backward pass: "
-                       f"-{format_bytes(self.overlap)}")
+            # The same net figure as the bar's legend: the gross one beside it read as a
+            # contradiction (157.5 vs 158.5 MiB).
+            out.append(f"of {format_bytes(self.activations)} of activations, "
+                       f"{format_bytes(self.overlap)} are freed as gradients arrive in the "
+                       f"backward pass")
         if self.loading_stays:
             out.append(f"checkpoint file kept mapped beside the quantized weights: "
                        f"{format_bytes(self.loading)}")

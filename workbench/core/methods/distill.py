@@ -41,6 +41,7 @@ class DistillSettings(lora.LoraSettings):
         "Prompt distillation: softens both distributions; 1 copies the teacher's own "
         "confidence, 2 also teaches its runner-up answers.",
         above=0, advanced=True,
+        label="Distillation temperature",
     )
 
     def validate(self, run: RunView) -> None:

@@ -22,11 +22,13 @@ class LocatedSettings(MethodSettings):
         ["mlp.down_proj"],
         "For located fine-tuning: which modules of the chosen layers are trained in full.",
         advanced=True,
+        label="Located: modules to train",
     )
     located_layers: list[int] = setting(
         [],
         "For located fine-tuning: layer indices to train; empty picks a middle layer.",
         advanced=True,
+        label="Located: layers to train",
     )
 
     def check_together(self) -> None:

@@ -31,18 +31,21 @@ class LoraSettings(MethodSettings):
     use_dora: ClassVar[bool] = False
     use_rslora: ClassVar[bool] = False
 
-    lora_r: int = setting(16, "LoRA rank: the adapter's capacity.", minimum=1)
+    lora_r: int = setting(16, "LoRA rank: the adapter's capacity.", minimum=1, label="LoRA rank")
     lora_alpha: float = setting(
-        32.0, "LoRA scale numerator; the update is scaled by alpha / r.", above=0
+        32.0, "LoRA scale numerator; the update is scaled by alpha / r.", above=0,
+        label="LoRA alpha",
     )
     lora_dropout: float = setting(
-        0.0, "Dropout on the LoRA input during training.", minimum=0, below=1, advanced=True
+        0.0, "Dropout on the LoRA input during training.", minimum=0, below=1, advanced=True,
+        label="LoRA dropout",
     )
     target_modules: list[str] = setting(
         ["all-linear"],
         "Module names the adapter wraps; all-linear wraps every linear layer but the output "
         "head.",
         advanced=True,
+        label="Modules to adapt",
     )
 
     def check_together(self) -> None:

@@ -38,7 +38,8 @@ def schema() -> type:
 @functools.lru_cache(maxsize=8)
 def _schema(methods: tuple[tuple[str, type[MethodSettings]], ...]) -> type:
     specs: list[tuple[str, Any, Any]] = [
-        ("name", str, setting(DEFAULT_METHOD, NAME_HELP, choices=tuple(n for n, _ in methods)))]
+        ("name", str, setting(DEFAULT_METHOD, NAME_HELP, choices=tuple(n for n, _ in methods),
+                              label="Method"))]
     seen = {"name"}
     for cls in dict.fromkeys(cls for _, cls in methods):
         hints = typing.get_type_hints(cls)
@@ -54,7 +55,7 @@ def _schema(methods: tuple[tuple[str, type[MethodSettings]], ...]) -> type:
 
 def _options(meta: Any) -> dict[str, Any]:
     return {key: meta[key] for key in ("help", "choices", "minimum", "maximum", "above",
-                                       "below", "advanced")}
+                                       "below", "advanced", "label") if key in meta}
 
 
 class _RegistryFields(type):

@@ -37,12 +37,14 @@ def _spawn(workspace: Workspace, run_id: int, resume: bool) -> subprocess.Popen[
     out.mkdir(parents=True, exist_ok=True)
     argv = ["--workspace", str(workspace.root), "worker", str(run_id)] + (
         ["--resume"] if resume else [])
-    spare = standby.take(argv, out / jobs.LOG_FILE)
+    # The process's own output (library warnings, anything printed) goes to the debug log;
+    # the run logs for people through its logger.
+    spare = standby.take(argv, out / jobs.DEBUG_FILE)
     if spare is not None:
         return spare
     command = [*WORKER_COMMAND, *argv]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with (out / jobs.LOG_FILE).open("ab") as log:
+    with (out / jobs.DEBUG_FILE).open("ab") as log:
         # A session of its own: Ctrl-C in the terminal running the UI does not kill the run.
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)

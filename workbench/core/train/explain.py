@@ -76,13 +76,16 @@ def explain_run(run: dict[str, Any], step: int | None = None,
         return RunMessage("info", f"{name} is stopping{where}",
                           "It finishes the current step, saves a checkpoint and exits.")
     if status == RunStatus.COMPLETED:
+        # Why it ended before its last step belongs in the title: "completed at step 280 of
+        # 315" alone reads like something went wrong.
+        early = run.get("stop_reason") or ""
+        ended = f"stopped early{where} ({early})" if early else f"completed{where}"
         if verdict is None:
-            early = run.get("stop_reason") or ""
-            return RunMessage("ok", f"{name} completed{where}",
-                              f"Stopped early: {early}." if early else "")
+            return RunMessage("ok", f"{name} {ended}")
         level = {"good": "ok", "warning": "warning", "broken": "error"}[verdict.level]
-        return RunMessage(level, f"{name} completed{where}: {verdict.headline}",
-                          " ".join(verdict.details), verdict.advice)
+        details = [d for d in verdict.details if not d.startswith("Stopped early")]
+        return RunMessage(level, f"{name} {ended}: {verdict.headline}", " ".join(details),
+                          verdict.advice)
     if status == RunStatus.STOPPED:
         return RunMessage("ok", f"{name} was stopped{where}",
                           error or "Its checkpoint and adapter are saved.",

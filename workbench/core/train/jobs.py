@@ -20,7 +20,7 @@ from workbench.core.data.names import ACTIVE, RESUMABLE, RunStatus
 from workbench.core.errors import WorkbenchError
 from workbench.core.store import Store, now
 
-LOG_FILE = "train.log"
+from workbench.core.train.runlog import DEBUG_FILE, LOG_FILE  # noqa: F401 - re-exported
 TAIL_LINES = 40
 # What `docker stop` waits between SIGTERM and SIGKILL (systemd waits 90 s). A worker that is
 # told to stop finishes its step and has a complete checkpoint on disk within this, for steps
@@ -79,7 +79,8 @@ def reap(store: Store) -> list[int]:
                 "status": RunStatus.INTERRUPTED.value, "ended_at": now(),
                 "log_tail": log_tail(row["run_dir"]),
                 "error": "the training process ended without finishing (killed, crashed or the "
-                         "machine restarted); resume continues from the last checkpoint"})
+                         "machine restarted; its own output is in the run's " + DEBUG_FILE +
+                         "); resume continues from the last checkpoint"})
             gone.append(row["id"])
     return gone
 

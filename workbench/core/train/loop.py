@@ -135,7 +135,7 @@ class TrainLoop:
 
     def __init__(self, model: Any, examples: Sequence[Rendered], cfg: TrainingConfig, *,
                  pad_id: int, device: str, loss: LossFn | None = None,
-                 optimizer: str = "adamw") -> None:
+                 optimizer: str = "adamw", trackers: dict[str, Any] | None = None) -> None:
         from accelerate import Accelerator
         from transformers import get_scheduler
 
@@ -145,7 +145,7 @@ class TrainLoop:
         self.loss = loss or causal_lm_loss
         self.cfg, self.examples, self.pad_id = cfg, list(examples), pad_id
         self.accelerator = Accelerator(mixed_precision=mixed_precision(cfg, device),
-                                       cpu=device == "cpu")
+                                       cpu=device == "cpu", **(trackers or {}))
         self.world = self.accelerator.num_processes
         self.micro, self.accum = cfg.micro_batch_size, cfg.gradient_accumulation_steps
         self.step_size = self.micro * self.accum * self.world  # fixed for the whole run

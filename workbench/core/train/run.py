@@ -14,7 +14,7 @@ to the store and the run folder.
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import math
 import os
 import signal
@@ -35,14 +35,15 @@ from workbench.core.knowledge.render import RenderReport, examples_from_phrasing
 from workbench.core.methods.registry import Method, get_method
 from workbench.core.models import LoadedModel, load_model
 from workbench.core.store import Store, now
-from workbench.core.train import jobs
+from workbench.core.train import jobs, trackers
 from workbench.core.train.loop import TrainLoop, causal_lm_loss
 from workbench.core.train.outputs import save_outputs
+from workbench.core.train.runlog import DEBUG_FILE, debug, log, run_logs
 from workbench.core.train.tracker import Tracker
 from workbench.core.workspace import Workspace
 
 Progress = Callable[[dict[str, Any], int], None]  # (metrics row, planned steps)
-log = logging.getLogger("workbench.train")
+
 
 METRIC_COLUMNS = STEP_METRICS  # the old name, kept for callers
 
@@ -148,21 +149,17 @@ class StopSignal:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _attach_log(out: Path) -> logging.Handler:
-    out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / jobs.LOG_FILE, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    return handler
-
-
 def execute_run(store: Store, workspace: Workspace, run_id: int, *, resume: bool = False,
                 progress: Progress = lambda row, total: None) -> RunSummary:
-    cfg = RunConfig.from_run(runs.get(store, run_id))
     out = workspace.run_dir(run_id)
     main = is_main_process()
-    handler = _attach_log(out) if main else None
+    with run_logs(out) if main else contextlib.nullcontext():
+        return _execute(store, run_id, out, main=main, resume=resume, progress=progress)
+
+
+def _execute(store: Store, run_id: int, out: Path, *, main: bool, resume: bool,
+             progress: Progress) -> RunSummary:
+    cfg = RunConfig.from_run(runs.get(store, run_id))
     started = time.perf_counter()
     stop = StopSignal(store, run_id)
     try:
@@ -180,16 +177,15 @@ def execute_run(store: Store, workspace: Workspace, run_id: int, *, resume: bool
     except BaseException as err:
         status, message = _failure(err)
         if main:
-            log.error("%s", "".join(traceback.format_exception(err)).rstrip())
+            # People read one line; the traceback is for a bug report.
+            log.error("run %d %s: %s (details in %s)", run_id, status, message, DEBUG_FILE)
+            debug.error("%s", "".join(traceback.format_exception(err)).rstrip())
             jobs.finish(store, run_id, status, error=message, tail=jobs.log_tail(out))
         if isinstance(err, Diverged):
             raise WorkbenchError(f"run {run_id} diverged: {err}", hint=err.hint) from None
         raise
     finally:
         stop.close()
-        if handler:
-            log.removeHandler(handler)
-            handler.close()
 
 
 def _failure(err: BaseException) -> tuple[RunStatus, str]:
@@ -212,6 +208,7 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     from workbench.core.train.checkpoint import latest_complete
     from workbench.core.train.telemetry import Telemetry
 
+    trackers.check_installed(cfg.training.report_to)  # before minutes of loading, not after
     torch.manual_seed(cfg.training.seed)  # adapter initialisation is part of the run's recipe
     log.info("loading %s", cfg.model.name_or_path)
     loaded = load_model(cfg.model, quantization=cfg.effective_quantization)
@@ -224,7 +221,10 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
 
         loss = anchored(loss)
     loop = TrainLoop(model, examples, cfg.training, pad_id=loaded.tokenizer.pad_token_id,
-                     device=loaded.device, loss=loss, optimizer=method.optimizer)
+                     device=loaded.device, loss=loss, optimizer=method.optimizer,
+                     trackers=trackers.accelerator_options(cfg.training.report_to, out))
+    if cfg.training.report_to:
+        trackers.start(loop.accelerator, cfg.name or f"run {run_id}", cfg.to_dict())
     state: dict[str, Any] = {}
     if resume:
         checkpoint = latest_complete(out)
@@ -236,8 +236,9 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
         if main:
             _forget_after(store, run_id, loop.step)
     telemetry = Telemetry(loop.unwrapped, loaded.device, str(loaded.dtype).removeprefix("torch."))
-    log.info("device %s, %d process(es), %d steps of %d examples; telemetry %s", loaded.device,
-             loop.world, loop.total, loop.step_size, telemetry.describe())
+    log.info("device %s, %d process(es), %d steps of %d examples; %s", loaded.device,
+             loop.world, loop.total, loop.step_size, telemetry.summary())
+    debug.info("telemetry %s", telemetry.describe())
     sid = sets.set_id(store, cfg.data.knowledge_set)
     tracker = Tracker(store, run_id, loaded, lambda: loop.unwrapped, out, sid,
                       adapter=method.adapter, cfg=cfg, should_stop=stop.requested, state=state)
@@ -257,11 +258,12 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
         early = False
         if main:
             _record_step(store, run_id, metrics)
+            trackers.send(loop.accelerator, metrics, step)
             progress(metrics, loop.total)
             every = cfg.training.probe_every
             if every and step % every == 0 and step < loop.total:
                 try:
-                    tracker.probe(step)
+                    trackers.send(loop.accelerator, tracker.probe(step), step, "recall/")
                     early = bool(tracker.stop_reason)
                 except Interrupted:  # a Stop mid-round: the round is dropped, the step kept
                     log.info("stop requested while probing at step %d", step)
@@ -292,6 +294,7 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
             if tracker.restore_best(lambda folder: _load_adapter(loop.unwrapped, folder)):
                 log.info("the final round scores the kept weights")
             scores = tracker.probe(result.steps, final=True)
+            trackers.send(loop.accelerator, scores, result.steps, "final/")
         except Interrupted:  # a Stop (or SIGTERM) during the final scoring
             log.info("stopped during the final scoring at step %d", result.steps)
             scores = {}
@@ -299,6 +302,7 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
     if main:
         save_outputs(loop.unwrapped, loaded.tokenizer, cfg, out, method.adapter)
     telemetry.close()
+    trackers.finish(loop.accelerator)
     status = (RunStatus.STOPPED if result.stopped and not tracker.stop_reason
               else RunStatus.COMPLETED)
     return RunSummary(run_id, status, result.steps, result.final_loss, out, 0.0, scores,

@@ -15,6 +15,7 @@ from typing import Any
 
 from workbench.core.data.names import StepMetric
 from workbench.core.memory import _cuda_index, memory_snapshot  # noqa: F401 - re-exported
+from workbench.core.models import format_count
 from workbench.core.train.flops import (UNKNOWN, _dtype_key,  # noqa: F401 - re-exported
                                         default_matmul_size, flops_per_token,
                                         measure_peak_flops, model_flops_shape, peak_flops)
@@ -140,6 +141,17 @@ class Telemetry:
         return {**self._memory(), StepMetric.GPU_UTIL: util, StepMetric.POWER_W: power,
                 StepMetric.MFU: mfu,
                 StepMetric.TOKENS_PER_S: rate}
+
+    def summary(self) -> str:
+        """The telemetry's basis in words for the run's log (the numbers go to the debug
+        log): "MFU against 180 GFLOP/s on the CPU (fp32, measured by a 1024² matmul); 3.3M of
+        135M parameters trained"."""
+        matmul, trainable, _, _ = self.shape
+        trained = f"{format_count(trainable)} of {format_count(matmul)} parameters trained"
+        if self.peak is None:
+            return f"no MFU (no known peak for the {self.device_name}, {self.dtype}); {trained}"
+        return (f"MFU against {self.peak / 1e9:,.0f} GFLOP/s on the {self.device_name} "
+                f"({self.dtype}, {self.peak_source}); {trained}")
 
     def describe(self, seq_len: float | None = None) -> dict[str, Any]:
         """What the MFU rests on, for the run's log. FLOPs per token are at `seq_len`, else at

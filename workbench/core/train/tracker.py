@@ -111,12 +111,12 @@ class Tracker:
         t = self.cfg.training
         efficacy, locality = scores.get(ScoreMetric.EFFICACY), scores.get(ScoreMetric.LOCALITY)
         if t.stop_at_efficacy and efficacy is not None and efficacy >= t.stop_at_efficacy:
-            return f"efficacy reached the target {t.stop_at_efficacy:.2f} ({efficacy:.2f})"
+            return f"efficacy reached the target {percent(t.stop_at_efficacy)} ({percent(efficacy)})"
         if t.min_locality and locality is not None and self.low_rounds >= LOW_ROUNDS:
-            return (f"locality fell to {locality:.2f}, below {t.min_locality:.2f} for "
+            return (f"locality fell to {percent(locality)}, below {percent(t.min_locality)} for "
                     f"{self.low_rounds} rounds: the model was forgetting what it knew")
         if t.early_stop_patience and self.flat_rounds >= t.early_stop_patience:
-            return (f"held-out recall stopped improving (best {self.best_held:.2f}, "
+            return (f"held-out recall stopped improving (best {percent(self.best_held)}, "
                     f"{self.flat_rounds} rounds without gain)")
         return ""
 
