@@ -23,12 +23,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                      "workbench.core.paths", "workbench.core.device", "workbench.core.memory",
                      "workbench.core.tokens", "workbench.core.settings",
                      "workbench.core.progress", "workbench.core.scoring",
-                     "workbench.core.sections", "workbench.core.data.names")),
+                     "workbench.core.sections", "workbench.core.data.names",
+                     "workbench.core.units")),
     # The database: schema and transactions, then the typed reads and writes of every table.
     ("store and data", ("workbench.core.store", "workbench.core.workspace",
                         "workbench.core.data")),
     # Loading, describing and running a model.
-    ("models", ("workbench.core.models", "workbench.core.model_shape",
+    ("models", ("workbench.core.models", "workbench.core.hub", "workbench.core.model_shape",
                 "workbench.core.model_cache", "workbench.core.gguf_import",
                 "workbench.core.generate")),
     # Facts, phrasings, probes: what is taught and how it is asked.

@@ -18,7 +18,7 @@ def cmd_models_check(args: argparse.Namespace) -> int:
     )
     from workbench.core.progress import TerminalProgress
 
-    report = check_model(cfg, progress=TerminalProgress("GGUF import"))
+    report = check_model(cfg, progress=TerminalProgress("load"))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from workbench.core.sections import ModelConfig
 from workbench.core.models import LoadedModel, load_model, safe_adapter_dir
+from workbench.core.progress import Progress, no_progress
 
 
 class ModelCache:
@@ -29,14 +30,16 @@ class ModelCache:
     def _key_of(cfg: ModelConfig) -> tuple[str, str, str, str]:
         return (cfg.name_or_path.strip(), cfg.quantization, cfg.device, cfg.dtype)
 
-    def get(self, cfg: ModelConfig, adapters: Mapping[str, Path] | None = None) -> LoadedModel:
+    def get(self, cfg: ModelConfig, adapters: Mapping[str, Path] | None = None, *,
+            progress: Progress = no_progress) -> LoadedModel:
         """The model for `cfg`, loading it (and dropping any other) if needed; with
-        `adapters` (name → peft adapter folder) loaded onto it, or bare without."""
+        `adapters` (name → peft adapter folder) loaded onto it, or bare without. `progress`
+        follows a first-use download or GGUF import."""
         with self._lock:
             key = self._key_of(cfg)
             if self._loaded is None or self._key != key:
                 self._drop()
-                self._loaded = load_model(cfg)
+                self._loaded = load_model(cfg, progress=progress)
                 self._key = key
             if adapters:
                 attach_adapters(self._loaded, adapters)

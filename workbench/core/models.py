@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from workbench.core.errors import ModelLoadError
 from workbench.core.gguf_import import import_gguf, is_gguf_path, starts_as_gguf
 from workbench.core.paths import DEMO_MODEL, DEMO_MODEL_DIR
 from workbench.core.progress import Progress, no_progress
+from workbench.core.units import format_bytes, format_count  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     import torch
@@ -52,6 +53,18 @@ class ModelSource:
     location: str  # absolute folder path, or the hub id
     revision: str | None = None
     gguf: str = ""  # the GGUF file the local folder was converted from, if any
+    # A hub model's local snapshot folder once fetched (`hub.fetch`): loads read it, so a
+    # cached model needs no network. Not part of the identity: the same model either way.
+    snapshot: str = field(default="", compare=False)
+
+    @property
+    def folder(self) -> str:
+        """What transformers loads: the local folder, or the hub id."""
+        return self.snapshot or self.location
+
+    @property
+    def load_revision(self) -> str | None:
+        return None if self.snapshot else self.revision
 
     def describe(self) -> str:
         if self.gguf:
@@ -170,33 +183,11 @@ def _fetch_hub_config(source: ModelSource) -> None:
     """Make sure config.json of a hub model is reachable (cached or downloadable), and turn
     every way it is not into a clear message before transformers buries it in a traceback."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
 
-    name = source.location
-    try:
-        hf_hub_download(name, "config.json", revision=source.revision)
-    except GatedRepoError:
-        raise ModelLoadError(f"{name} is a gated model and this machine is not granted access",
-                             hint="accept its licence on the hub, then run `hf auth login`") from None
-    except RepositoryNotFoundError:
-        raise ModelLoadError(f"no model {name!r} on the Hugging Face hub",
-                             hint="check the spelling; private models need `hf auth login`") from None
-    except RevisionNotFoundError:
-        raise ModelLoadError(f"model {name} has no revision {source.revision!r}",
-                             hint="leave revision empty for the default branch") from None
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
-        raise ModelLoadError(
-            f"model {name!r} is not in the local Hugging Face cache and the hub cannot be "
-            "reached (offline)",
-            hint=f"download it once while online (`hf download {name}`), or pass a local "
-            "model folder",
-        ) from None
+    from workbench.core.hub import hub_errors
+
+    with hub_errors(source.location, source.revision):
+        hf_hub_download(source.location, "config.json", revision=source.revision)
 
 
 def _quiet_optional_kernel_notice() -> None:
@@ -243,7 +234,7 @@ def _load_tokenizer(source: ModelSource, cfg: ModelConfig) -> Any:
 
     try:
         tok = AutoTokenizer.from_pretrained(
-            source.location, revision=source.revision, trust_remote_code=cfg.trust_remote_code
+            source.folder, revision=source.load_revision, trust_remote_code=cfg.trust_remote_code
         )
     except (OSError, ValueError, TypeError) as err:
         raise ModelLoadError(
@@ -288,13 +279,16 @@ def load_tokenizer(cfg: ModelConfig, *, progress: Progress = no_progress) -> Any
 def load_model(cfg: ModelConfig, *, quantization: str | None = None,
                progress: Progress = no_progress) -> LoadedModel:
     """Load model + tokenizer as `cfg` says (`quantization` overrides cfg.quantization, e.g.
-    the run's effective quantization for QLoRA). `progress` follows a first-use GGUF import."""
+    the run's effective quantization for QLoRA). `progress` follows a first-use GGUF import
+    or hub download."""
     quantization = quantization or cfg.quantization
     source = resolve_source(cfg.name_or_path, cfg.revision, progress=progress)
     if source.kind == "local":
         _check_local_files(Path(source.location))
     else:
-        _fetch_hub_config(source)
+        from workbench.core.hub import fetch
+
+        source = replace(source, snapshot=str(fetch(source.location, source.revision, progress)))
     device = pick_device(cfg.device)
     dtype = pick_dtype(device, cfg.dtype)
     quant_config = _quantization_config(quantization, device, dtype)
@@ -319,7 +313,7 @@ def _load_weights(source: ModelSource, cfg: ModelConfig, device: str, dtype: Any
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = dict(
-        revision=source.revision,
+        revision=source.load_revision,
         dtype=dtype,
         use_safetensors=True,
         trust_remote_code=cfg.trust_remote_code,
@@ -332,7 +326,7 @@ def _load_weights(source: ModelSource, cfg: ModelConfig, device: str, dtype: Any
         # Place weights straight onto the device while loading (no full copy in RAM first).
         kwargs["device_map"] = {"": 0 if device == "cuda" else device}
     try:
-        return AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
+        return AutoModelForCausalLM.from_pretrained(source.folder, **kwargs)
     except torch.OutOfMemoryError:
         raise ModelLoadError(
             f"not enough {device} memory to load {source.describe()}",
@@ -380,18 +374,3 @@ def check_model(cfg: ModelConfig, *, quantization: str | None = None,
         "vocab_size": len(tok),
         "chat_template": "fallback (model has none)" if loaded.chat_template_fallback else "model's own",
     }
-
-
-def format_count(n: int) -> str:
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(n)
-
-
-def format_bytes(n: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
-

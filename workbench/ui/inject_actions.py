@@ -30,7 +30,7 @@ def inject(ctx: AppContext, name: str | None, model: str, progress: Progress) ->
 
     def load() -> Any:
         progress(0.0, f"loading {model} to find what it already knows")
-        return ctx.models.get(ModelConfig(name_or_path=model))
+        return ctx.models.get(ModelConfig(name_or_path=model), progress=stage("model"))
 
     cfg = prepared_config(ctx.store, str(name), model, load=load, stage=stage)
     progress(1.0, "starting the run")

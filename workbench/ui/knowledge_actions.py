@@ -217,7 +217,7 @@ def generate_phrasings(store: Store, cache: ModelCache, name: str | None, n: int
     if model.strip():
         from workbench.core.generate import asker
 
-        loaded = cache.get(ModelConfig(name_or_path=model.strip()))
+        loaded = cache.get(ModelConfig(name_or_path=model.strip()), progress=progress)
         added += probes.generate_model_phrasings(store, sid, asker(loaded), n=n,
                                                  progress=lambda f, m: progress(0.5 + 0.5 * f, m))
     counts = probes.split_probes(store, sid, holdout=holdout, seed=seed)
@@ -240,7 +240,7 @@ def screen(store: Store, cache: ModelCache, name: str | None, model: str, sample
            progress: Progress) -> str:
     from workbench.core.knowledge.screen import screen_facts
 
-    loaded = cache.get(ModelConfig(name_or_path=model.strip()))
+    loaded = cache.get(ModelConfig(name_or_path=model.strip()), progress=progress)
     counts = screen_facts(store, resolve_set(store, name), loaded, samples=int(samples),
                           progress=progress)
     return (f"Known {counts['known']}, maybe {counts['maybe']}, unknown {counts['unknown']} "
@@ -251,7 +251,7 @@ def locality(store: Store, cache: ModelCache, name: str | None, model: str, gene
              progress: Progress) -> str:
     from workbench.core.knowledge.locality import build_locality
 
-    loaded = cache.get(ModelConfig(name_or_path=model.strip()))
+    loaded = cache.get(ModelConfig(name_or_path=model.strip()), progress=progress)
     counts = build_locality(store, resolve_set(store, name), loaded, general=int(general),
                             progress=progress)
     return counts.message()
