@@ -326,3 +326,9 @@ def test_charts_use_no_nan_that_json_cannot_carry() -> None:
     fig = loss_figure([row(1, loss=float("inf"), grad_norm=float("nan")), row(2, loss=1.0)])
     values = [v for t in fig.data for v in t.y]
     assert values == [1.0] and all(math.isfinite(v) for v in values)
+
+
+def test_a_capped_mfu_reads_as_an_estimate_in_the_title() -> None:
+    fig = throughput_figure([row(1, tokens_per_s=900.0, mfu=1.0)])
+    assert fig.layout.title.text == ("Throughput · 900 tok/s · MFU ~100 % (estimate: above the "
+                                     "measured peak)")

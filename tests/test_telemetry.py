@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import subprocess
 import sys
 import types
@@ -244,10 +246,10 @@ def test_smoother_starts_at_the_raw_rate_then_averages() -> None:
         tm.Smoother(alpha=0.0)
 
 
-def test_cpu_row_has_every_key_and_a_fractional_mfu(llama: Any) -> None:
-    telemetry = tm.Telemetry(llama, "cpu", "float32")
+def test_cpu_row_has_every_key_and_a_fractional_mfu(llama: Any, tmp_path) -> None:
+    telemetry = tm.Telemetry(llama, "cpu", "float32", calibration=tmp_path / "cpu-peak.json")
     try:
-        assert telemetry.peak_source == "measured by a 1024² matmul"
+        assert telemetry.peak_source.startswith("calibrated 20")
         row = telemetry.row(tokens=512, seconds=1.0, seq_len=128)
         assert set(row) == set(tm.ROW_KEYS)
         assert row["gpu_util"] is None and row["power_w"] is None
@@ -270,4 +272,41 @@ def test_without_a_peak_mfu_is_none(llama: Any) -> None:
     row = telemetry.row(tokens=100, seconds=0.5, seq_len=64)
     assert telemetry.peak_source == "unknown"
     assert row["mfu"] is None and row["tokens_per_s"] == 200.0
+    telemetry.close()
+
+
+def test_the_cpu_peak_is_calibrated_once_per_machine_and_kept(llama: Any, tmp_path,
+                                                              monkeypatch) -> None:
+    from workbench.core.train import calibration
+
+    path = tmp_path / "cpu-peak.json"
+    calls: list[tuple[int, ...]] = []
+    monkeypatch.setattr(calibration, "measure",
+                        lambda dtype, sizes=calibration.SIZES, repeats=5: calls.append(sizes)
+                        or 100e9)
+    first = tm.Telemetry(llama, "cpu", "float32", calibration=path)
+    assert first.peak == 100e9 and calls == [(512, 1024, 2048)]
+    stored = json.loads(path.read_text())
+    (entry,) = stored.values()
+    assert entry["peak_flops"] == 100e9 and entry["date"] and entry["sizes"] == [512, 1024, 2048]
+    second = tm.Telemetry(llama, "cpu", "float32", calibration=path)
+    assert second.peak == 100e9 and len(calls) == 1  # read back, not measured again
+    first.close()
+    second.close()
+
+
+def test_an_mfu_above_the_peak_recalibrates_then_is_capped_and_marked(llama: Any, tmp_path,
+                                                                      monkeypatch) -> None:
+    from workbench.core.train import calibration
+
+    path = tmp_path / "cpu-peak.json"
+    readings = iter([1e9, 2e9])  # calibrated on a busy machine, then a little higher
+    monkeypatch.setattr(calibration, "measure", lambda *a, **k: next(readings))
+    telemetry = tm.Telemetry(llama, "cpu", "float32", calibration=path)
+    fast = 10 * 1e9 / telemetry.flops_per_token(64)  # tokens/s worth 10 GFLOP/s
+    row = telemetry.row(tokens=int(fast), seconds=1.0, seq_len=64)
+    assert telemetry.peak == 2e9  # recalibrated once, the higher figure kept
+    assert json.loads(path.read_text()).popitem()[1]["peak_flops"] == 2e9
+    assert row["mfu"] == 1.0 and telemetry.estimated  # never above 100 %, marked
+    assert telemetry._mfu(1e9) == pytest.approx(0.5)  # below the peak: the plain fraction
     telemetry.close()

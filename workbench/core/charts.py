@@ -253,6 +253,9 @@ def throughput_title(rows: Sequence[Row]) -> str:
             continue
         if ceiling is None:
             return f"Throughput · {rate:,.0f} tok/s"
+        if _number(row.get(StepMetric.MFU)) == 1.0:  # capped: above the calibrated peak
+            return (f"Throughput · {rate:,.0f} tok/s · MFU ~100 % (estimate: above the measured "
+                    "peak)")
         return (f"Throughput · {rate:,.0f} tok/s · MFU {100 * rate / ceiling:.0f} % of a "
                 f"{ceiling:,.0f} tok/s ceiling")
     return "Throughput"

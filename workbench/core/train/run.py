@@ -36,6 +36,7 @@ from workbench.core.methods.registry import Method, get_method
 from workbench.core.models import LoadedModel, load_model
 from workbench.core.store import Store, now
 from workbench.core.train import jobs, trackers
+from workbench.core.train.calibration import CALIBRATION_FILE
 from workbench.core.train.loop import TrainLoop, causal_lm_loss
 from workbench.core.train.outputs import save_outputs
 from workbench.core.train.runlog import DEBUG_FILE, debug, log, run_logs
@@ -154,11 +155,12 @@ def execute_run(store: Store, workspace: Workspace, run_id: int, *, resume: bool
     out = workspace.run_dir(run_id)
     main = is_main_process()
     with run_logs(out) if main else contextlib.nullcontext():
-        return _execute(store, run_id, out, main=main, resume=resume, progress=progress)
+        return _execute(store, run_id, out, main=main, resume=resume, progress=progress,
+                        calibration=workspace.root / CALIBRATION_FILE)
 
 
 def _execute(store: Store, run_id: int, out: Path, *, main: bool, resume: bool,
-             progress: Progress) -> RunSummary:
+             progress: Progress, calibration: Path) -> RunSummary:
     cfg = RunConfig.from_run(runs.get(store, run_id))
     started = time.perf_counter()
     stop = StopSignal(store, run_id)
@@ -168,7 +170,7 @@ def _execute(store: Store, run_id: int, out: Path, *, main: bool, resume: bool,
 
             jobs.claim(store, run_id, pick_device(cfg.model.device), resume=resume)
         summary = _train(store, cfg, run_id, out, resume=resume, main=main, stop=stop,
-                         progress=progress)
+                         progress=progress, calibration=calibration)
         summary.seconds = time.perf_counter() - started
         if main:
             jobs.finish(store, run_id, summary.status, stop_reason=summary.stopped_early)
@@ -202,7 +204,7 @@ def _failure(err: BaseException) -> tuple[RunStatus, str]:
 
 
 def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool, main: bool,
-           stop: StopSignal, progress: Progress) -> RunSummary:
+           stop: StopSignal, progress: Progress, calibration: Path) -> RunSummary:
     import torch
 
     from workbench.core.train.checkpoint import latest_complete
@@ -235,7 +237,8 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
         log.info("resumed from %s (step %d)", checkpoint.name, loop.step)
         if main:
             _forget_after(store, run_id, loop.step)
-    telemetry = Telemetry(loop.unwrapped, loaded.device, str(loaded.dtype).removeprefix("torch."))
+    telemetry = Telemetry(loop.unwrapped, loaded.device, str(loaded.dtype).removeprefix("torch."),
+                          calibration=calibration)
     log.info("device %s, %d process(es), %d steps of %d examples; %s", loaded.device,
              loop.world, loop.total, loop.step_size, telemetry.summary())
     debug.info("telemetry %s", telemetry.describe())

@@ -11,11 +11,14 @@ model and the peak FLOP/s in `flops.py` (whose docstring derives MFU).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from workbench.core.data.names import StepMetric
 from workbench.core.memory import _cuda_index, memory_snapshot  # noqa: F401 - re-exported
 from workbench.core.models import format_count
+from workbench.core.train.calibration import cpu_peak
+from workbench.core.train.runlog import log
 from workbench.core.train.flops import (UNKNOWN, _dtype_key,  # noqa: F401 - re-exported
                                         default_matmul_size, flops_per_token,
                                         measure_peak_flops, model_flops_shape, peak_flops)
@@ -71,14 +74,21 @@ class Telemetry:
     counter so `mem_peak` covers training, not loading. `row()` is then cheap: allocator
     counters, two NVML calls and arithmetic, no device sync."""
 
-    def __init__(self, model: Any, device: str, dtype: Any, *, measure_peak: bool = True) -> None:
+    def __init__(self, model: Any, device: str, dtype: Any, *, measure_peak: bool = True,
+                 calibration: Path | None = None) -> None:
         self.device = device
         self.dtype = _matmul_dtype(device, dtype)
         self.shape = model_flops_shape(model)
         self.device_name = self._device_name()
+        self.calibration = calibration  # the workspace's CPU calibration file
+        self.estimated = False  # an MFU reading beat the peak even after recalibrating
+        self._recalibrated = False
         self.peak, self._peak_source = peak_flops(device, self.device_name, self.dtype)
         if self.peak is None and measure_peak:
-            self._measure_peak()
+            if device == "cpu":
+                self.peak, self._peak_source = cpu_peak(self.dtype, calibration)
+            else:
+                self._measure_peak()
         self._smoother = Smoother()
         self._nvml = self._open_nvml()
         self._mps_peak: int | None = None
@@ -132,15 +142,33 @@ class Telemetry:
 
     def row(self, tokens: int, seconds: float, seq_len: float) -> dict[str, Any]:
         """Metrics for one optimizer step of `tokens` real tokens in `seconds`, with
-        sequences `seq_len` tokens long on average. MFU uses the smoothed rate; it is not
-        clipped, so a value above 1 exposes a wrong peak rather than hiding it."""
+        sequences `seq_len` tokens long on average. MFU uses the smoothed rate. A reading
+        above the peak means the peak was low: on a CPU it is recalibrated once; what still
+        exceeds it is stored as exactly 1.0 and the figure marked as an estimate, never
+        shown as more than the machine can do."""
         rate = self._smoother.update(tokens, seconds)
         self._last_seq_len = seq_len
         util, power = self._nvml.sample() if self._nvml else (None, None)
-        mfu = self.flops_per_token(seq_len) * rate / self.peak if self.peak else None
+        mfu = self._mfu(self.flops_per_token(seq_len) * rate)
         return {**self._memory(), StepMetric.GPU_UTIL: util, StepMetric.POWER_W: power,
                 StepMetric.MFU: mfu,
                 StepMetric.TOKENS_PER_S: rate}
+
+    def _mfu(self, flops_per_s: float) -> float | None:
+        if not self.peak:
+            return None
+        if flops_per_s > self.peak and self.device == "cpu" and not self._recalibrated:
+            self._recalibrated = True
+            self.peak, self._peak_source = cpu_peak(self.dtype, self.calibration, again=True)
+            log.info("a step ran at %.0f GFLOP/s, above the CPU's calibrated peak: "
+                     "recalibrated it to %.0f GFLOP/s", flops_per_s / 1e9, self.peak / 1e9)
+        if flops_per_s > self.peak:
+            if not self.estimated:
+                self.estimated = True
+                log.info("MFU reads above 100%% of the %s peak: shown as 100%%, an estimate",
+                         self.peak_source)
+            return 1.0
+        return flops_per_s / self.peak
 
     def summary(self) -> str:
         """The telemetry's basis in words for the run's log (the numbers go to the debug
