@@ -59,12 +59,21 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                                    "training.probe_every": 55},
                                   "as all-linear, with replay by cross-entropy on the base's "
                                   "answers, no locality floor (probe rounds every 55 steps)"),
+    "no-shrink": ({"training.shrink_update": False},
+                  "the whole learned update kept (no WiSE-FT shrink after training)"),
     "lr-1e-3": ({"training.learning_rate": 1e-3}, "half the rate"),
     "no-replay": ({"data.replay_ratio": 0.0}, "replay off (the old default)"),
     "replay-0.2": ({"data.replay_ratio": 0.2}, "a little replay"),
     "replay-0.7": ({"data.replay_ratio": 0.7}, "mostly replay"),
     "attn-only": ({"method.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
                   "LoRA on attention only"),
+    "early-half": ({"method.target_modules": [f"layers.{i}.mlp.{m}" for i in range(15)
+                                              for m in ("gate_proj", "up_proj", "down_proj")]},
+                   "LoRA on the MLPs of the first half of the layers only, where factual "
+                   "recall is located (Meng et al. 2022); the later layers, which shape how "
+                   "an answer is said, stay untouched"),
+    "down-only": ({"method.target_modules": ["down_proj"]},
+                  "LoRA on the MLP output projection only: one module per layer"),
     "rank-4": ({"method.lora_r": 4, "method.lora_alpha": 8.0}, "a small adapter"),
     "rank-64": ({"method.lora_r": 64, "method.lora_alpha": 128.0}, "a large adapter"),
     "no-early-stop": ({"training.early_stop_patience": 0, "training.min_locality": 0.0},
@@ -121,13 +130,14 @@ def run_variant(name: str, ws: Any, store: Any, model: Path) -> dict[str, Any]:
         "SELECT avg(r.correct), count(*) FROM probe_results r JOIN probes p ON p.id = r.probe_id "
         "WHERE r.run_id = ? AND r.step = ? AND p.kind = 'neighbour'", [run_id, step]).fetchone()
     return {"variant": name, "why": why, "overrides": overrides, "run": run_id,
+            "consistent_locality": True,
             "status": summary.status, "steps": summary.steps, "scores": summary.scores,
             "neighbours_kept": neighbours[0], "neighbours": neighbours[1],
             "stopped_early": summary.stopped_early, "seconds": seconds,
             "config": {k: v for k, v in cfg.to_dict()["training"].items()
                        if k in ("learning_rate", "epochs", "micro_batch_size")}
             | {"replay_ratio": cfg.data.replay_ratio, "method": cfg.method.name,
-               "lora_r": cfg.method.lora_r}}
+               "lora_r": cfg.method.lora_r, "shrink_update": cfg.training.shrink_update}}
 
 
 def main() -> None:
@@ -175,6 +185,16 @@ def _earlier(v: dict[str, Any]) -> str:
     return " (before shared starts)" if v.get("before_shared_prefix") else ""
 
 
+def _whole_update(v: dict[str, Any]) -> str:
+    """What an older row was measured with: before the recipe shrank the update after
+    training, and before locality probes had to be right under every prompt (its locality
+    counts every once-right answer, 106 probes then, and is lower for that alone)."""
+    older = [] if "shrink_update" in v["config"] else ["before the shrink step"]
+    if not v.get("consistent_locality"):
+        older.append("locality over every once-right answer")
+    return f" (measured {'; '.join(older)})" if older else ""
+
+
 def markdown(r: dict[str, Any]) -> str:
     order = [n for n in VARIANTS if n in r["runs"]]
     lines = [
@@ -195,7 +215,8 @@ def markdown(r: dict[str, Any]) -> str:
         v = r["runs"][name]
         s = v["scores"]
         lines.append(
-            f"| {name} | {v['why']} | {_pct(s.get('efficacy'))} | {_pct(s.get('generalization'))}"
+            f"| {name} | {v['why']}{_whole_update(v)} | {_pct(s.get('efficacy'))} | "
+            f"{_pct(s.get('generalization'))}"
             f" | {_pct(s.get('locality'))} ({_pct(v['neighbours_kept'])} of {v['neighbours']}) | "
             f"{v['steps']} | {v['seconds'] / 60:.1f} min{_earlier(v)} | "
             f"{v['stopped_early'] or 'all epochs'} |")

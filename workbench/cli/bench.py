@@ -46,6 +46,9 @@ BENCHMARKS = (
               "pane: time per question, first token, tokens/s", 3),
     Benchmark("real-model", "real_model.py", "the real SmolLM2-135M model before/after: "
               "screening 90 facts, live and final probe rounds, Stop during a round", 40),
+    Benchmark("shrink-curve", "shrink_curve.py", "a recipe run's update scaled from 0 to 1 on "
+              "SmolLM2-135M: efficacy, held-out and locality at each share (needs "
+              "`bench/recipe.py no-shrink` first)", 12),
     Benchmark("demo", None, "inject the demo set with the default recipe: efficacy, "
               "generalization, locality, wall time", 2),
 )

@@ -119,6 +119,10 @@ def recommend(s: Situation) -> list[Choice]:
     choices.append(Choice("training.min_locality", 0.6,
                           "stop a run under which fewer than 60% of known answers stay right "
                           "(a run that is wrecking the model), and keep the best round"))
+    choices.append(Choice("training.shrink_update", True,
+                          "after training, keep the smallest share of the learned update "
+                          "(85/70/55%) that still recalls the facts: on a 135M model 70% kept "
+                          "90% of known answers instead of 85%, facts 98% (WiSE-FT)"))
     return choices
 
 

@@ -222,6 +222,14 @@ class TrainingConfig(Section):
         minimum=0, maximum=1, advanced=True,
         label="Locality floor",
     )
+    shrink_update: bool = setting(
+        False,
+        "After training, try keeping 85%, 70% or 55% of the adapter's learned update (the "
+        "base moved part of the way to the trained weights, WiSE-FT) and keep the share that "
+        "keeps most of what the model knew while the facts stay recalled (a few live rounds; "
+        "LoRA-family adapters only).", advanced=True,
+        label="Shrink the update after training",
+    )
     report_to: list[str] = setting(
         [],
         "Also send every chart's metrics (loss, learning rate, grad norm, tokens/s, memory, "

@@ -40,11 +40,11 @@ from workbench.core.train.calibration import CALIBRATION_FILE
 from workbench.core.train.loop import TrainLoop, causal_lm_loss
 from workbench.core.train.outputs import save_outputs
 from workbench.core.train.runlog import DEBUG_FILE, debug, log, run_logs
+from workbench.core.train.shrink import LoraShare, choose_share
 from workbench.core.train.tracker import Tracker
 from workbench.core.workspace import Workspace
 
 Progress = Callable[[dict[str, Any], int], None]  # (metrics row, planned steps)
-
 
 METRIC_COLUMNS = STEP_METRICS  # the old name, kept for callers
 
@@ -296,6 +296,10 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
                 tracker.probe(result.steps, closing=True)
             if tracker.restore_best(lambda folder: _load_adapter(loop.unwrapped, folder)):
                 log.info("the final round scores the kept weights")
+            # DoRA also learns a magnitude: scaling B alone is no interpolation to the base.
+            if cfg.training.shrink_update and method.adapter and tracker.live and \
+                    not getattr(method.settings, "use_dora", False):
+                choose_share(tracker.ask_live, LoraShare(loop.unwrapped))
             scores = tracker.probe(result.steps, final=True)
             trackers.send(loop.accelerator, scores, result.steps, "final/")
         except Interrupted:  # a Stop (or SIGTERM) during the final scoring

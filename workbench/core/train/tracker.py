@@ -85,6 +85,14 @@ class Tracker:
             self._after_live_round(step, scores, decide=not closing)
         return scores
 
+    def ask_live(self) -> dict[str, float]:
+        """The live sample's shares for the model as it is now, recorded nowhere (the shrink
+        search compares weights that are not a step of the run)."""
+        answers = probing.ask_items(self.loaded, self.model(), self.live,
+                                    should_stop=self.should_stop)
+        return probing.shares([(item.metric, probing.score(item, answer))
+                               for item, answer in zip(self.live, answers)])
+
     def _after_live_round(self, step: int, scores: dict[str, float], *, decide: bool) -> None:
         score = combined_score(scores)
         self.last = score

@@ -1,0 +1,123 @@
+"""How much of what SmolLM2-135M knew survives each share of a trained update: the evidence
+for the recipe's shrink step, and for where its locality ceiling lies.
+
+Takes a finished run of `bench/recipe.py` trained with the whole update kept (`no-shrink`, by
+default), puts its LoRA update back at shares 0 … 1 of itself (the base moved that share of
+the way to the trained weights) and scores every probe of the bench set by free generation at
+each: efficacy, held-out and locality (known answers still right). Beside it, the locality
+probes the base model answers right under three prompts (no system prompt, two different
+system prompts), robustly known, against those it answers right under the plain one only.
+
+    python bench/recipe.py no-shrink     # the run to read
+    python bench/shrink_curve.py [--run VARIANT] [--shares 0 0.1 …]   # bench/results/shrink_curve.*
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from results_io import RESULTS, write_results  # noqa: E402
+
+SHARES = (0.0, 0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 1.0)
+SYSTEMS = ("", "You are a helpful assistant.", "Answer the question briefly and correctly.")
+
+
+def measure(variant: str, shares: list[float]) -> dict[str, Any]:
+    from peft import PeftModel
+
+    from recipe import SCRATCH
+    from workbench.core.config import RunConfig
+    from workbench.core.data import runs
+    from workbench.core.generate import ask_questions
+    from workbench.core.knowledge import sets
+    from workbench.core.models import load_model
+    from workbench.core.scoring import is_correct
+    from workbench.core.store import Store
+    from workbench.core.train import probing
+    from workbench.core.train.shrink import LoraShare
+    from workbench.core.workspace import resolve_workspace
+
+    recorded = json.loads((RESULTS / "recipe.json").read_text())["runs"][variant]
+    ws = resolve_workspace(SCRATCH / "ws")
+    store = Store(ws.db_path)
+    cfg = RunConfig.from_run(runs.get(store, recorded["run"]))
+    loaded = load_model(cfg.model)
+    model = PeftModel.from_pretrained(loaded.model, str(ws.run_dir(recorded["run"]) / "adapter"))
+    model.eval()
+    items = probing.probe_items(store, sets.set_id(store, cfg.data.knowledge_set), locality=True)
+    locality = [i for i in items if i.metric == "locality"]
+    robust = [[is_correct(a, i.answer, i.aliases) for a, i in
+               zip(ask_questions(loaded, [i.question for i in locality], system=s), locality)]
+              for s in SYSTEMS]  # per prompt, per probe: answered right?
+    robust_ids = {i.probe_id for k, i in enumerate(locality) if all(r[k] for r in robust)}
+    share_of = LoraShare(model)
+    points = []
+    for share in shares:
+        share_of(share)
+        started = time.perf_counter()
+        answers = probing.ask_items(loaded, model, items)
+        marks = [(i, probing.score(i, a)) for i, a in zip(items, answers)]
+        scores = probing.shares([(i.metric, m) for i, m in marks])
+        kept = [m.correct for i, m in marks if i.probe_id in robust_ids]
+        fragile = [m.correct for i, m in marks if i.metric == "locality"
+                   and i.probe_id not in robust_ids]
+        points.append({"share": share, **scores,
+                       "robust_kept": sum(kept) / max(1, len(kept)),
+                       "fragile_kept": sum(fragile) / max(1, len(fragile)),
+                       "seconds": time.perf_counter() - started})
+        print(json.dumps(points[-1]), flush=True)
+    return {"variant": variant, "run": recorded["run"], "points": points,
+            "locality_probes": len(locality), "robust": len(robust_ids)}
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        "# Locality against the share of the update kept (SmolLM2-135M-Instruct)",
+        "",
+        f"{r['machine']}; {r['date']}. The `{r['variant']}` run of `bench/recipe.py` (run "
+        f"{r['run']}, the whole update kept) with its LoRA update scaled to each share, every "
+        f"probe scored by free generation. `python bench/shrink_curve.py`.",
+        "",
+        f"Of the {r['locality_probes']} locality probes, {r['robust']} are answered right "
+        "under all three prompts (no system prompt and two system prompts): robustly known.",
+        "",
+        "| share of the update | efficacy | held-out | locality | robustly known kept | "
+        "the rest kept | answers unchanged |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in r["points"]:
+        lines.append(f"| {p['share']:.2f} | {_pct(p.get('efficacy'))} | "
+                     f"{_pct(p.get('generalization'))} | {_pct(p.get('locality'))} | "
+                     f"{_pct(p['robust_kept'])} | {_pct(p['fragile_kept'])} | "
+                     f"{_pct(p.get('locality_unchanged'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="no-shrink", help="the recipe variant whose run to read")
+    parser.add_argument("--shares", type=float, nargs="+", default=list(SHARES))
+    args = parser.parse_args()
+    from workbench.demo.build import machine_summary
+
+    result = measure(args.run, args.shares)
+    result.update(date=str(date.today()), machine=machine_summary("cpu"))
+    write_results("shrink_curve", result, markdown(result))
+
+
+if __name__ == "__main__":
+    main()

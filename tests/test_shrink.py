@@ -1,0 +1,78 @@
+"""The update shrunk toward the base after training (WiSE-FT): the share chosen keeps the
+facts and most of what the model knew; the adapter's B matrices are scaled exactly."""
+
+from __future__ import annotations
+
+from workbench.core.train.shrink import LoraShare, choose_share
+
+
+def _scripted(table: dict[float, dict[str, float]]):
+    state = {"share": 1.0}
+    asked: list[float] = []
+
+    def set_share(share: float) -> None:
+        state["share"] = share
+
+    def ask() -> dict[str, float]:
+        asked.append(state["share"])
+        return table[state["share"]]
+
+    return ask, set_share, state, asked
+
+
+def test_keeps_the_share_with_the_best_locality_before_the_facts_go() -> None:
+    table = {1.0: {"efficacy": 1.0, "generalization": 1.0, "locality": 0.85},
+             0.85: {"efficacy": 1.0, "generalization": 0.98, "locality": 0.88},
+             0.7: {"efficacy": 0.98, "generalization": 0.98, "locality": 0.90},
+             0.55: {"efficacy": 0.45, "generalization": 0.5, "locality": 0.93}}
+    ask, set_share, state, asked = _scripted(table)
+    share, scores = choose_share(ask, set_share)
+    assert share == 0.7 and state["share"] == 0.7 and scores["locality"] == 0.90
+    assert asked == [1.0, 0.85, 0.7, 0.55]  # 0.55 lost the facts: the search stopped there
+
+
+def test_keeps_the_whole_update_when_shrinking_does_not_help() -> None:
+    table = {1.0: {"efficacy": 1.0, "generalization": 0.9, "locality": 0.95},
+             0.85: {"efficacy": 0.9, "generalization": 0.9, "locality": 0.97}}
+    ask, set_share, state, asked = _scripted(table)
+    share, _ = choose_share(ask, set_share)
+    assert share == 1.0 and state["share"] == 1.0 and asked == [1.0, 0.85]
+
+
+def test_lora_share_scales_only_the_b_matrices(tiny_llama) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
+                           LoraConfig(r=4, target_modules=["down_proj"]))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    share = LoraShare(model)
+    assert share.weights
+    share(0.7)
+    for name, p in model.named_parameters():
+        expected = before[name] * 0.7 if "lora_B" in name else before[name]
+        assert torch.equal(p, expected) or torch.allclose(p, expected), name
+    share(1.0)  # from the originals, not compounding
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_a_run_with_the_shrink_search_completes_and_logs_its_choice(bench) -> None:
+    from workbench.core.train import jobs, run as run_module
+
+    ws, store, config = bench
+    cfg = config(**{"training.epochs": 3, "training.probe_every": 3,
+                    "training.shrink_update": True})
+    run_id = run_module.create_run(store, ws, cfg)
+    summary = run_module.execute_run(store, ws, run_id)
+    assert summary.status == "completed" and summary.scores
+    log = (ws.run_dir(run_id) / jobs.LOG_FILE).read_text()
+    assert "update shrunk to 0.85" in log
+    # The search's rounds are recorded nowhere: the curve has the live and final rounds only.
+    steps = sorted({r["step"] for r in store.db.query(
+        "SELECT DISTINCT step FROM probe_results WHERE run_id = ?", [run_id])})
+    assert steps == [s for s in range(3, summary.steps + 1, 3)] + \
+        ([summary.steps] if summary.steps % 3 else [])

@@ -1,0 +1,64 @@
+"""After training, shrink the learned update toward the base model when that keeps more of
+what the model knew without losing what it learned (WiSE-FT, Wortsman et al. 2022: weights
+interpolated between the base and the fine-tuned model are more robust than either end).
+
+For a LoRA adapter the interpolation is exact and free: W + s·BA for 0 < s ≤ 1 is the base's
+W moved a share s of the way to the trained weights, and scaling B alone gives it. Candidate
+shares are tried from 1 down; each is scored on probes (unrecorded: the run's curve is not
+touched); the search stops at the first share where efficacy or held-out recall falls more than
+`KEEP_LEARNED` below the unshrunk adapter's, and keeps the share with the best locality among
+those before it. The saved adapter is the shrunk one, so every consumer (Compare, export, the
+final scoring) sees the same weights without knowing about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from workbench.core.data.names import ScoreMetric
+from workbench.core.scoring import percent
+from workbench.core.train.runlog import log
+
+SHARES = (0.85, 0.7, 0.55)
+KEEP_LEARNED = 0.03  # efficacy / held-out may fall this much below the unshrunk adapter's
+
+
+class LoraShare:
+    """Sets the share s of a peft LoRA model's learned update (its B matrices times s)."""
+
+    def __init__(self, model: Any) -> None:
+        self.weights = [m.weight for name, m in model.named_modules()
+                        if ".lora_B." in f"{name}." and hasattr(m, "weight")]
+        self.original = [w.detach().clone() for w in self.weights]
+
+    def __call__(self, share: float) -> None:
+        import torch
+
+        with torch.no_grad():
+            for weight, original in zip(self.weights, self.original):
+                weight.copy_(original * share)
+
+
+def choose_share(ask: Callable[[], dict[str, float]], set_share: Callable[[float], None],
+                 shares: Sequence[float] = SHARES) -> tuple[float, dict[str, float]]:
+    """(the share kept, its scores); the model is left at that share."""
+    full = ask()
+    best, best_scores = 1.0, full
+    for share in shares:
+        set_share(share)
+        scores = ask()
+        lost = [m for m in (ScoreMetric.EFFICACY, ScoreMetric.GENERALIZATION)
+                if scores.get(m) is not None and scores[m] < full[m] - KEEP_LEARNED]
+        log.info("update shrunk to %.2f: %s", share,
+                 ", ".join(f"{k} {percent(v)}" for k, v in scores.items()))
+        if lost:
+            break
+        if scores.get(ScoreMetric.LOCALITY, 0.0) > best_scores.get(ScoreMetric.LOCALITY, 0.0):
+            best, best_scores = share, scores
+    set_share(best)
+    if best < 1.0:
+        log.info("keeping %.2f of the learned update: locality %s instead of %s, the facts kept",
+                 best, percent(best_scores.get(ScoreMetric.LOCALITY)),
+                 percent(full.get(ScoreMetric.LOCALITY)))
+    return best, best_scores
