@@ -260,3 +260,30 @@ def test_base_answers_are_asked_once_per_model_and_question(tmp_path: Path) -> N
         "some/model: b?", "some/model: c?"]
     assert ask_base(store, other, ["a?"], ask) == ["other/model: a?"]  # type: ignore[arg-type]
     assert asked == [["a?", "b?"], ["c?"], ["a?"]]
+
+
+def test_only_answers_right_under_every_prompt_become_locality_probes(
+        tmp_path: Path, relations: list[rel.Relation], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer right with no system prompt but wrong under another is not reliably known:
+    on SmolLM2 those were all that training lost. They are left out and counted."""
+    store = Store(tmp_path / "w.db")
+    sid = _set(store, [FACTS[0]])
+    asked: list[str] = []
+    plain = _knowing(relations, asked)
+    shaky = {"What is the capital of Japan?"}
+
+    def ask(loaded: Any, questions: list[str], **kw: Any) -> list[str]:
+        answers = plain(loaded, questions)
+        if kw.get("system"):
+            return ["no idea" if q in shaky else a for q, a in zip(questions, answers)]
+        return answers
+
+    monkeypatch.setattr(locality, "ask_questions", ask)
+    counts = locality.build_locality(store, sid, HUB_MODEL, general=10, per_relation=5)  # type: ignore[arg-type]
+    stored = [p.question for p in probes.list_phrasings(store, sid, kinds=["neighbour"])]
+    assert "What is the capital of Japan?" not in stored and stored
+    assert counts.fragile == 1 and counts.by_relation == {"capital": 4}
+    assert "Left out 1 it answered right only without a system prompt" in counts.message()
+    every = locality.build_locality(store, sid, HUB_MODEL, general=10, per_relation=5,  # type: ignore[arg-type]
+                                    consistent=False)
+    assert every.fragile == 0 and every.by_relation == {"capital": 5}

@@ -109,7 +109,7 @@ def _locality(store: Store, sid: int, loaded: Any, stage: Stage) -> dict[str, in
     replay.replay_examples(store, sid, loaded, len(probes.training_phrasings(store, sid)),
                            progress=stage("replay pool"))
     return {"asked_for_locality": kept.asked, "kept_general": kept.kept_general,
-            "kept_neighbours": kept.kept_neighbours,
+            "kept_neighbours": kept.kept_neighbours, "left_out_inconsistent": kept.fragile,
             **{f"neighbours_{name}": n for name, n in kept.by_relation.items()}}
 
 

@@ -87,6 +87,7 @@ class LocalityCounts:
     kept_general: int
     kept_neighbours: int  # same-relation and similar-wording neighbours
     by_relation: dict[str, int] = field(default_factory=dict)  # same-relation ones per relation
+    fragile: int = 0  # answered right with no system prompt only: left out, not reliably known
 
     def message(self) -> str:
         same = sum(self.by_relation.values())
@@ -100,17 +101,40 @@ class LocalityCounts:
         if self.kept_neighbours - same or not same:
             parts.append(f"{self.kept_neighbours - same} similar-wording neighbours")
         parts.append(f"{self.kept_general} general questions")
+        left_out = (f" Left out {self.fragile} it answered right only without a system prompt "
+                    "(not reliably known)." if self.fragile else "")
         return (f"Asked the base model {self.asked} questions; kept those it answers correctly: "
-                f"{', '.join(parts[:-1])} and {parts[-1]}.")
+                f"{', '.join(parts[:-1])} and {parts[-1]}.{left_out}")
+
+
+def _ships_own_knowledge(loaded: LoadedModel) -> bool:
+    own = Path(loaded.source.location) / MODEL_KNOWLEDGE_FILE
+    return loaded.source.kind == "local" and own.is_file()
 
 
 def relations_for(loaded: LoadedModel) -> list[Relation]:
     """The shipped relations with real entities, or none for a model whose folder ships its
     own knowledge list (the demo model knows only its synthetic world, not Japan)."""
-    own = Path(loaded.source.location) / MODEL_KNOWLEDGE_FILE
-    if loaded.source.kind == "local" and own.is_file():
-        return []
-    return load_relations()
+    return [] if _ships_own_knowledge(loaded) else load_relations()
+
+
+# What "the model knows" means for locality: right under each of these system prompts as well
+# as with none (SliCK's HighlyKnown, Gekhman et al. 2024: consistently right across prompts).
+# On SmolLM2-135M a quarter of the answers right with no system prompt were wrong under one of
+# these, and those were all it lost in training: every consistently right one was kept
+# (bench/results/shrink_curve.md).
+ROBUST_SYSTEMS = ("You are a helpful assistant.", "Answer the question briefly and correctly.")
+
+
+def _consistently_right(loaded: LoadedModel, items: Sequence[dict[str, Any]],
+                        progress: Progress) -> list[bool]:
+    ok = [True] * len(items)
+    for k, system in enumerate(ROBUST_SYSTEMS):
+        progress(k / len(ROBUST_SYSTEMS), f"asking {len(items)} again under another prompt")
+        answers = ask_questions(loaded, [item["question"] for item in items], system=system)
+        ok = [was and is_correct(answer, item["answer"], item.get("aliases", []))
+              for was, answer, item in zip(ok, answers, items)]
+    return ok
 
 
 def _known_neighbours(store: Store, loaded: LoadedModel, same: Sequence[Neighbour],
@@ -169,18 +193,21 @@ def _for_locality(same: Sequence[Neighbour], known: dict[int, tuple[str, str]], 
             continue
         by_relation[n.relation] = by_relation.get(n.relation, 0) + 1
         question, answer = known[i]
-        item = {"question": question, "answer": n.answer, "aliases": list(n.aliases)}
+        item = {"question": question, "answer": n.answer, "aliases": list(n.aliases),
+                "relation": n.relation}
         kept.append((item, answer))
     return kept, by_relation
 
 
 def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int = 120,
                    per_fact: int = 2, per_relation: int = 25, seed: int = 0,
-                   progress: Progress = no_progress) -> LocalityCounts:
+                   consistent: bool = True, progress: Progress = no_progress) -> LocalityCounts:
     """Screen candidates with the base model and store the correct ones as locality probes
     (replacing earlier ones): up to `per_relation` same-relation neighbours per relation of
     the set's facts, `per_fact` similar-wording neighbours per fact and `general` general
-    questions. Neighbours are asked only as far down each relation's list as needed."""
+    questions. Neighbours are asked only as far down each relation's list as needed. With
+    `consistent`, a probe is kept only when the base is also right under ROBUST_SYSTEMS (not
+    for a model that ships its own knowledge list: the demo model knows one prompt format)."""
     set_id(store, sid)
     facts = list_facts(store, sid)
     relations = relations_for(loaded)
@@ -205,6 +232,14 @@ def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int 
     kept_same, by_relation = _for_locality(same, known, per_relation)
     rows = [("neighbour", item, answer) for item, answer in kept_same] + rows
     asked += len(candidates)
+    fragile = 0
+    if consistent and rows and not _ships_own_knowledge(loaded):
+        steady = _consistently_right(loaded, [item for _, item, _ in rows],
+                                     lambda f, m: progress(0.95 + 0.05 * f, m))
+        fragile = len(rows) - sum(steady)
+        rows = [row for row, ok in zip(rows, steady) if ok]
+        by_relation = {name: sum(item.get("relation") == name for _, item, _ in rows)
+                       for name in by_relation}
     with store.write():
         phrasings.delete_kinds(store, sid, ("locality", "neighbour"))
         for kind, item, answer in rows:
@@ -217,4 +252,4 @@ def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int 
         touch(store, sid)
     progress(1.0, "done")
     return LocalityCounts(asked, sum(kind == "locality" for kind, _, _ in rows),
-                          sum(kind == "neighbour" for kind, _, _ in rows), by_relation)
+                          sum(kind == "neighbour" for kind, _, _ in rows), by_relation, fragile)
