@@ -72,8 +72,8 @@ def measure(variant: str, shares: list[float]) -> dict[str, Any]:
         fragile = [m.correct for i, m in marks if i.metric == "locality"
                    and i.probe_id not in robust_ids]
         points.append({"share": share, **scores,
-                       "robust_kept": sum(kept) / max(1, len(kept)),
-                       "fragile_kept": sum(fragile) / max(1, len(fragile)),
+                       "robust_kept": sum(kept) / len(kept) if kept else None,
+                       "fragile_kept": sum(fragile) / len(fragile) if fragile else None,
                        "seconds": time.perf_counter() - started})
         print(json.dumps(points[-1]), flush=True)
     return {"variant": variant, "run": recorded["run"], "points": points,
@@ -93,7 +93,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"probe scored by free generation. `python bench/shrink_curve.py`.",
         "",
         f"Of the {r['locality_probes']} locality probes, {r['robust']} are answered right "
-        "under all three prompts (no system prompt and two system prompts): robustly known.",
+        "under all three prompts (no system prompt and two system prompts): robustly known. "
+        "(Measured on the bench set as it was built before locality probes had to be right "
+        "under every prompt; rebuilt since, every probe is robustly known.)",
         "",
         "| share of the update | efficacy | held-out | locality | robustly known kept | "
         "the rest kept | answers unchanged |",

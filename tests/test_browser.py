@@ -102,6 +102,8 @@ def test_fresh_launch_opens_on_the_demo_set_and_the_demo_model(page, served_app:
     page.get_by_text("What does the base model already know?").click()
     page.locator("#kn-samples input[type=number]").fill("0")
     page.locator("#kn-screen").click()
+    # While it screens, the progress covers the results below the button, not the counts.
+    expect(page.locator("#kn-counts")).to_contain_text("Facts 100")
     # The counts appear next to the button, and the base model's answer beside each label.
     expect(page.locator("#kn-screen-msg")).to_contain_text("unknown", timeout=120_000)
     status = page.locator("#kn-screen-msg").inner_text()
@@ -111,6 +113,14 @@ def test_fresh_launch_opens_on_the_demo_set_and_the_demo_model(page, served_app:
     expect(screened).to_contain_text("what the base model said")
     expect(screened).to_contain_text("greedy wrong (")
     expect(page.locator("#kn-counts")).to_contain_text("Generate phrasings and hold-out")
+    # Headers on one line: no header cell taller than two text lines.
+    heights = page.evaluate("() => [...document.querySelectorAll('#kn-facts th')]"
+                            ".map(th => th.getBoundingClientRect().height)")
+    assert heights and max(heights) < 60, heights
+    # …and the last column is inside the table's frame, not cut off at the right.
+    frame = page.locator("#kn-facts").bounding_box()
+    last = page.locator("#kn-facts th").last.bounding_box()
+    assert frame and last and last["x"] + last["width"] <= frame["x"] + frame["width"] + 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
 
@@ -260,6 +270,19 @@ def test_compare_tab_base_vs_tuned_scorecard_and_presentation(page, served_app: 
     expect(page.locator("#compare-input textarea")).to_have_value("", timeout=60_000)
     page.locator("#compare-report").click()
     expect(page.locator("#compare-report-file")).to_contain_text(f"run-{run_id}-report", timeout=60_000)
+    # Every pane's answer column is inside the page, not scrolled off to the right.
+    table = page.locator("#compare-table table").first
+    right_edge = page.evaluate("() => document.documentElement.clientWidth")
+    box = table.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= right_edge + 1, box
+    # The pane toolbar sits above the first bubble, not on it.
+    # (scrolled to its top: a longer chat scrolls under the toolbar, as any chat does)
+    page.evaluate("() => document.querySelector('#compare-pane-0 .bubble-wrap').scrollTop = 0")
+    bar = page.locator("#compare-pane-0 .top-panel").first.bounding_box()
+    bubble = page.locator("#compare-pane-0 .message").first.bounding_box()
+    assert bar and bubble and bar["y"] + bar["height"] <= bubble["y"] + 1, (bar, bubble)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "compare-scorecard.png"), full_page=True)
 
     page.locator("#compare-present").click()
     expect(page.locator("body")).to_have_class("wb-present", timeout=10_000)

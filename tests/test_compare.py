@@ -424,6 +424,6 @@ def test_the_scorecard_reports_held_out_generalization_per_form(tmp_path: Path) 
     tuned = Subject("run", 1)
     card = Scorecard("forms", [tuned], {"run:1": "run 1"}, rows)
     assert card.by_form("run:1") == {"question": 2 / 3, "imperative": 0.5, "completion": 0.0}
-    assert card.form_line("run:1") == "held-out: question 67%, imperative 50%, completion 0%"
+    assert card.form_line("run:1") == "held-out: question 66%, imperative 50%, completion 0%"
     assert card.as_json()["generalization_by_form"]["run:1"]["imperative"] == 0.5
-    assert "run 1: held-out: question 67%, imperative 50%, completion 0%" in scorecard_lines(card, {})
+    assert "run 1: held-out: question 66%, imperative 50%, completion 0%" in scorecard_lines(card, {})

@@ -119,7 +119,8 @@ def test_preparing_skips_the_steps_a_set_already_has(bench, monkeypatch) -> None
     split = probes.split_counts(store, sid)
     done = prepare_if_needed(store, sid, lambda: "the model", stage=lambda name: lambda f, m: None)
     assert probes.split_counts(store, sid) == {**split, "locality": 1}  # the split is kept
-    assert done == {"asked_for_locality": 1, "kept_general": 1, "kept_neighbours": 0}
+    assert done == {"asked_for_locality": 1, "kept_general": 1, "kept_neighbours": 0,
+                    "left_out_inconsistent": 0}
     assert calls == [sid]
 
     def no_model():

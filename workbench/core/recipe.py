@@ -120,9 +120,9 @@ def recommend(s: Situation) -> list[Choice]:
                           "stop a run under which fewer than 60% of known answers stay right "
                           "(a run that is wrecking the model), and keep the best round"))
     choices.append(Choice("training.shrink_update", True,
-                          "after training, keep the smallest share of the learned update "
-                          "(85/70/55%) that still recalls the facts: on a 135M model 70% kept "
-                          "90% of known answers instead of 85%, facts 98% (WiSE-FT)"))
+                          "after training, shrink the update to 85/70/55% when that keeps more "
+                          "known answers and the facts (WiSE-FT): on a 135M model 70% kept 90% "
+                          "instead of 85%, facts 98%"))
     return choices
 
 

@@ -50,8 +50,8 @@ def table_widths(card: Scorecard) -> list[str]:
     pane) split what the metric, question and gold answer leave, so every pane's answers
     stay on screen and wrap instead of running off to the right."""
     n = max(1, len(card.subjects))
-    answers = f"{(100 - 10 - 24 - 12) / n:.1f}%"
-    return ["10%", "24%", "12%", *([answers] * n)]
+    answers = f"{(100 - 13 - 21 - 12) / n:.1f}%"
+    return ["13%", "21%", "12%", *([answers] * n)]
 
 
 def styled_table(card: Scorecard) -> Any:

@@ -25,8 +25,9 @@ FACT_COLUMNS = ["id", "subject", "question", "answer", "aliases", "tags", "known
 PHRASING_COLUMNS = ["id", "fact", "kind", "split", "origin", "approved", "text"]
 # Widths that keep every header on one line: the narrow columns got a few pixels each and
 # "subject" broke into one letter per line.
-FACT_WIDTHS = ["56px", "110px", "32%", "16%", "14%", "80px", "90px"]
-PHRASING_WIDTHS = ["56px", "56px", "96px", "72px", "88px", "96px", "50%"]
+# Shares of the table's width, summing to 100% so the last column is never cut off.
+FACT_WIDTHS = ["6%", "13%", "30%", "20%", "12%", "9%", "10%"]
+PHRASING_WIDTHS = ["6%", "6%", "11%", "8%", "10%", "10%", "49%"]
 PROPOSAL_COLUMNS = ["accept", "question", "answer", "method", "source"]
 DEFAULT_SET = "My facts"
 

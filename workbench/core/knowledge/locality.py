@@ -121,8 +121,9 @@ def relations_for(loaded: LoadedModel) -> list[Relation]:
 # What "the model knows" means for locality: right under each of these system prompts as well
 # as with none (SliCK's HighlyKnown, Gekhman et al. 2024: consistently right across prompts).
 # On SmolLM2-135M a quarter of the answers right with no system prompt were wrong under one of
-# these, and those were all it lost in training: every consistently right one was kept
-# (bench/results/shrink_curve.md).
+# these; in one run they were all it lost (bench/results/shrink_curve.md), so counting them
+# measured prompt sensitivity, not forgetting. It is no cure: on a set rebuilt this way the
+# next run still lost 9 of 48 same-relation neighbours (bench/results/recipe.md).
 ROBUST_SYSTEMS = ("You are a helpful assistant.", "Answer the question briefly and correctly.")
 
 
@@ -236,6 +237,7 @@ def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int 
     if consistent and rows and not _ships_own_knowledge(loaded):
         steady = _consistently_right(loaded, [item for _, item, _ in rows],
                                      lambda f, m: progress(0.95 + 0.05 * f, m))
+        asked += len(rows) * len(ROBUST_SYSTEMS)
         fragile = len(rows) - sum(steady)
         rows = [row for row, ok in zip(rows, steady) if ok]
         by_relation = {name: sum(item.get("relation") == name for _, item, _ in rows)
