@@ -231,7 +231,10 @@ def test_neighbour_locality_built_for_capitals_currencies_and_founders_on_the_re
     # CPU: capital 25, currency 21, founder 12).
     assert set(counts.by_relation) == {"capital", "currency", "founder"}, counts.message()
     assert counts.by_relation["capital"] >= 20 and counts.by_relation["currency"] >= 15
-    assert counts.by_relation["founder"] >= 8 and counts.kept_neighbours >= 50, counts.message()
+    # Of 50+ it answered right, those right under one prompt only are left out (not reliably
+    # known): on SmolLM2 a few founders and currencies.
+    assert counts.by_relation["founder"] >= 5 and counts.kept_neighbours >= 40, counts.message()
+    assert counts.kept_neighbours + counts.fragile >= 50 and counts.fragile > 0
     stored = {p.question for p in probes.list_phrasings(store, sid, kinds=["neighbour"])}
     assert "What is the capital of Japan?" in stored
     # Kept only where the base model's own answer was right.
