@@ -185,7 +185,7 @@ def _earlier(v: dict[str, Any]) -> str:
     return " (before shared starts)" if v.get("before_shared_prefix") else ""
 
 
-def _whole_update(v: dict[str, Any]) -> str:
+def _measured_before(v: dict[str, Any]) -> str:
     """What an older row was measured with: before the recipe shrank the update after
     training, and before locality probes had to be right under every prompt (its locality
     counts every once-right answer, 106 probes then, and is lower for that alone)."""
@@ -215,7 +215,7 @@ def markdown(r: dict[str, Any]) -> str:
         v = r["runs"][name]
         s = v["scores"]
         lines.append(
-            f"| {name} | {v['why']}{_whole_update(v)} | {_pct(s.get('efficacy'))} | "
+            f"| {name} | {v['why']}{_measured_before(v)} | {_pct(s.get('efficacy'))} | "
             f"{_pct(s.get('generalization'))}"
             f" | {_pct(s.get('locality'))} ({_pct(v['neighbours_kept'])} of {v['neighbours']}) | "
             f"{v['steps']} | {v['seconds'] / 60:.1f} min{_earlier(v)} | "

@@ -80,11 +80,9 @@ def measure(variant: str, shares: list[float]) -> dict[str, Any]:
             "locality_probes": len(locality), "robust": len(robust_ids)}
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.0f}%"
-
-
 def markdown(r: dict[str, Any]) -> str:
+    from recipe import _pct
+
     lines = [
         "# Locality against the share of the update kept (SmolLM2-135M-Instruct)",
         "",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
+
 from workbench.core.train import control, jobs, run as run_module
 from workbench.core.train.telemetry import Telemetry
 
@@ -42,10 +44,8 @@ def test_library_warnings_and_tracebacks_go_to_the_debug_log(bench, monkeypatch)
 
     monkeypatch.setattr(Telemetry, "summary", broken)
     failed = run_module.create_run(store, ws, config(**{"training.epochs": 1}))
-    try:
+    with pytest.raises(ValueError, match="a bug deep inside"):
         run_module.execute_run(store, ws, failed)
-    except ValueError:
-        pass
     people = (ws.run_dir(failed) / jobs.LOG_FILE).read_text()
     details = (ws.run_dir(failed) / jobs.DEBUG_FILE).read_text()
     assert f"run {failed} failed: ValueError: a bug deep inside (details in debug.log)" in people

@@ -5,7 +5,6 @@ dataclasses: one field definition is the YAML key, the widget and these flags. S
 from __future__ import annotations
 
 import argparse
-import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,14 +18,13 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         group = f"{info.section} settings"
         target = next((g for g in parser._action_groups if g.title == group), None)
         target = target or parser.add_argument_group(group)
-        is_list = typing.get_origin(info.type) is list
-        kind = "LIST" if is_list else info.type.__name__.upper()
+        kind = "LIST" if info.is_list else info.type.__name__.upper()
         # argparse formats help with %: a literal "30%" in a field's text would print the
         # whole action dict in its place.
         text = f"{info.help} [default: {info.default}]".replace("%", "%%")
         target.add_argument(
             f"--{info.path}", dest=info.path, default=None, metavar=kind,
-            choices=None if is_list else info.choices, help=text,
+            choices=None if info.is_list else info.choices, help=text,
         )
 
 

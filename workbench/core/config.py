@@ -174,6 +174,10 @@ class SettingInfo:
     advanced: bool
     label: str = ""
 
+    @property
+    def is_list(self) -> bool:
+        return typing.get_origin(self.type) is list
+
 
 def iter_settings() -> Iterator[SettingInfo]:
     """Every settable field of a run, in declaration order (the method section's as the
@@ -206,7 +210,7 @@ def parse_setting_text(info: SettingInfo, text: str) -> Any:
         return None
     if info.type is str:
         return text
-    if typing.get_origin(info.type) is list:
+    if info.is_list:
         (item_tp,) = typing.get_args(info.type)
         parts = [p.strip() for p in raw.strip("[]").split(",") if p.strip()]
         return [_scalar(item_tp, p) for p in parts]

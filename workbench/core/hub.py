@@ -17,7 +17,8 @@ import errno
 import fnmatch
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -133,42 +134,42 @@ def _bar_class(moved: Callable[[int], None]) -> type:
     return Forward
 
 
-class hub_errors:  # noqa: N801 - used as `with hub_errors(repo):`
+@contextmanager
+def hub_errors(repo: str, revision: str | None = None) -> Iterator[None]:
     """Every way the hub can refuse, as one clear ModelLoadError."""
+    try:
+        yield
+    except ModelLoadError:
+        raise
+    except Exception as err:  # noqa: BLE001 - mapped below, or raised as it was
+        mapped = _as_load_error(err, repo, revision)
+        if mapped is None:
+            raise
+        raise mapped from None
 
-    def __init__(self, repo: str, revision: str | None = None) -> None:
-        self.repo, self.revision = repo, revision
 
-    def __enter__(self) -> None:
-        return None
+def _as_load_error(err: Exception, name: str, revision: str | None) -> ModelLoadError | None:
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError,
+                                        OfflineModeIsEnabled, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
-    def __exit__(self, kind: Any, err: BaseException | None, tb: Any) -> bool:
-        if err is None or isinstance(err, ModelLoadError):
-            return False
-        from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError,
-                                            OfflineModeIsEnabled, RepositoryNotFoundError,
-                                            RevisionNotFoundError)
-
-        name = self.repo
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-            raise ModelLoadError(f"the disk filled up while downloading {name}",
-                                 hint="free some space, or set HF_HOME to a larger disk") from None
-        if isinstance(err, GatedRepoError):
-            raise ModelLoadError(f"{name} is a gated model and this machine is not granted "
-                                 "access", hint="accept its licence on the hub, then run "
-                                 "`hf auth login`") from None
-        if isinstance(err, RepositoryNotFoundError):
-            raise ModelLoadError(f"no model {name!r} on the Hugging Face hub",
-                                 hint="check the spelling; private models need `hf auth "
-                                 "login`") from None
-        if isinstance(err, RevisionNotFoundError):
-            raise ModelLoadError(f"model {name} has no revision {self.revision!r}",
-                                 hint="leave revision empty for the default branch") from None
-        if isinstance(err, (LocalEntryNotFoundError, OfflineModeIsEnabled, OSError)) or \
-                type(err).__module__.startswith(("httpx", "httpcore", "requests")):
-            raise ModelLoadError(
-                f"model {name!r} is not in the local Hugging Face cache and the hub cannot be "
-                "reached (offline)",
-                hint=f"download it once while online (`hf download {name}`), or pass a local "
-                "model folder") from None
-        return False
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return ModelLoadError(f"the disk filled up while downloading {name}",
+                              hint="free some space, or set HF_HOME to a larger disk")
+    if isinstance(err, GatedRepoError):
+        return ModelLoadError(f"{name} is a gated model and this machine is not granted access",
+                              hint="accept its licence on the hub, then run `hf auth login`")
+    if isinstance(err, RepositoryNotFoundError):
+        return ModelLoadError(f"no model {name!r} on the Hugging Face hub",
+                              hint="check the spelling; private models need `hf auth login`")
+    if isinstance(err, RevisionNotFoundError):
+        return ModelLoadError(f"model {name} has no revision {revision!r}",
+                              hint="leave revision empty for the default branch")
+    if isinstance(err, (LocalEntryNotFoundError, OfflineModeIsEnabled, OSError)) or \
+            type(err).__module__.startswith(("httpx", "httpcore", "requests")):
+        return ModelLoadError(
+            f"model {name!r} is not in the local Hugging Face cache and the hub cannot be "
+            "reached (offline)",
+            hint=f"download it once while online (`hf download {name}`), or pass a local "
+            "model folder")
+    return None

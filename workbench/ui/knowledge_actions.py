@@ -12,7 +12,7 @@ import pandas as pd
 from workbench.core.config import ModelConfig
 from workbench.core.errors import KnowledgeError, quoted
 from workbench.core.knowledge import probes, sets, transfer
-from workbench.core.knowledge.checklist import checklist_markdown, next_steps
+from workbench.core.knowledge.checklist import checklist_markdown, steps_for
 from workbench.core.knowledge.io import parse_mapping
 from workbench.core.knowledge.documents import Proposal
 from workbench.core.knowledge.render import examples_from_phrasings, preview_rows, render_set
@@ -97,7 +97,7 @@ def counts_markdown(store: Store, name: str | None) -> str:
     return (f"Facts **{summary.facts}** · training phrasings **{counts['train']}** "
             f"(statements {counts['statements']}) · held-out probes **{counts['probe']}** · "
             f"locality probes **{counts['locality']}**{screened}\n\n"
-            + checklist_markdown(next_steps(store, name)))
+            + checklist_markdown(steps_for(name, len(facts), counts)))
 
 
 def add_fact(store: Store, name: str | None, subject: str, question: str, answer: str,

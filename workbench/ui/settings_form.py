@@ -28,7 +28,7 @@ def elem_id(path: str) -> str:
 def _widget(info: SettingInfo, value: Any) -> Any:
     common = {"label": setting_label(info.path), "info": info.help,
               "elem_id": elem_id(info.path), "visible": not info.advanced}
-    if info.choices and _is_list(info):
+    if info.choices and info.is_list:
         return gr.CheckboxGroup(list(info.choices), value=value, **common)
     if info.choices:
         return gr.Dropdown(list(info.choices), value=value, **common)
@@ -39,10 +39,6 @@ def _widget(info: SettingInfo, value: Any) -> Any:
     if info.type is float:
         return gr.Number(value=value, **common)
     return gr.Textbox(value=to_text(value), **common)
-
-
-def _is_list(info: SettingInfo) -> bool:
-    return getattr(info.type, "__origin__", None) is list
 
 
 def to_text(value: Any) -> str:
@@ -102,7 +98,7 @@ def from_widget(info: SettingInfo, value: Any) -> Any:
         if not value.is_integer():
             raise ConfigError(f"{info.path} must be a whole number, got {value:g}")
         return int(value)
-    if info.choices and _is_list(info):
+    if info.choices and info.is_list:
         return list(value)
     if info.type in (bool, int, float) or info.choices:
         return value

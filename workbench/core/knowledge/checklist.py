@@ -28,8 +28,11 @@ def _count(n: int, noun: str) -> str:
 def next_steps(store: Store, name: str) -> list[Step]:
     """The set's preparation steps in order, each done or not, with what it has now."""
     sid = sets.set_id(store, name)
-    n_facts = len(sets.list_facts(store, sid))
-    counts = probes.split_counts(store, sid)
+    return steps_for(name, len(sets.list_facts(store, sid)), probes.split_counts(store, sid))
+
+
+def steps_for(name: str, n_facts: int, counts: dict[str, int]) -> list[Step]:
+    """The steps from counts a caller already has (`probes.split_counts`)."""
     quoted = shlex.quote(name)
     return [
         Step("Add facts", n_facts > 0, _count(n_facts, "fact"),

@@ -19,6 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from workbench.core.device import cpu_name
 from workbench.core.train.flops import measure_peak_flops
 
 CALIBRATION_FILE = "cpu-peak.json"
@@ -30,15 +31,7 @@ def machine() -> str:
     """The CPU a figure belongs to: its model name and the threads torch uses."""
     import torch
 
-    name = "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def measure(dtype: str, sizes: tuple[int, ...] = SIZES, repeats: int = REPEATS) -> float:
