@@ -142,3 +142,4 @@ def test_inject_on_the_real_model(tmp_path: Path, smollm2_gguf: Path) -> None:
     card = json.loads((out / "scorecard.json").read_text())
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert card["scores"]["efficacy"] >= 0.75 and card["verdict"].startswith("Injected")
+    print(f"inject on SmolLM2: {card['scores']} · {card['verdict']}")  # shown with -rP
