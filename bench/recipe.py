@@ -176,7 +176,9 @@ def _goals(v: dict[str, Any]) -> list[tuple[str, bool]]:
 
 
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.0f}%"
+    from workbench.core.scoring import percent
+
+    return percent(value)  # rounded down, as everywhere else
 
 
 def _earlier(v: dict[str, Any]) -> str:

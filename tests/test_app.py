@@ -46,3 +46,16 @@ def test_the_workspace_database_is_not_served_as_a_file(served_app: ServedApp) -
     db = str(served_app.workspace.resolve() / "workbench.db")
     for path in (db, urllib.parse.quote(db)):
         assert _status_of(f"{served_app.url}gradio_api/file={path}") in (403, 404)
+
+
+def test_every_table_layout_fits_its_frame() -> None:
+    """Each fixed table layout gives every column a share and the shares add up to 100%."""
+    from workbench.ui import export_actions, knowledge_actions, runs_tab
+
+    layouts = [(knowledge_actions.FACT_COLUMNS, knowledge_actions.FACT_WIDTHS),
+               (knowledge_actions.PHRASING_COLUMNS, knowledge_actions.PHRASING_WIDTHS),
+               (runs_tab.COLUMNS, runs_tab.WIDTHS),
+               (export_actions.DELTA_COLUMNS, export_actions.DELTA_WIDTHS)]
+    for columns, widths in layouts:
+        assert len(columns) == len(widths), columns
+        assert sum(float(w.rstrip("%")) for w in widths) == 100, columns

@@ -386,3 +386,34 @@ def test_knowledge_tab_inject_trains_a_fresh_set(page, served_app: ServedApp) ->
     expect(page.locator("#kn-counts")).to_contain_text("held-out probes")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "knowledge-inject.png"), full_page=True)
+
+
+def test_runs_tab_exports_a_run_and_shows_the_rescore(page, served_app: ServedApp) -> None:
+    """A demo run exported from the Runs tab: the bundle's folder and files, and the table of
+    each exported file scored again against the run."""
+    from playwright.sync_api import expect
+
+    from conftest import teach_unknown_facts
+    from workbench.core.store import Store
+    from workbench.core.workspace import resolve_workspace
+
+    workspace = resolve_workspace(served_app.workspace)
+    run_id, _ = teach_unknown_facts(Store(workspace.db_path), workspace, name="exported five")
+    page.goto(served_app.url, wait_until="load")
+    page.get_by_role("tab", name="Runs").click()
+    page.get_by_role("button", name="Refresh").click()
+    page.locator("#runs-table [role=gridcell]").filter(has_text="taught exported five").first.click()
+    expect(page.locator("#runs-message")).to_contain_text(f"Run {run_id}", timeout=20_000)
+    page.locator("#runs-export").get_by_text("Export: GGUF").click()
+    page.locator("#runs-export-btn").click()
+    deltas = page.locator("#runs-export-deltas")
+    expect(deltas).to_contain_text("model-q8_0.gguf", timeout=120_000)
+    expect(deltas).to_contain_text("merged")
+    expect(deltas).to_contain_text("(±0)")
+    message = page.locator("#runs-export-msg")
+    expect(message).to_contain_text("Exported to")
+    expect(message).to_contain_text("Modelfile")
+    expect(message).to_contain_text("README.md")
+    assert (workspace.run_dir(run_id) / "export" / "model-q8_0.gguf").is_file()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "runs-export.png"), full_page=True)

@@ -40,10 +40,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                                        "workbench.core.train", "workbench.core.compare",
                                        "workbench.core.charts")),
     # Plans and workflows over a whole run: memory and time estimates before it starts,
-    # recipes and presets that choose its settings, the one-call inject pipeline.
+    # recipes and presets that choose its settings, the one-call inject pipeline, the export
+    # bundle (a run's files for other runtimes, each scored again).
     ("planning and workflows", ("workbench.core.estimate", "workbench.core.time_estimate",
                                 "workbench.core.recipe", "workbench.core.presets",
-                                "workbench.core.inject")),
+                                "workbench.core.inject", "workbench.core.export")),
     # The demo world and model, and fixtures for tests: clients of the core.
     ("demo and fixtures", ("workbench.demo", "workbench.testing", "workbench.realmodel")),
     ("ui", ("workbench.ui",)),

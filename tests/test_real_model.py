@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from workbench.core.compare.export import export_merged
+from workbench.core.export.folders import export_merged
 from workbench.core.config import ModelConfig, RunConfig
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge import locality, probes, sets, transfer
@@ -143,3 +143,16 @@ def test_inject_on_the_real_model(tmp_path: Path, smollm2_gguf: Path) -> None:
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert card["scores"]["efficacy"] >= 0.75 and card["verdict"].startswith("Injected")
     print(f"inject on SmolLM2: {card['scores']} · {card['verdict']}")  # shown with -rP
+
+    # The run exported as q8_0 GGUF + Modelfile, read back through transformers' GGUF loader
+    # and scored again: within 2 points of the adapter on every metric (--strict).
+    bundle = tmp_path / "bundle"
+    done = run_cli("--workspace", str(tmp_path / "ws"), "export", "1", "--gguf", "q8_0",
+                   "--ollama", "--strict", "-o", str(bundle), timeout=1800)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    exports = json.loads((bundle / "scorecard.json").read_text())["exports"]
+    q8 = next(e for e in exports if e["artifact"] == "model-q8_0.gguf")
+    assert q8["scores"]["efficacy"] >= q8["run_scores"]["efficacy"] - 0.02, q8
+    assert 'PARAMETER stop "<|im_end|>"' in (bundle / "Modelfile").read_text()
+    print("\n".join(line for line in done.stdout.splitlines() if "gguf:" in line
+                    or line.startswith("merged:")))

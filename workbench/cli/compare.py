@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench.core.errors import WorkbenchError
 from workbench.core.progress import TerminalProgress
 from workbench.core.scoring import percent
 from workbench.core.workspace import open_workspace
@@ -136,10 +137,15 @@ def _report(store: Store, workspace: Workspace, run_id: int, out: Path) -> Path:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from workbench.core.compare.export import export_adapter, export_merged
+    from workbench.core.export.folders import export_adapter, export_merged
 
     store, workspace = open_workspace(args.workspace)
     run_dir = _run_dir(store, workspace, args.run_id)  # an unknown run fails here
+    if not args.gguf and (args.ollama or args.strict or args.no_rescore):
+        raise WorkbenchError("--ollama, --strict and --no-rescore go with --gguf (the bundle)",
+                             hint="e.g. workbench export RUN --gguf q8_0 --ollama")
+    if args.gguf:
+        return _bundle(store, workspace, args, Path(args.out or run_dir / "export"))
     if args.report:
         out = _report(store, workspace, args.run_id, Path(args.out or run_dir / "report.html"))
     elif args.adapter:
@@ -149,6 +155,29 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = export_merged(store, workspace, args.run_id, Path(args.out or run_dir / "merged"),
                             progress=_progress)
     print(f"wrote {out}")
+    return 0
+
+
+def _bundle(store: Store, workspace: Workspace, args: argparse.Namespace, out: Path) -> int:
+    """The export bundle; exit 1 when a GGUF could not be written, and with --strict when a
+    file scored more than 2 points below the run."""
+    from workbench.core.export.bundle import export_bundle
+
+    kinds = list(dict.fromkeys(args.gguf))
+    bundle = export_bundle(store, workspace, args.run_id, out, gguf=kinds,
+                           modelfile=args.ollama, score=not args.no_rescore,
+                           progress=_progress)
+    print(f"wrote {bundle.folder}: {', '.join(bundle.files)}")
+    for result in bundle.rescored:
+        print(("LOST " if result.flagged else "") + result.line())
+    if bundle.gguf_error:
+        print(f"error: {bundle.gguf_error}", file=sys.stderr)
+        return 1
+    print(f"next: see {bundle.folder / 'README.md'} for the command of each runtime")
+    if args.strict and bundle.flagged:
+        print(f"error: {len(bundle.flagged)} exported file(s) lost more than 2 points "
+              "(--strict)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -174,10 +203,16 @@ def add_compare_parsers(sub: Any) -> None:
                    help="ask every question again instead of reusing stored answers")
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("export", help="export a run's adapter, merged model or HTML report",
-                       usage="workbench export RUN (--merged | --adapter | --report) [--out PATH]")
+    p = sub.add_parser("export", help="export a run: a bundle with GGUF, Ollama and vLLM files "
+                       "scored again, or its adapter, merged model or HTML report alone",
+                       usage="workbench export RUN (--gguf {f16,q8_0} [--ollama] [--strict] | "
+                       "--merged | --adapter | --report) [-o PATH]")
     p.add_argument("run_id", type=int, metavar="RUN", help="id of a finished run")
     what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--gguf", action="append", choices=("f16", "q8_0"),
+                      help="the bundle: adapter/, merged/, model-TYPE.gguf, Modelfile, README.md "
+                      "and scorecard.json, each file scored again (repeat for both types) "
+                      "[default -o: RUN's folder/export]")
     what.add_argument("--merged", action="store_true",
                       help="a standalone model: the adapter merged into the full-precision "
                       "base (or the run's own weights) [default --out: RUN's folder/merged]")
@@ -187,6 +222,13 @@ def add_compare_parsers(sub: Any) -> None:
     what.add_argument("--report", action="store_true",
                       help="one offline HTML file: settings, charts, scorecard of base vs the "
                       "run and sample answers [default --out: RUN's folder/report.html]")
-    p.add_argument("--out", metavar="PATH", help="target folder (or file, for --report); a "
-                   "folder must not exist or be empty")
+    p.add_argument("-o", "--out", metavar="PATH", help="target folder (or file, for --report); "
+                   "a folder must not exist or be empty")
+    p.add_argument("--ollama", action="store_true",
+                   help="with --gguf: also an Ollama Modelfile for the (first) GGUF")
+    p.add_argument("--strict", action="store_true",
+                   help="with the bundle: exit 1 when an exported file scores more than 2 "
+                   "points below the run on efficacy, held-out or locality")
+    p.add_argument("--no-rescore", action="store_true",
+                   help="with the bundle: skip scoring the exported files again")
     p.set_defaults(func=cmd_export)

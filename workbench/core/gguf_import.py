@@ -175,7 +175,9 @@ def import_gguf(path: str | Path, *, progress: Progress = no_progress) -> Path:
     return target
 
 
-def _convert(path: Path, out: Path, progress: Progress) -> None:
+def read_gguf(path: Path, *, dtype: Any = None, progress: Progress = no_progress
+              ) -> tuple[Any, Any]:
+    """(model, tokenizer) of a GGUF file, dequantized in memory (float32 unless `dtype`)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -184,7 +186,8 @@ def _convert(path: Path, out: Path, progress: Progress) -> None:
         progress(0.1, "reading the tokenizer")
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         progress(0.2, "dequantizing the weights")
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name,
+                                                     dtype=dtype or torch.float32)
     except (ValueError, KeyError, OSError, RuntimeError, NotImplementedError) as err:
         raise ModelLoadError(f"transformers cannot convert {name}: {_short(err)}",
                              hint="use the model's Hugging Face folder or hub id instead") from None
@@ -193,6 +196,11 @@ def _convert(path: Path, out: Path, progress: Progress) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    return model, tokenizer
+
+
+def _convert(path: Path, out: Path, progress: Progress) -> None:
+    model, tokenizer = read_gguf(path, progress=progress)
     progress(0.8, "saving safetensors")
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 Progress = Callable[[float, str], None]
@@ -13,6 +13,21 @@ Progress = Callable[[float, str], None]
 
 def no_progress(_fraction: float, _message: str) -> None:
     return None
+
+
+def stages(progress: Progress, weights: Sequence[float]) -> Callable[[int], Progress]:
+    """One bar over consecutive stages: stage i (0-based), given `weights[i]` of the bar,
+    reports its own 0..1 and the bar moves through its part. A stage of weight 0 is silent."""
+    total = sum(weights) or 1.0
+    starts = [sum(weights[:i]) / total for i in range(len(weights))]
+
+    def stage(i: int) -> Progress:
+        def call(fraction: float, message: str) -> None:
+            if weights[i] > 0:
+                progress(min(1.0, starts[i] + weights[i] / total * fraction), message)
+        return call
+
+    return stage
 
 
 def eta_text(elapsed: float, fraction: float) -> str:

@@ -15,12 +15,14 @@ from workbench.core.config import RunConfig
 from workbench.core.data import runs
 from workbench.core.scoring import percent
 from workbench.core.train import history, jobs
-from workbench.ui import run_view
+from workbench.ui import export_actions, run_view
 from workbench.ui.context import AppContext
 from workbench.ui.errors import shows_errors
 
 COLUMNS = ["id", "name", "status", "verdict", "method", "model", "knowledge set", "steps",
-           "duration", "efficacy", "generalization", "locality"]
+           "duration", "efficacy", "held-out", "locality"]
+# Column shares summing to 100%, so the table fits its frame with headers on one line.
+WIDTHS = ["4%", "15%", "8%", "8%", "6%", "13%", "12%", "6%", "7%", "7%", "7%", "7%"]
 
 
 @dataclass
@@ -51,6 +53,7 @@ def run_details(ctx: AppContext, run_id: int | None) -> list[Any]:
 def build(ctx: AppContext) -> RunsView:
     refresh_btn = gr.Button("Refresh", size="sm")
     table = gr.Dataframe(value=runs_table(ctx), headers=COLUMNS, interactive=False, wrap=True,
+                         column_widths=WIDTHS, elem_classes=["wb-table"],
                          label="Runs (click a row)", elem_id="runs-table")
     selected = gr.State(None)
     message = gr.Markdown(elem_id="runs-message")
@@ -73,6 +76,8 @@ def build(ctx: AppContext) -> RunsView:
         run_id = int(frame.iloc[row]["id"])
         jobs.get_run(ctx.store, run_id)  # a run deleted meanwhile: a clear message
         return [run_id, *run_details(ctx, run_id)]
+
+    export_actions.build_panel(ctx, selected)
 
     details = [message, config, loss, lr, memory, throughput, recall]
     table.select(pick, [table], [selected, *details])

@@ -161,6 +161,13 @@ def wrong_locality(store: Store, run_id: int, step: int) -> list[tuple[str, str,
     return [(q, a, answer) for q, a, answer in found]
 
 
+def answers_by_probe(store: Store, run_id: int, step: int) -> dict[int, tuple[str, bool]]:
+    """probe id → (answer, correct) of the round at `step`."""
+    found = store.db.execute("SELECT probe_id, answer, correct FROM probe_results "
+                             "WHERE run_id = ? AND step = ?", [run_id, step]).fetchall()
+    return {pid: (answer or "", bool(correct)) for pid, answer, correct in found}
+
+
 def answers_at(store: Store, run_id: int, step: int) -> list[dict[str, Any]]:
     """Every answer of the round at `step` with its fact, phrasing and gold answer."""
     return store.db.execute_returning_dicts(

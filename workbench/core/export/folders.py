@@ -26,7 +26,7 @@ from workbench.core.store import Store
 from workbench.core.workspace import Workspace
 
 
-def _finished(store: Store, workspace: Workspace, run_id: int) -> RunOutput:
+def finished_output(store: Store, workspace: Workspace, run_id: int) -> RunOutput:
     """The run's outputs, or an error that says why there are none to export."""
     run = runs.get(store, run_id)  # an unknown run fails here, with its own message
     try:
@@ -37,7 +37,7 @@ def _finished(store: Store, workspace: Workspace, run_id: int) -> RunOutput:
                                   "one; resume it to let it finish") from None
 
 
-def _empty_target(out: Path) -> Path:
+def empty_target(out: Path) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise WorkbenchError(f"{out} already exists and is not empty",
                              hint="choose another --out folder or remove that one first")
@@ -46,20 +46,20 @@ def _empty_target(out: Path) -> Path:
 
 def export_adapter(store: Store, workspace: Workspace, run_id: int, out: Path) -> Path:
     """Copy the run's peft adapter folder to `out`."""
-    output = _finished(store, workspace, run_id)
+    output = finished_output(store, workspace, run_id)
     if output.kind != "adapter":
         raise WorkbenchError(f"run {run_id} ({output.method}) changed the model's own weights, "
                              "so it has no adapter to export",
                              hint="export the whole model with --merged")
-    shutil.copytree(output.folder, _empty_target(out), dirs_exist_ok=True)
+    shutil.copytree(output.folder, empty_target(out), dirs_exist_ok=True)
     return out
 
 
 def export_merged(store: Store, workspace: Workspace, run_id: int, out: Path, *,
                   progress: Progress = no_progress) -> Path:
     """Write the run's trained model to `out` as one standalone transformers model."""
-    output = _finished(store, workspace, run_id)
-    _empty_target(out)
+    output = finished_output(store, workspace, run_id)
+    empty_target(out)
     if output.kind == "weights":
         shutil.copytree(output.folder, out, dirs_exist_ok=True)
         return out
