@@ -152,7 +152,7 @@ def test_a_lossy_conversion_is_flagged_and_strict_exits_1(bench: Any, tmp_path: 
                      lost=[Change("efficacy", "Who wrote Hamlet?", "Shakespeare",
                                   "Shakespeare.", "Marlowe.")])
     assert result.flagged
-    assert result.line() == ("model-q8_0.gguf: efficacy 90% (−10) · held-out 80% (±0); lost 1: "
+    assert result.line() == ("model-q8_0.gguf: efficacy 90% (−10.0) · held-out 80% (±0); lost 1: "
                              "'Who wrote Hamlet?' now 'Marlowe.' — more than 2 points lost")
     ws, _store, run_id = _run(bench)
     monkeypatch.setattr(bundle_mod, "rescore", lambda loaded, label, items, answered: result)

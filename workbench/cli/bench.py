@@ -49,6 +49,9 @@ BENCHMARKS = (
     Benchmark("shrink-curve", "shrink_curve.py", "a recipe run's update scaled from 0 to 1 on "
               "SmolLM2-135M: efficacy, held-out and locality at each share (needs "
               "`bench/recipe.py no-shrink` first)", 12),
+    Benchmark("export", "export_rescore.py", "a recipe run on SmolLM2-135M exported (merged, "
+              "f16 and q8_0 GGUF) and each file scored again against the run (needs "
+              "`bench/recipe.py default` first)", 8),
     Benchmark("demo", None, "inject the demo set with the default recipe: efficacy, "
               "generalization, locality, wall time", 2),
 )

@@ -12,9 +12,8 @@ import pandas as pd
 from workbench.core.compare.pool import run_folder
 from workbench.core.errors import WorkbenchError
 from workbench.core.export.bundle import Bundle, export_bundle
-from workbench.core.export.rescore import LABELS, METRICS, Rescore
+from workbench.core.export.rescore import LABELS, METRICS
 from workbench.core.progress import with_eta
-from workbench.core.scoring import percent
 from workbench.core.train import jobs
 from workbench.ui.context import AppContext
 
@@ -32,15 +31,8 @@ def free_folder(base: Path) -> Path:
     return candidate
 
 
-def _cell(result: Rescore, metric: str) -> str:
-    if metric not in result.scores:
-        return ""
-    points = round(100 * result.delta(metric))
-    return f"{percent(result.scores[metric])} ({'±0' if points == 0 else f'{points:+d}'})"
-
-
 def delta_table(bundle: Bundle) -> pd.DataFrame:
-    rows = [[("⚠ " if r.flagged else "") + r.artifact, *(_cell(r, m) for m in METRICS),
+    rows = [[("⚠ " if r.flagged else "") + r.artifact, *(r.cell(m) if m in r.scores else "" for m in METRICS),
              len(r.lost), len(r.gained),
              "; ".join(f"{c.question} → {c.after[:50]}" for c in r.lost[:3])]
             for r in bundle.rescored]

@@ -49,19 +49,21 @@ class Rescore:
     def delta(self, metric: str) -> float:
         return self.scores.get(metric, 0.0) - self.run.get(metric, 0.0)
 
+    def cell(self, metric: str) -> str:
+        """ "85% (−2.8)": the share and its change from the run in points, to a tenth (the
+        shares are rounded down, so their difference alone would hide part of it)."""
+        points = 100 * self.delta(metric)
+        change = "±0" if abs(points) < 0.05 else f"{points:+.1f}".replace("-", "−")
+        return f"{percent(self.scores[metric])} ({change})"
+
     @property
     def flagged(self) -> bool:
         return any(self.delta(m) < -MAX_DROP for m in self.scores)
 
     def line(self) -> str:
-        """ "model-q8_0.gguf: efficacy 100% (±0) · held-out 98% (−2) · locality 97% (±0);
+        """ "model-q8_0.gguf: efficacy 100% (±0) · held-out 97% (−2.2) · locality 97% (±0);
         lost 1: What is …" """
-        parts = []
-        for metric in METRICS:
-            if metric in self.scores:
-                points = round(100 * self.delta(metric))
-                sign = "±0" if points == 0 else f"{points:+d}".replace("-", "−")
-                parts.append(f"{LABELS[metric]} {percent(self.scores[metric])} ({sign})")
+        parts = [f"{LABELS[m]} {self.cell(m)}" for m in METRICS if m in self.scores]
         text = f"{self.artifact}: {' · '.join(parts)}"
         if self.lost:
             text += f"; lost {len(self.lost)}: " + "; ".join(
