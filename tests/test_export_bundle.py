@@ -193,3 +193,55 @@ def test_bad_inputs_are_one_line_and_leave_nothing(bench: Any, tmp_path: Path,
     assert "no GGUF: GGUF export does not support llama" in (out / "README.md").read_text()
     # Nothing half-written beside the target either.
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("arch", ["mistral", "qwen3", "gemma2", "gemma3_text"])
+def test_each_supported_architecture_reads_back(arch: str, tmp_path: Path) -> None:
+    """Beyond the tiny Llama and Qwen2 runs: a random model of each other architecture written
+    as f16 GGUF gives transformers' GGUF loader the same next-token logits (Gemma's norms
+    stored plus one, Qwen3's head width, Mistral written as Llama)."""
+    import torch
+    import transformers as tf
+
+    tok = train_tokenizer()
+    classes = {"mistral": (tf.MistralConfig, tf.MistralForCausalLM),
+               "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM),
+               "gemma2": (tf.Gemma2Config, tf.Gemma2ForCausalLM),
+               "gemma3_text": (tf.Gemma3TextConfig, tf.Gemma3ForCausalLM)}[arch]
+    # Qwen3's GGUF config in transformers takes the head width as 128 (it reads no key for it)
+    head_dim = 128 if arch == "qwen3" else 16
+    config = classes[0](vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                        head_dim=head_dim, max_position_embeddings=512,
+                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                        pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = classes[1](config)
+    with torch.no_grad():  # norms away from their initial ones, so a missed +1 would show
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    gguf_write.write_gguf(tmp_path / "m", tmp_path / "m.gguf", "f16")
+    back = tf.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf",
+                                                   dtype=torch.float32)
+    ids = torch.tensor([tok("What is the capital of Freedonia? 123")["input_ids"]])
+    with torch.no_grad():
+        expected, got = model(ids).logits, back(ids).logits
+    assert torch.allclose(expected, got, atol=2e-3), (expected - got).abs().max()
+
+
+def test_an_unsupported_architecture_names_the_supported_ones(tmp_path: Path) -> None:
+    import transformers as tf
+
+    tok = train_tokenizer()
+    model = tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1,
+                                             n_head=2))
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    with pytest.raises(gguf_write.UnsupportedArchitecture,
+                       match="GGUF export does not support gpt2 models; supported: gemma2, "
+                             "gemma3, gemma3_text, llama, mistral, qwen2, qwen3"):
+        gguf_write.write_gguf(tmp_path / "m", tmp_path / "m.gguf", "f16")
+    assert not (tmp_path / "m.gguf").exists()
