@@ -97,6 +97,19 @@ def test_ui_progress_messages_carry_an_eta(monkeypatch) -> None:
     assert seen == [(0.0, "asking"), (0.25, "32 of 128 answered (ETA 1m 30s)"), (1.0, "done")]
 
 
+def test_stages_share_one_bar() -> None:
+    from workbench.core import progress
+
+    seen: list[tuple[float, str]] = []
+    stage = progress.stages(lambda f, m: seen.append((round(f, 3), m)), [0.5, 0.0, 0.5])
+    stage(0)(0.5, "merging")
+    stage(0)(1.0, "merged")
+    stage(1)(0.5, "silent: a stage of weight 0")
+    stage(2)(0.5, "scoring")
+    stage(2)(1.0, "scored")
+    assert seen == [(0.25, "merging"), (0.5, "merged"), (0.75, "scoring"), (1.0, "scored")]
+
+
 def _fake_locality(calls: list[int]):
     """build_locality without asking a model: one general question kept."""
     def build(store, sid, loaded, **kwargs):

@@ -36,7 +36,7 @@ from workbench.core.export.folders import (empty_target, export_adapter, export_
 from workbench.core.export.rescore import Rescore, rescore, run_round
 from workbench.core.knowledge.sets import list_facts
 from workbench.core.model_shape import model_shape
-from workbench.core.progress import Progress, no_progress, stages as stage_progress
+from workbench.core.progress import Progress, no_progress, stages
 from workbench.core.store import Store
 from workbench.core.units import format_bytes
 from workbench.core.workspace import Workspace
@@ -104,21 +104,23 @@ def export_bundle(store: Store, workspace: Workspace, run_id: int, out: Path, *,
     progress(0.0, f"exporting run {run_id}: about {format_bytes(needed)} "
                   f"({format_bytes(free)} free)")
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
-    stages = stage_progress(progress, [0.35, 0.15 * bool(gguf), 0.5 * score])
+    stage = stages(progress, [0.35, 0.15 * bool(gguf), 0.5 * score])
     try:
         bundle = Bundle(out, [])
         if output.kind == "adapter":
             export_adapter(store, workspace, run_id, work / "adapter")
-        export_merged(store, workspace, run_id, work / "merged", progress=stages(0))
+        export_merged(store, workspace, run_id, work / "merged", progress=stage(0))
         written = _write_ggufs(work, gguf, run.name or f"run {run_id}", bundle,
-                               stages(1))
-        tokenizer = _tokenizer(work / "merged")
+                               stage(1))
         if modelfile and written:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(work / "merged")
             (work / "Modelfile").write_text(
                 ollama.modelfile(written[0].name, tokenizer, system=_system_prompt(store, sid)),
                 encoding="utf-8")
         if score:
-            bundle.rescored = _rescore_all(work, written, cfg.model, items, answered, stages(2))
+            bundle.rescored = _rescore_all(work, written, cfg.model, items, answered, stage(2))
         _write_scorecard(store, run_id, work, bundle)
         (work / "README.md").write_text(
             readme(run_id, run.name, cfg, output.kind, written, bundle, output.method,
@@ -153,12 +155,6 @@ def _write_ggufs(work: Path, gguf: Sequence[str], name: str, bundle: Bundle,
             break
         written.append(path)
     return written
-
-
-def _tokenizer(folder: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(folder)
 
 
 def _system_prompt(store: Store, sid: int) -> str:
