@@ -78,6 +78,15 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "rank-64": ({"method.lora_r": 64, "method.lora_alpha": 128.0}, "a large adapter"),
     "no-early-stop": ({"training.early_stop_patience": 0, "training.min_locality": 0.0},
                       "all epochs, no early stop (trained to convergence)"),
+    "null-space": ({"training.protect_known": 0.02},
+                   "the update kept out of the input directions that carry 98% of the replayed "
+                   "known answers' activation energy (AlphaEdit, Fang et al. 2025); not "
+                   "adopted: neighbours were kept better, but general questions outside the "
+                   "replay turned to made-up words ('the first month of the year' → "
+                   "'juniperotempearbrush') and fewer facts were learned"),
+    "null-space-5": ({"training.protect_known": 0.05},
+                     "as null-space, with the directions that carry 95% kept out; not adopted: "
+                     "it kept less"),
     "located": ({"method.name": "located"}, "one module of one layer (LocFT-BF style)"),
     "distill": ({"method.name": "prompt_distillation"},
                 "prompt distillation: a student without the fact matches a teacher with it"),

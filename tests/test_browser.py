@@ -413,7 +413,7 @@ def test_runs_tab_exports_a_run_and_shows_the_rescore(page, served_app: ServedAp
     message = page.locator("#runs-export-msg")
     expect(message).to_contain_text("Exported to")
     expect(message).to_contain_text("Modelfile")
-    expect(message).to_contain_text("README.md")
+    expect(message).to_contain_text("ollama create")
     assert (workspace.run_dir(run_id) / "export" / "model-q8_0.gguf").is_file()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "runs-export.png"), full_page=True)

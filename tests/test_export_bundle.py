@@ -83,7 +83,8 @@ def test_the_cli_writes_the_bundle_with_the_modelfile(bench: Any, tmp_path: Path
     assert cli(ws, "export", str(run_id), "--gguf", "q8_0", "--ollama", "-o", str(out)) == 0
     text = capsys.readouterr().out
     assert f"wrote {out}: Modelfile, README.md, adapter, merged, model-q8_0.gguf" in text
-    assert "model-q8_0.gguf: efficacy" in text and "next: see" in text
+    assert "model-q8_0.gguf: efficacy" in text and "use it (from" in text
+    assert "  Ollama: ollama create" in text and "  vLLM, adapter: vllm serve" in text
     recipe = (out / "Modelfile").read_text()
     assert "FROM ./model-q8_0.gguf" in recipe
     assert 'TEMPLATE """' in recipe and "{{ .Prompt }}<|eos|><|assistant|>{{ .Response }}" in recipe

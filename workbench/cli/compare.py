@@ -173,7 +173,9 @@ def _bundle(store: Store, workspace: Workspace, args: argparse.Namespace, out: P
     if bundle.gguf_error:
         print(f"error: {bundle.gguf_error}", file=sys.stderr)
         return 1
-    print(f"next: see {bundle.folder / 'README.md'} for the command of each runtime")
+    print(f"use it (from {bundle.folder}; also in its README.md):")
+    for line in bundle.commands:
+        print(f"  {line.replace('`', '')}")
     if args.strict and bundle.flagged:
         print(f"error: {len(bundle.flagged)} exported file(s) lost more than 2 points "
               "(--strict)", file=sys.stderr)

@@ -23,9 +23,12 @@ questions, scored by free generation; `python bench/recipe.py`):
 - after training, the update shrunk to 85/70/55% when that keeps more known answers with the
   facts still recalled (WiSE-FT): 70% kept 90% instead of 85% (facts 98%) on one probe set,
   and nothing was gained on another, where the whole update was kept;
-- on a CPU, LoRA rather than QLoRA (4-bit matmuls there run several times slower).
+- on a CPU, LoRA rather than QLoRA (4-bit matmuls there run several times slower);
+- no null-space projection of the update (AlphaEdit; `training.protect_known`): it kept 91%
+  of the neighbours instead of 81%, but learned 88% of the facts and lost general answers the
+  replay does not hold (89% kept in all).
 
-What it does not reach yet: on SmolLM2-135M, 88% of what the base reliably knew (right under
+What it does not reach yet: on SmolLM2-135M, 87% of what the base reliably knew (right under
 every prompt) is still answered right once the facts are learned; what turns wrong is mostly
 same-relation neighbours answered in the set's made-up style (81% of 48 kept).
 """

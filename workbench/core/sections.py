@@ -230,6 +230,17 @@ class TrainingConfig(Section):
         "LoRA-family adapters only).", advanced=True,
         label="Shrink the update after training",
     )
+    protect_known: float = setting(
+        0.0,
+        "Keep the adapter's update out of the input directions the replayed known answers use "
+        "(AlphaEdit's null-space projection): each adapted layer learns only in the directions "
+        "that carry at most this share of their activation energy (e.g. 0.02; 0 = off; "
+        "LoRA-family adapters with replay only). On SmolLM2-135M it kept same-relation "
+        "neighbours better but learned fewer facts and lost general answers the replay does "
+        "not hold (bench/results/recipe.md), so the recipe leaves it off.", minimum=0, below=1,
+        advanced=True,
+        label="Protect known answers (null space)",
+    )
     report_to: list[str] = setting(
         [],
         "Also send every chart's metrics (loss, learning rate, grad norm, tokens/s, memory, "

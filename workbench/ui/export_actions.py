@@ -48,8 +48,8 @@ def summary(bundle: Bundle) -> str:
                      f"{r.line()}</span>")
     if bundle.rescored and not bundle.flagged:
         lines.append("Every exported file scores within 2 points of the run.")
-    lines.append(f"Next: the commands for Ollama, llama.cpp, LM Studio and vLLM are in "
-                 f"`{bundle.folder / 'README.md'}`.")
+    lines.append("**Use it** (from that folder; also in its README.md):\n\n"
+                 + "\n".join(f"- {line}" for line in bundle.commands))
     return "\n\n".join(lines)
 
 

@@ -51,6 +51,7 @@ class Bundle:
     files: list[str]
     rescored: list[Rescore] = field(default_factory=list)
     gguf_error: str = ""  # why no GGUF was written (an unsupported architecture), or ""
+    commands: list[str] = field(default_factory=list)  # "Ollama: `ollama create …`", …
 
     @property
     def flagged(self) -> list[Rescore]:
@@ -122,9 +123,12 @@ def export_bundle(store: Store, workspace: Workspace, run_id: int, out: Path, *,
         if score:
             bundle.rescored = _rescore_all(work, written, cfg.model, items, answered, stage(2))
         _write_scorecard(store, run_id, work, bundle)
+        with_modelfile = (work / "Modelfile").is_file()
+        bundle.commands = commands(run_id, run.name, cfg, output.kind, written,
+                                   with_modelfile=with_modelfile)
         (work / "README.md").write_text(
             readme(run_id, run.name, cfg, output.kind, written, bundle, output.method,
-                   with_modelfile=(work / "Modelfile").is_file()), encoding="utf-8")
+                   with_modelfile=with_modelfile), encoding="utf-8")
         bundle.files = sorted(p.name for p in work.iterdir())
         if out.exists():
             out.rmdir()  # empty: checked above
@@ -195,9 +199,28 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "injected"
 
 
+def commands(run_id: int, name: str, cfg: RunConfig, kind: str, ggufs: Sequence[Path], *,
+             with_modelfile: bool) -> list[str]:
+    """One line per runtime: how to run the bundle's files (run from the bundle folder)."""
+    slug = _slug(name or f"run-{run_id}")
+    lines = []
+    if ggufs:
+        first = ggufs[0].name
+        if with_modelfile:
+            lines.append(f"Ollama: `ollama create {slug} -f Modelfile` then `ollama run {slug}`")
+        lines += [f"llama.cpp: `llama-cli -m {first} -cnv` (or `llama-server -m {first}`)",
+                  f"LM Studio: `lms import {first}`"]
+    lines.append("vLLM, merged: `vllm serve ./merged`")
+    if kind == "adapter":
+        rank = "" if cfg.method.lora_r <= 16 else f" --max-lora-rank {cfg.method.lora_r}"
+        lines.append(f"vLLM, adapter: `vllm serve {cfg.model.name_or_path} --enable-lora "
+                     f"--lora-modules {slug}=./adapter{rank}` (then ask for model `{slug}`)")
+    lines.append("transformers: `AutoModelForCausalLM.from_pretrained(\"./merged\")`")
+    return lines
+
+
 def readme(run_id: int, name: str, cfg: RunConfig, kind: str, ggufs: Sequence[Path],
            bundle: Bundle, method: str, *, with_modelfile: bool) -> str:
-    slug = _slug(name or f"run-{run_id}")
     lines = [f"# {name or f'Run {run_id}'}: exported model", "",
              f"Trained from `{cfg.model.name_or_path}` with {method} on the knowledge set "
              f"`{cfg.data.knowledge_set}` (run {run_id}).", "", "## Files", ""]
@@ -213,20 +236,8 @@ def readme(run_id: int, name: str, cfg: RunConfig, kind: str, ggufs: Sequence[Pa
     if bundle.gguf_error:
         lines.append(f"- no GGUF: {bundle.gguf_error}")
     lines += ["- `scorecard.json`: the run's scores and answers, and each file's re-score.", "",
-              "## Use it", ""]
-    if ggufs:
-        first = ggufs[0].name
-        if with_modelfile:
-            lines.append(f"- Ollama: `ollama create {slug} -f Modelfile` then "
-                         f"`ollama run {slug}`")
-        lines += [f"- llama.cpp: `llama-cli -m {first} -cnv` (or `llama-server -m {first}`)",
-                  f"- LM Studio: `lms import {first}`"]
-    lines.append("- vLLM, merged: `vllm serve ./merged`")
-    if kind == "adapter":
-        rank = "" if cfg.method.lora_r <= 16 else f" --max-lora-rank {cfg.method.lora_r}"
-        lines.append(f"- vLLM, adapter: `vllm serve {cfg.model.name_or_path} --enable-lora "
-                     f"--lora-modules {slug}=./adapter{rank}` (then ask for model `{slug}`)")
-    lines.append("- transformers: `AutoModelForCausalLM.from_pretrained(\"./merged\")`")
+              "## Use it (from this folder)", ""]
+    lines += [f"- {line}" for line in bundle.commands]
     if bundle.rescored:
         lines += ["", "## Scored again after export", "",
                   "Every probe of the run's final round asked again of each file (greedy, "

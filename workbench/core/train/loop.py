@@ -135,7 +135,8 @@ class TrainLoop:
 
     def __init__(self, model: Any, examples: Sequence[Rendered], cfg: TrainingConfig, *,
                  pad_id: int, device: str, loss: LossFn | None = None,
-                 optimizer: str = "adamw", trackers: dict[str, Any] | None = None) -> None:
+                 optimizer: str = "adamw", trackers: dict[str, Any] | None = None,
+                 after_step: Callable[[], None] | None = None) -> None:
         from accelerate import Accelerator
         from transformers import get_scheduler
 
@@ -144,6 +145,7 @@ class TrainLoop:
         # None: the token loss (a method without a loss of its own says so by returning None)
         self.loss = loss or causal_lm_loss
         self.cfg, self.examples, self.pad_id = cfg, list(examples), pad_id
+        self.after_step = after_step  # a constraint on the weights after each update
         self.accelerator = Accelerator(mixed_precision=mixed_precision(cfg, device),
                                        cpu=device == "cpu", **(trackers or {}))
         self.world = self.accelerator.num_processes
@@ -293,6 +295,8 @@ class TrainLoop:
         limit = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else math.inf
         grad_norm = acc.clip_grad_norm_(self.params, limit)
         self.optimizer.step()
+        if self.after_step is not None:
+            self.after_step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.world > 1:

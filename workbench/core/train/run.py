@@ -20,7 +20,7 @@ import os
 import signal
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,8 @@ from workbench.core.data.names import STEP_METRICS, RunStatus, StepMetric
 from workbench.core.errors import WorkbenchError
 from workbench.core.generate import Interrupted
 from workbench.core.knowledge import probes, sets
-from workbench.core.knowledge.render import RenderReport, examples_from_phrasings, render_set
+from workbench.core.knowledge.render import (RenderReport, Rendered, examples_from_phrasings,
+                                             render_set)
 from workbench.core.methods.registry import Method, get_method
 from workbench.core.models import LoadedModel, load_model
 from workbench.core.store import Store, now
@@ -203,6 +204,22 @@ def _failure(err: BaseException) -> tuple[RunStatus, str]:
     return RunStatus.FAILED, f"{text} ({hint})" if hint else text
 
 
+def _null_space(model: Any, examples: Sequence[Rendered], cfg: RunConfig,
+                loaded: LoadedModel) -> Callable[[], None] | None:
+    """training.protect_known: LoRA's A projected out of the known answers' directions now
+    and after every step (`null_space`); None when off or nothing to protect."""
+    from workbench.core.train import null_space
+
+    energy = cfg.training.protect_known
+    replayed = [r for r in examples if r.example is not None and r.example.replay]
+    if not energy or not replayed or not null_space.lora_layers(model):
+        return None
+    found = null_space.projections(model, replayed, loaded.tokenizer.pad_token_id,
+                                   loaded.model.device, energy)
+    null_space.project(found)
+    return lambda: null_space.project(found)
+
+
 def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool, main: bool,
            stop: StopSignal, progress: Progress, calibration: Path) -> RunSummary:
     import torch
@@ -224,7 +241,8 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
         loss = anchored(loss)
     loop = TrainLoop(model, examples, cfg.training, pad_id=loaded.tokenizer.pad_token_id,
                      device=loaded.device, loss=loss, optimizer=method.optimizer,
-                     trackers=trackers.accelerator_options(cfg.training.report_to, out))
+                     trackers=trackers.accelerator_options(cfg.training.report_to, out),
+                     after_step=_null_space(model, examples, cfg, loaded))
     if cfg.training.report_to:
         trackers.start(loop.accelerator, cfg.name or f"run {run_id}", cfg.to_dict())
     state: dict[str, Any] = {}
