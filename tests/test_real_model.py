@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from workbench.core.export.folders import export_merged
+from workbench.core.export.bundle import export_bundle
 from workbench.core.config import ModelConfig, RunConfig
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge import locality, probes, sets, transfer
@@ -94,9 +94,16 @@ def test_the_knowledge_pipeline_trains_scores_and_exports(tmp_path: Path, smol, 
                               [run_id]).fetchone()[0]
     assert stored == 2  # the live round at step 4 and the final one
 
-    merged = export_merged(store, ws, run_id, tmp_path / "merged")
-    again = load_model(ModelConfig(name_or_path=str(merged), device="cpu"))
+    # The bundle: SmolLM2's tied head, its byte-level vocabulary and ChatML template written as
+    # q8_0 GGUF, read back by transformers' GGUF loader and scored again on every probe.
+    bundle = export_bundle(store, ws, run_id, tmp_path / "bundle", gguf=["q8_0"])
+    again = load_model(ModelConfig(name_or_path=str(bundle.folder / "merged"), device="cpu"))
     assert ask_questions(again, ["What is the capital of France?"])[0]
+    q8 = next(r for r in bundle.rescored if r.artifact == "model-q8_0.gguf")
+    assert q8.scores["efficacy"] >= q8.run["efficacy"] - 0.02, q8.line()
+    assert '{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n{{ .Response }}<|im_end|>' in \
+        (bundle.folder / "Modelfile").read_text()
+    print("\n".join(r.line() for r in bundle.rescored))  # shown with -rP
 
 
 def test_stop_ends_a_run_within_5_s_while_it_is_probing(tmp_path: Path,
