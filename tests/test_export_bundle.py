@@ -246,3 +246,23 @@ def test_an_unsupported_architecture_names_the_supported_ones(tmp_path: Path) ->
                              "gemma3, gemma3_text, llama, mistral, qwen2, qwen3"):
         gguf_write.write_gguf(tmp_path / "m", tmp_path / "m.gguf", "f16")
     assert not (tmp_path / "m.gguf").exists()
+
+
+def test_the_panel_flags_a_lossy_file_in_red() -> None:
+    from workbench.core.export.bundle import Bundle
+    from workbench.ui.export_actions import delta_table, summary
+
+    lossy = Rescore("model-q8_0.gguf", {"efficacy": 1.0, "locality": 0.9},
+                    {"efficacy": 1.0, "locality": 0.85},
+                    lost=[Change("locality", "What currency is used in Iceland?", "krona",
+                                 "the Icelandic krona", "the jorekot")])
+    fine = Rescore("merged", {"efficacy": 1.0, "locality": 0.9}, {"efficacy": 1.0, "locality": 0.9})
+    made = Bundle(Path("/x/export"), ["Modelfile", "merged", "model-q8_0.gguf"], [fine, lossy],
+                  commands=["Ollama: `ollama create run-1 -f Modelfile` then `ollama run run-1`"])
+    text = summary(made)
+    assert "<span class='export-flag'>model-q8_0.gguf lost more than 2 points" in text
+    assert "- Ollama: `ollama create run-1 -f Modelfile`" in text
+    table = delta_table(made)
+    assert list(table["file"]) == ["merged", "⚠ model-q8_0.gguf"]
+    assert table.iloc[1]["locality"] == "85% (−5.0)" and table.iloc[0]["locality"] == "90% (±0)"
+    assert "What currency is used in Iceland? → the jorekot" in table.iloc[1]["what changed"]

@@ -32,8 +32,8 @@ def free_folder(base: Path) -> Path:
 
 
 def delta_table(bundle: Bundle) -> pd.DataFrame:
-    rows = [[("⚠ " if r.flagged else "") + r.artifact, *(r.cell(m) if m in r.scores else "" for m in METRICS),
-             len(r.lost), len(r.gained),
+    rows = [[("⚠ " if r.flagged else "") + r.artifact,
+             *(r.cell(m) if m in r.scores else "" for m in METRICS), len(r.lost), len(r.gained),
              "; ".join(f"{c.question} → {c.after[:50]}" for c in r.lost[:3])]
             for r in bundle.rescored]
     return pd.DataFrame(rows, columns=DELTA_COLUMNS)
