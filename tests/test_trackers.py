@@ -46,6 +46,25 @@ def test_tensorboard_gets_every_chart_series_and_the_settings(bench) -> None:
     assert any(b"training/learning_rate" in f.read_bytes() for f in hparams)
 
 
+def test_a_failed_run_still_closes_its_trackers(bench, monkeypatch) -> None:
+    """A run that fails after its trackers started ends them (a wandb or mlflow run is not
+    left open as if still training), and the run says it failed."""
+    ws, store, config = bench
+    closed: list[object] = []
+    monkeypatch.setattr(trackers, "finish", lambda accelerator: closed.append(accelerator))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk went away while saving")
+
+    monkeypatch.setattr(run_module, "save_outputs", broken)
+    run_id = run_module.create_run(store, ws, config(**{"training.max_steps": 2,
+                                                        "training.report_to": ["tensorboard"]}))
+    with pytest.raises(RuntimeError, match="disk went away"):  # a bug-like error propagates
+        run_module.execute_run(store, ws, run_id)
+    assert jobs.get_run(store, run_id)["status"] == "failed"
+    assert len(closed) == 1
+
+
 def test_a_missing_tracker_package_is_one_line_naming_the_install(bench, monkeypatch) -> None:
     ws, store, config = bench
     real = importlib.util.find_spec

@@ -245,93 +245,97 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
                      after_step=_null_space(model, examples, cfg, loaded))
     if cfg.training.report_to:
         trackers.start(loop.accelerator, cfg.name or f"run {run_id}", cfg.to_dict())
-    state: dict[str, Any] = {}
-    if resume:
-        checkpoint = latest_complete(out)
-        if checkpoint is None:
-            raise WorkbenchError(f"run {run_id} has no complete checkpoint to resume from",
-                                 hint="start the run again instead")
-        state = loop.restore(checkpoint)
-        log.info("resumed from %s (step %d)", checkpoint.name, loop.step)
+    try:
+        state: dict[str, Any] = {}
+        if resume:
+            checkpoint = latest_complete(out)
+            if checkpoint is None:
+                raise WorkbenchError(f"run {run_id} has no complete checkpoint to resume from",
+                                     hint="start the run again instead")
+            state = loop.restore(checkpoint)
+            log.info("resumed from %s (step %d)", checkpoint.name, loop.step)
+            if main:
+                _forget_after(store, run_id, loop.step)
+        telemetry = Telemetry(loop.unwrapped, loaded.device, str(loaded.dtype).removeprefix("torch."),
+                              calibration=calibration)
+        log.info("device %s, %d process(es), %d steps of %d examples; %s", loaded.device,
+                 loop.world, loop.total, loop.step_size, telemetry.summary())
+        debug.info("telemetry %s", telemetry.describe())
+        sid = sets.set_id(store, cfg.data.knowledge_set)
+        tracker = Tracker(store, run_id, loaded, lambda: loop.unwrapped, out, sid,
+                          adapter=method.adapter, cfg=cfg, should_stop=stop.requested, state=state)
         if main:
-            _forget_after(store, run_id, loop.step)
-    telemetry = Telemetry(loop.unwrapped, loaded.device, str(loaded.dtype).removeprefix("torch."),
-                          calibration=calibration)
-    log.info("device %s, %d process(es), %d steps of %d examples; %s", loaded.device,
-             loop.world, loop.total, loop.step_size, telemetry.summary())
-    debug.info("telemetry %s", telemetry.describe())
-    sid = sets.set_id(store, cfg.data.knowledge_set)
-    tracker = Tracker(store, run_id, loaded, lambda: loop.unwrapped, out, sid,
-                      adapter=method.adapter, cfg=cfg, should_stop=stop.requested, state=state)
-    if main:
-        runs.update(store, run_id, {"total_steps": loop.total})
-    last_probe = state.get("last_probe_step", 0)
+            runs.update(store, run_id, {"total_steps": loop.total})
+        last_probe = state.get("last_probe_step", 0)
 
-    def on_step(metrics: dict[str, Any]) -> bool:
-        nonlocal last_probe
-        step = metrics[StepMetric.STEP]
-        if not math.isfinite(metrics[StepMetric.LOSS]):
-            raise Diverged(f"loss became {metrics[StepMetric.LOSS]} at step {step}",
-                           hint="lower training.learning_rate or raise training.warmup_ratio")
-        tokens = metrics[StepMetric.TOKENS]
-        metrics.update(telemetry.row(tokens, metrics[StepMetric.STEP_SECONDS],
-                                     tokens / max(metrics[StepMetric.EXAMPLES], 1)))
-        early = False
+        def on_step(metrics: dict[str, Any]) -> bool:
+            nonlocal last_probe
+            step = metrics[StepMetric.STEP]
+            if not math.isfinite(metrics[StepMetric.LOSS]):
+                raise Diverged(f"loss became {metrics[StepMetric.LOSS]} at step {step}",
+                               hint="lower training.learning_rate or raise training.warmup_ratio")
+            tokens = metrics[StepMetric.TOKENS]
+            metrics.update(telemetry.row(tokens, metrics[StepMetric.STEP_SECONDS],
+                                         tokens / max(metrics[StepMetric.EXAMPLES], 1)))
+            early = False
+            if main:
+                _record_step(store, run_id, metrics)
+                trackers.send(loop.accelerator, metrics, step)
+                progress(metrics, loop.total)
+                every = cfg.training.probe_every
+                if every and step % every == 0 and step < loop.total:
+                    try:
+                        trackers.send(loop.accelerator, tracker.probe(step), step, "recall/")
+                        early = bool(tracker.stop_reason)
+                    except Interrupted:  # a Stop mid-round: the round is dropped, the step kept
+                        log.info("stop requested while probing at step %d", step)
+                        return _agree(loop, True)
+                    last_probe = step
+            if _checkpoint_due(cfg, step, loop):
+                loop.save(out, tracker.state(last_probe))
+            return _agree(loop, early or stop.requested())
+
+        stop.in_loop = True
+        result = loop.run(on_step)
+        if result.stopped:
+            # Saved before the final scoring, which may take longer than a supervisor's grace
+            # period between SIGTERM and SIGKILL (`jobs.STOP_GRACE_S`).
+            loop.save(out, tracker.state(result.steps))
+        scores: dict[str, Any] = {}
+        if main and stop.requested():
+            # A user's Stop ends the run now: scoring every probe of a real set takes minutes on
+            # a CPU. The checkpoint is saved; Compare scores the run, Resume continues it.
+            log.info("stopped at step %d: the final scoring was skipped (score the run in "
+                     "Compare, or resume it)", result.steps)
+        elif main:
+            try:
+                # The last weights get a live round of their own (seconds), so the best round is
+                # weighed against them, not against a round some steps before the end.
+                if tracker.best_step is not None and last_probe != result.steps:
+                    tracker.probe(result.steps, closing=True)
+                if tracker.restore_best(lambda folder: _load_adapter(loop.unwrapped, folder)):
+                    log.info("the final round scores the kept weights")
+                # DoRA also learns a magnitude: scaling B alone is no interpolation to the base.
+                if cfg.training.shrink_update and method.adapter and tracker.live and \
+                        not getattr(method.settings, "use_dora", False):
+                    choose_share(tracker.ask_live, LoraShare(loop.unwrapped))
+                scores = tracker.probe(result.steps, final=True)
+                trackers.send(loop.accelerator, scores, result.steps, "final/")
+            except Interrupted:  # a Stop (or SIGTERM) during the final scoring
+                log.info("stopped during the final scoring at step %d", result.steps)
+                scores = {}
+                result.stopped = True
         if main:
-            _record_step(store, run_id, metrics)
-            trackers.send(loop.accelerator, metrics, step)
-            progress(metrics, loop.total)
-            every = cfg.training.probe_every
-            if every and step % every == 0 and step < loop.total:
-                try:
-                    trackers.send(loop.accelerator, tracker.probe(step), step, "recall/")
-                    early = bool(tracker.stop_reason)
-                except Interrupted:  # a Stop mid-round: the round is dropped, the step kept
-                    log.info("stop requested while probing at step %d", step)
-                    return _agree(loop, True)
-                last_probe = step
-        if _checkpoint_due(cfg, step, loop):
-            loop.save(out, tracker.state(last_probe))
-        return _agree(loop, early or stop.requested())
-
-    stop.in_loop = True
-    result = loop.run(on_step)
-    if result.stopped:
-        # Saved before the final scoring, which may take longer than a supervisor's grace
-        # period between SIGTERM and SIGKILL (`jobs.STOP_GRACE_S`).
-        loop.save(out, tracker.state(result.steps))
-    scores: dict[str, Any] = {}
-    if main and stop.requested():
-        # A user's Stop ends the run now: scoring every probe of a real set takes minutes on
-        # a CPU. The checkpoint is saved; Compare scores the run, Resume continues it.
-        log.info("stopped at step %d: the final scoring was skipped (score the run in "
-                 "Compare, or resume it)", result.steps)
-    elif main:
-        try:
-            # The last weights get a live round of their own (seconds), so the best round is
-            # weighed against them, not against a round some steps before the end.
-            if tracker.best_step is not None and last_probe != result.steps:
-                tracker.probe(result.steps, closing=True)
-            if tracker.restore_best(lambda folder: _load_adapter(loop.unwrapped, folder)):
-                log.info("the final round scores the kept weights")
-            # DoRA also learns a magnitude: scaling B alone is no interpolation to the base.
-            if cfg.training.shrink_update and method.adapter and tracker.live and \
-                    not getattr(method.settings, "use_dora", False):
-                choose_share(tracker.ask_live, LoraShare(loop.unwrapped))
-            scores = tracker.probe(result.steps, final=True)
-            trackers.send(loop.accelerator, scores, result.steps, "final/")
-        except Interrupted:  # a Stop (or SIGTERM) during the final scoring
-            log.info("stopped during the final scoring at step %d", result.steps)
-            scores = {}
-            result.stopped = True
-    if main:
-        save_outputs(loop.unwrapped, loaded.tokenizer, cfg, out, method.adapter)
-    telemetry.close()
-    trackers.finish(loop.accelerator)
-    status = (RunStatus.STOPPED if result.stopped and not tracker.stop_reason
-              else RunStatus.COMPLETED)
-    return RunSummary(run_id, status, result.steps, result.final_loss, out, 0.0, scores,
-                      stopped_early=tracker.stop_reason)
+            save_outputs(loop.unwrapped, loaded.tokenizer, cfg, out, method.adapter)
+        telemetry.close()
+        status = (RunStatus.STOPPED if result.stopped and not tracker.stop_reason
+                  else RunStatus.COMPLETED)
+        return RunSummary(run_id, status, result.steps, result.final_loss, out, 0.0, scores,
+                          stopped_early=tracker.stop_reason)
+    finally:
+        # Also when the run fails or is stopped: a tracker's run (wandb, mlflow) is closed,
+        # not left open as if still training.
+        trackers.finish(loop.accelerator)
 
 
 def _load_adapter(model: Any, folder: Path) -> None:
