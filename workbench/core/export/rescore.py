@@ -91,9 +91,11 @@ def run_round(store: Store, run_id: int, sid: int
 def rescore(loaded: LoadedModel, artifact: str, items: Sequence[probing.ProbeItem],
             answered: dict[int, tuple[str, bool]]) -> Rescore:
     answers = probing.ask_items(loaded, loaded.model, items)
-    marks = [(item.metric, probing.score(item, answer)) for item, answer in zip(items, answers)]
-    result = Rescore(artifact, _shares(items, [answered[i.probe_id][1] for i in items]),
-                     {m: v for m, v in probing.shares(marks).items() if m in METRICS})
+    marks = probing.marks(items, answers)
+    before = [(i.metric, probing.AnswerMark(answered[i.probe_id][1], False, None))
+              for i in items]  # the run's own marks, as stored
+    result = Rescore(artifact, _of_metrics(probing.shares(before)),
+                     _of_metrics(probing.shares(marks)))
     for item, answer, (_, mark) in zip(items, answers, marks):
         before, was_right = answered[item.probe_id]
         if was_right != mark.correct:
@@ -102,11 +104,8 @@ def rescore(loaded: LoadedModel, artifact: str, items: Sequence[probing.ProbeIte
     return result
 
 
-def _shares(items: Sequence[probing.ProbeItem], correct: Sequence[bool]) -> dict[str, float]:
-    totals: dict[str, list[bool]] = {}
-    for item, right in zip(items, correct):
-        totals.setdefault(item.metric, []).append(right)
-    return {m: sum(v) / len(v) for m, v in totals.items() if m in METRICS}
+def _of_metrics(shares: dict[str, float]) -> dict[str, float]:
+    return {m: v for m, v in shares.items() if m in METRICS}
 
 
 def load_gguf(path: Path, device: str) -> LoadedModel:

@@ -142,6 +142,11 @@ def score(item: ProbeItem, answer: str) -> AnswerMark:
                       is_exact(answer, item.answer, item.aliases), unchanged)
 
 
+def marks(items: Sequence[ProbeItem], answers: Sequence[str]) -> list[tuple[str, AnswerMark]]:
+    """(metric, mark) of each answer: what `shares` and `record` count."""
+    return [(item.metric, score(item, answer)) for item, answer in zip(items, answers)]
+
+
 def shares(verdicts: Sequence[tuple[str, AnswerMark]]) -> dict[str, float]:
     """Share correct per metric, plus `locality_unchanged` (the share of locality answers
     whose text is the base's) when there were locality answers."""
@@ -175,10 +180,8 @@ def record(store: Store, run_id: int, step: int, items: Sequence[ProbeItem],
            answers: Sequence[str]) -> dict[str, float]:
     """Write one probe_results row per answer; return the share correct per metric (and the
     share of locality answers unchanged, as `locality_unchanged`)."""
-    verdicts, rows = [], []
-    for item, answer in zip(items, answers):
-        verdict = score(item, answer)
-        verdicts.append((item.metric, verdict))
+    verdicts, rows = marks(items, answers), []
+    for item, answer, (_, verdict) in zip(items, answers, verdicts):
         rows.append({"run_id": run_id, "probe_id": item.probe_id, "step": step, "metric": item.metric,
                      "answer": answer, "correct": int(verdict.correct), "exact": int(verdict.exact),
                      "unchanged": None if verdict.unchanged is None else int(verdict.unchanged),

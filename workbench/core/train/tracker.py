@@ -90,8 +90,7 @@ class Tracker:
         search compares weights that are not a step of the run)."""
         answers = probing.ask_items(self.loaded, self.model(), self.live,
                                     should_stop=self.should_stop)
-        return probing.shares([(item.metric, probing.score(item, answer))
-                               for item, answer in zip(self.live, answers)])
+        return probing.shares(probing.marks(self.live, answers))
 
     def _after_live_round(self, step: int, scores: dict[str, float], *, decide: bool) -> None:
         score = combined_score(scores)
