@@ -87,7 +87,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "null-space-5": ({"training.protect_known": 0.05},
                      "as null-space, with the directions that carry 95% kept out; not adopted: "
                      "it kept less"),
-    "located": ({"method.name": "located"}, "one module of one layer (LocFT-BF style)"),
+    "located": ({"method.name": "located", "data.replay_match": "answers"},
+                "one module of one layer (LocFT-BF style); full weights, so replay by "
+                "cross-entropy on the base's answers"),
     "distill": ({"method.name": "prompt_distillation"},
                 "prompt distillation: a student without the fact matches a teacher with it"),
     "rslora": ({"method.name": "rslora"}, "rsLoRA scaling"),
