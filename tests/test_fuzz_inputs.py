@@ -662,12 +662,14 @@ def test_set_names(bench: SimpleNamespace, name: str) -> None:
     sets.delete_set(bench.store, created)
 
 
-def test_a_set_named_like_an_id_is_found_by_its_name(bench: SimpleNamespace) -> None:
-    """Names are looked up before ids: a set called "0" or "2024" stays reachable."""
+def test_a_set_named_like_an_id_is_found_by_its_name(tmp_path: Path) -> None:
+    """Names are looked up before ids: a set called "0" or "2024" stays reachable. A fresh
+    workspace: the module's shared one may already hold a generated set called "²"."""
+    store = Store(resolve_workspace(tmp_path / "ws").db_path)
     for name in ("0", "2024", "²"):
-        _, message = act.add_fact(bench.store, name, "", f"Which set is {name}?", name, "", "")
-        sid = sets.set_id(bench.store, name)
-        assert [f.answer for f in sets.list_facts(bench.store, sid)] == [name], message
+        _, message = act.add_fact(store, name, "", f"Which set is {name}?", name, "", "")
+        sid = sets.set_id(store, name)
+        assert [f.answer for f in sets.list_facts(store, sid)] == [name], message
 
 
 @pytest.fixture(scope="module")
