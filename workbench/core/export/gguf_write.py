@@ -107,11 +107,6 @@ def plan(folder: Path, config: Any, kind: str) -> list[PlannedTensor]:
     return planned
 
 
-def expected_bytes(folder: Path, config: Any, kind: str) -> int:
-    """The file's size give or take its metadata (the vocabulary: a few MB at most)."""
-    return sum(t.nbytes for t in plan(folder, config, kind)) + 16 * 2**20
-
-
 def write_gguf(folder: Path, out: Path, kind: str, *, name: str = "",
                progress: Progress = no_progress) -> Path:
     """Write `folder` (a saved transformers model with its tokenizer) to `out` as GGUF."""
