@@ -27,9 +27,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from results_io import RESULTS, write_results  # noqa: E402
+from workbench.core.knowledge.locality import ROBUST_SYSTEMS  # noqa: E402
 
 SHARES = (0.0, 0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 1.0)
-SYSTEMS = ("", "You are a helpful assistant.", "Answer the question briefly and correctly.")
+SYSTEMS = ("", *ROBUST_SYSTEMS)  # no system prompt, then the ones locality probes must pass
 
 
 def measure(variant: str, shares: list[float]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from workbench.core.knowledge.render import Example, render_example
+from workbench.core.methods.lora import lora_layers
 from workbench.core.train import null_space
 
 
@@ -28,7 +29,7 @@ def test_the_update_leaves_the_known_inputs_alone(tiny_llama: Path) -> None:
              [("What is the capital of France?", "Paris."), ("Who wrote Hamlet?", "Shakespeare."),
               ("What is the capital of Japan?", "Tokyo.")]]
     found = null_space.projections(model, known, tok.pad_token_id, "cpu", energy=0.05)
-    layers = null_space.lora_layers(model)
+    layers = lora_layers(model)
     assert len(found) == len(layers) == 2
     inputs: dict[object, torch.Tensor] = {}
     handles = [layer.base_layer.register_forward_pre_hook(

@@ -52,10 +52,8 @@ def load_general_knowledge(path: Path = LOCALITY_FILE) -> list[dict[str, Any]]:
 def knowledge_pool(loaded: LoadedModel) -> list[dict[str, Any]]:
     """The general-knowledge questions for this model: its own list when its folder ships one
     (the demo model knows only its synthetic world), else the shipped list."""
-    if loaded.source.kind == "local":
-        own = Path(loaded.source.location) / MODEL_KNOWLEDGE_FILE
-        if own.is_file():
-            return load_general_knowledge(own)
+    if _ships_own_knowledge(loaded):
+        return load_general_knowledge(Path(loaded.source.location) / MODEL_KNOWLEDGE_FILE)
     return load_general_knowledge()
 
 

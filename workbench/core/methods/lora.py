@@ -111,6 +111,13 @@ def apply(model: Any, settings: LoraSettings) -> Any:
 
 
 # --- memory ---------------------------------------------------------------------------------
+def lora_layers(model: Any) -> list[Any]:
+    """The peft LoRA-wrapped linear layers of `model` (each with `lora_A`, `lora_B` and
+    `base_layer`): what the shrink step scales and the null-space projection constrains."""
+    return [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")
+            and len(getattr(m, "lora_A", {})) > 0]
+
+
 def targets_in(shape: ModelShape, targets: list[str]) -> list[tuple[str, int, int]]:
     """The linears peft wraps: all-linear = all but the output head; names match a module
     whose name equals them or ends with "." + them."""

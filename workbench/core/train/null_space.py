@@ -22,15 +22,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench.core.knowledge.render import Rendered
+from workbench.core.methods.lora import lora_layers
 
 log = logging.getLogger("workbench.train")
 BATCH = 16
-
-
-def lora_layers(model: Any) -> list[Any]:
-    """The peft LoRA-wrapped linear layers of `model` (each with `lora_A` and `base_layer`)."""
-    return [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")
-            and len(getattr(m, "lora_A", {})) > 0]
 
 
 def projections(model: Any, rows: Sequence[Rendered], pad_id: int, device: Any,

@@ -208,11 +208,12 @@ def _null_space(model: Any, examples: Sequence[Rendered], cfg: RunConfig,
                 loaded: LoadedModel) -> Callable[[], None] | None:
     """training.protect_known: LoRA's A projected out of the known answers' directions now
     and after every step (`null_space`); None when off or nothing to protect."""
+    from workbench.core.methods.lora import lora_layers
     from workbench.core.train import null_space
 
     energy = cfg.training.protect_known
     replayed = [r for r in examples if r.example is not None and r.example.replay]
-    if not energy or not replayed or not null_space.lora_layers(model):
+    if not energy or not replayed or not lora_layers(model):
         return None
     found = null_space.projections(model, replayed, loaded.tokenizer.pad_token_id,
                                    loaded.model.device, energy)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from workbench.core.data.names import ScoreMetric
+from workbench.core.methods.lora import lora_layers
 from workbench.core.scoring import percent
 from workbench.core.train.runlog import log
 
@@ -28,8 +29,7 @@ class LoraShare:
     """Sets the share s of a peft LoRA model's learned update (its B matrices times s)."""
 
     def __init__(self, model: Any) -> None:
-        self.weights = [m.weight for name, m in model.named_modules()
-                        if ".lora_B." in f"{name}." and hasattr(m, "weight")]
+        self.weights = [b.weight for layer in lora_layers(model) for b in layer.lora_B.values()]
         self.original = [w.detach().clone() for w in self.weights]
 
     def __call__(self, share: float) -> None:
