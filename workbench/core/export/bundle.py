@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.core.compare.pool import folder_bytes, run_knowledge_set
+from workbench.core.compare.pool import RunOutput, folder_bytes, run_knowledge_set
 from workbench.core.config import ModelConfig, RunConfig
 from workbench.core.data import runs
 from workbench.core.errors import WorkbenchError
@@ -62,12 +62,9 @@ def gguf_name(kind: str) -> str:
     return f"model-{kind}.gguf"
 
 
-def expected_bytes(store: Store, workspace: Workspace, run_id: int,
-                   gguf: Sequence[str]) -> int:
+def expected_bytes(output: RunOutput, cfg: RunConfig, gguf: Sequence[str]) -> int:
     """What the bundle will take on disk: the adapter as saved, the merged model at 4 bytes a
     parameter (it is merged at full precision), each GGUF at its type's size."""
-    output = finished_output(store, workspace, run_id)
-    cfg = RunConfig.from_run(runs.get(store, run_id))
     params = model_shape(dataclasses.replace(cfg.model, quantization="none")).total_params
     per_param = {"f16": 2.0, "q8_0": 34 / 32}
     adapter = folder_bytes(output.folder) if output.kind == "adapter" else 0
@@ -100,7 +97,7 @@ def export_bundle(store: Store, workspace: Workspace, run_id: int, out: Path, *,
         raise WorkbenchError(f"the folder {parent} does not exist", hint="create it first")
     sid = run_knowledge_set(store, run_id)[0]
     items, answered = run_round(store, run_id, sid) if score else ([], {})
-    needed = expected_bytes(store, workspace, run_id, gguf)
+    needed = expected_bytes(output, cfg, gguf)
     free = check_disk(parent, needed)
     progress(0.0, f"exporting run {run_id}: about {format_bytes(needed)} "
                   f"({format_bytes(free)} free)")

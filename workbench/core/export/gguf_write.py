@@ -47,7 +47,8 @@ class UnsupportedArchitecture(WorkbenchError):
 
 @dataclass(frozen=True)
 class PlannedTensor:
-    source: str  # the name in the safetensors files
+    source: str  # the name in the safetensors files ('' for a tensor computed here)
+    file: str  # the safetensors file that holds it
     name: str  # the GGUF name
     shape: tuple[int, ...]
     kind: str  # "f32" | "f16" | "q8_0"
@@ -86,7 +87,7 @@ def plan(folder: Path, config: Any, kind: str) -> list[PlannedTensor]:
     names = get_tensor_name_map(key, config.num_hidden_layers)
     tied = bool(getattr(config, "tie_word_embeddings", False))
     planned = []
-    for source, shape in _shapes(folder).items():
+    for source, (file, shape) in _shapes(folder).items():
         stem, _, suffix = source.rpartition(".")
         if tied and stem == "lm_head":
             continue  # llama.cpp reads the embedding as the output head when none is stored
@@ -100,10 +101,11 @@ def plan(folder: Path, config: Any, kind: str) -> list[PlannedTensor]:
             tensor_kind = "q8_0"
         else:
             tensor_kind = "f16"
-        planned.append(PlannedTensor(source, f"{mapped}.{suffix}", tuple(shape), tensor_kind))
+        planned.append(PlannedTensor(source, file, f"{mapped}.{suffix}", tuple(shape),
+                                     tensor_kind))
     rope = rope_freqs(config)
     if rope is not None:
-        planned.append(PlannedTensor("", "rope_freqs.weight", (len(rope),), "f32"))
+        planned.append(PlannedTensor("", "", "rope_freqs.weight", (len(rope),), "f32"))
     return planned
 
 
@@ -135,7 +137,7 @@ def write_gguf(folder: Path, out: Path, kind: str, *, name: str = "",
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for i, (t, data) in enumerate(zip(tensors, _read(folder, tensors, config, arch))):
+        for i, (t, data) in enumerate(zip(tensors, _read(tensors, config, arch))):
             writer.write_tensor_data(_convert(data, t.kind))
             progress((i + 1) / len(tensors), f"{out.name}: {t.name}")
     finally:
@@ -143,33 +145,30 @@ def write_gguf(folder: Path, out: Path, kind: str, *, name: str = "",
     return out
 
 
-def _shapes(folder: Path) -> dict[str, list[int]]:
+def _shapes(folder: Path) -> dict[str, tuple[str, list[int]]]:
+    """Each tensor of the folder's safetensors: (its file, its shape), from the headers."""
     from safetensors import safe_open
 
-    shapes: dict[str, list[int]] = {}
+    shapes: dict[str, tuple[str, list[int]]] = {}
     for path in sorted(folder.glob("*.safetensors")):
         with safe_open(path, "pt") as handle:
             for key in handle.keys():
-                shapes[key] = list(handle.get_slice(key).get_shape())
+                shapes[key] = (str(path), list(handle.get_slice(key).get_shape()))
     if not shapes:
         raise WorkbenchError(f"{folder} has no safetensors weights to write as GGUF")
     return shapes
 
 
-def _read(folder: Path, tensors: list[PlannedTensor], config: Any, arch: str) -> Iterator[Any]:
+def _read(tensors: list[PlannedTensor], config: Any, arch: str) -> Iterator[Any]:
     """Each planned tensor's data as float32 numpy, rewritten as llama.cpp stores it."""
     import torch
     from safetensors import safe_open
 
-    where = {}
-    for path in sorted(folder.glob("*.safetensors")):
-        with safe_open(path, "pt") as handle:
-            where.update({key: path for key in handle.keys()})
     for t in tensors:
         if not t.source:
             yield rope_freqs(config)
             continue
-        with safe_open(where[t.source], "pt") as handle:
+        with safe_open(t.file, "pt") as handle:
             data = handle.get_tensor(t.source).to(torch.float32)
         yield _rewrite(data, t.name, config, arch).numpy()
 
@@ -301,11 +300,15 @@ def _add_tokenizer(writer: Any, tokenizer: Any, rows: int) -> None:
         token_id = getattr(tokenizer, f"{token}_token_id", None)
         if token_id is not None:
             add(int(token_id))
-    bos = tokenizer.bos_token_id
-    starts = tokenizer("a")["input_ids"][:1]
-    writer.add_add_bos_token(bos is not None and starts == [bos])
+    writer.add_add_bos_token(adds_bos(tokenizer))
     if getattr(tokenizer, "chat_template", None):
         writer.add_chat_template(tokenizer.chat_template)
+
+
+def adds_bos(tokenizer: Any) -> bool:
+    """Whether the tokenizer starts every text with BOS itself (llama.cpp's add_bos_token)."""
+    bos = tokenizer.bos_token_id
+    return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
 
 
 def _pre_name(pre: dict[str, Any] | None) -> str:

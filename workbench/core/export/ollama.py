@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.core.errors import WorkbenchError
+from workbench.core.export.gguf_write import adds_bos
 
 _SYSTEM, _USER, _ANSWER = "\x01SYSTEM\x01", "\x01USER\x01", "\x01ANSWER\x01"
 
@@ -35,13 +36,11 @@ def chat_pieces(tokenizer: Any) -> ChatPieces:
     tokenizer adds it itself (llama.cpp then adds it too: writing it again would double it)."""
     if not getattr(tokenizer, "chat_template", None):
         raise WorkbenchError("the model has no chat template to write into the Modelfile")
-    bos = tokenizer.bos_token_id
-    adds_bos = bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
+    bos = "" if adds_bos(tokenizer) else (tokenizer.bos_token or "")
 
     def render(messages: list[dict[str, str]], generation: bool) -> str:
         return tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=generation,
-            bos_token="" if adds_bos else (tokenizer.bos_token or ""))
+            messages, tokenize=False, add_generation_prompt=generation, bos_token=bos)
 
     user = {"role": "user", "content": _USER}
     plain = render([user], True)
