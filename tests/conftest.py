@@ -86,6 +86,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     )
 
 
+def accelerate_command(*args: str, processes: int = 2) -> list[str]:
+    """`accelerate launch` of `workbench ARGS` over `processes` CPU processes (gloo), as the
+    README documents it (accelerate's --cpu starts one process unless MPI is set up, so CPU
+    runs use the --multi_gpu launcher with model.device cpu)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+            "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "-m", "workbench", *args]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,7 +11,9 @@ from workbench.core.data.records import ACTIVE, RESUMABLE, SCORE_METRICS, Run, R
 from workbench.core.store import Store
 
 PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
-MAX_SQL_MODULES = 4
+# store.py (transactions), data/migrations.py (the schema), data/runs.py, data/knowledge.py,
+# data/phrasings.py
+MAX_SQL_MODULES = 5
 # A call that runs SQL, or a statement keyword as it is written in a query string.
 SQL_CALL = re.compile(r"\.execute\(|executemany\(|executescript\(|execute_returning_dicts\(")
 SQL_TEXT = re.compile(r"\b(SELECT\b.*\bFROM|INSERT (OR [A-Z]+ )?INTO|UPDATE \w+ SET|DELETE FROM|"
@@ -23,7 +25,7 @@ def _modules_with(pattern: re.Pattern[str]) -> set[str]:
             if pattern.search(path.read_text(encoding="utf-8"))}
 
 
-def test_sql_lives_in_at_most_four_modules_none_in_the_ui() -> None:
+def test_sql_lives_in_at_most_five_modules_none_in_the_ui() -> None:
     found = _modules_with(SQL_CALL) | _modules_with(SQL_TEXT)
     assert len(found) <= MAX_SQL_MODULES, sorted(found)
     assert not [m for m in found if m.startswith("workbench/ui/")], sorted(found)

@@ -11,11 +11,9 @@ at every step: that only holds when the gradients really are all-reduced.
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, accelerate_command, run_cli
 from workbench.core.config import RunConfig
 from workbench.core.store import Store
 
@@ -36,11 +34,8 @@ def test_accelerate_launch_two_processes_matches_one(tmp_path, tiny_llama) -> No
               "training.learning_rate": 1e-2, "training.probe_every": 0}
     two = RunConfig().with_values({**values, "training.micro_batch_size": 2}).save(tmp_path / "two.yaml")
     one = RunConfig().with_values({**values, "training.micro_batch_size": 4}).save(tmp_path / "one.yaml")
-    launched = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-         "-m", "workbench", "--workspace", str(ws), "train", str(two)],
-        capture_output=True, text=True, timeout=300, cwd=REPO)
+    launched = subprocess.run(accelerate_command("--workspace", str(ws), "train", str(two)),
+                              capture_output=True, text=True, timeout=300, cwd=REPO)
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert run_cli("--workspace", str(ws), "train", str(one)).returncode == 0
     store = Store(ws / "workbench.db")

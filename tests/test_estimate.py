@@ -314,3 +314,29 @@ def test_the_bar_legend_and_the_breakdown_give_the_same_activations() -> None:
     assert "activations 157.5 MiB at the peak" in text
     assert "of 158.5 MiB of activations, 1.0 MiB are freed" in text
     assert sum(dict(memory_parts(est)).values()) == est.total
+
+
+# --- several processes ---------------------------------------------------------------------------
+def test_fsdp_divides_what_it_shards_by_the_processes(llama7b: Path) -> None:
+    """The issue's case: a 7B model in bf16 LoRA does not fit a 12 GB card, nor two under DDP
+    (each holds it all); FSDP over two puts half the layers in each, plus the two layers it
+    gathers at a time and the embeddings and head it keeps whole."""
+    card = DeviceInfo("cuda", "test 12 GB GPU", 12 * GiB, count=2)
+    base = {"training.micro_batch_size": 1, "training.gradient_checkpointing": True}
+    one = estimate_memory(_run(llama7b, **base), device=card, seq_len=256)
+    ddp = estimate_memory(_run(llama7b, **base, **{"training.processes": 2}), device=card,
+                          seq_len=256)
+    fsdp = estimate_memory(_run(llama7b, **base, **{"training.processes": 2,
+                                                    "training.distributed": "fsdp"}),
+                           device=card, seq_len=256)
+    assert not one.fits and not ddp.fits and fsdp.fits
+    assert ddp.total == one.total and not ddp.sharded
+    shape = model_shape(ModelConfig(name_or_path=str(llama7b)))
+    root = (shape.embedding_params + shape.head_params) * 2
+    layers = one.weights - root
+    assert fsdp.weights == layers // 2 + 2 * layers // 32 + root
+    assert fsdp.optimizer == -(-one.optimizer // 2) and fsdp.trainable == -(-one.trainable // 2)
+    assert fsdp.activations == one.activations  # each process runs its own micro-batch
+    assert any("per process of 2 (fsdp)" in line for line in fsdp.lines())
+    assert any("per process of 2 (ddp)" in line and "fsdp would split" in line
+               for line in ddp.lines())

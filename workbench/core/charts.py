@@ -198,13 +198,22 @@ def _capacity(rows: list[Row], capacity: float | None) -> float | None:
     return None
 
 
-def memory_figure(metrics: Iterable[Row] | None, capacity: float | None = None) -> go.Figure:
+def processes_note(processes: int | None, sharded: bool = False) -> str:
+    """" · largest of 2 processes (FSDP)" for a run on several processes, else ''."""
+    if not processes or processes < 2:
+        return ""
+    return f" · largest of {processes} processes ({'FSDP' if sharded else 'DDP'})"
+
+
+def memory_figure(metrics: Iterable[Row] | None, capacity: float | None = None, *,
+                  processes: int | None = None, sharded: bool = False) -> go.Figure:
     """Allocated, reserved and peak memory in GiB per step, against the device's capacity
     (bytes; from the argument, else from the rows). The y-axis is scaled to the run's own
     peak: a 0.3 GiB CPU run under a 23.5 GiB capacity line drew a flat line at the bottom.
     Where the capacity is within reach (a run using a fair part of its card: would it fit on
     a smaller one?) it is a dashed line on the axis; far above, it is a note of how much of
-    it the peak uses. Before any row, the axis shows the capacity the run will have to fit."""
+    it the peak uses. Before any row, the axis shows the capacity the run will have to fit.
+    A run on several processes records the largest process's memory (the title says so)."""
     rows = _by_step(metrics)
     fig = go.Figure()
     top = 0.0
@@ -215,7 +224,7 @@ def memory_figure(metrics: Iterable[Row] | None, capacity: float | None = None) 
             fig.add_trace(_line(x, y, name, COLORS[key],
                                 hovertemplate=_hover("%{y:.2f} GiB")))
             top = max(top, *y)
-    _layout(fig, "Memory", "GiB")
+    _layout(fig, "Memory" + processes_note(processes, sharded), "GiB")
     cap = _capacity(rows, capacity)
     if cap is not None:
         cap_gib = cap / GIB
@@ -261,9 +270,9 @@ def throughput_title(rows: Sequence[Row]) -> str:
     return "Throughput"
 
 
-def throughput_figure(metrics: Iterable[Row] | None) -> go.Figure:
-    """Tokens per second per step, and model FLOPs utilisation in percent on a right-hand
-    axis (the worker stores MFU as a fraction of the device's peak)."""
+def throughput_figure(metrics: Iterable[Row] | None, *, processes: int | None = None) -> go.Figure:
+    """Tokens per second per step (of every process together), and model FLOPs utilisation in
+    percent on a right-hand axis (the worker stores MFU as a fraction of the device's peak)."""
     rows = _by_step(metrics)
     fig = go.Figure()
     x, y = _series(rows, StepMetric.TOKENS_PER_S)
@@ -275,7 +284,10 @@ def throughput_figure(metrics: Iterable[Row] | None) -> go.Figure:
         fig.add_trace(_line(mx, my, "MFU", COLORS[StepMetric.MFU], yaxis="y2",
                             line={"width": 1.5, "dash": "dash"},
                             hovertemplate=_hover("%{y:.1f}%")))
-    _layout(fig, throughput_title(rows), "tokens/s", secondary="MFU (%)" if mx else None)
+    title = throughput_title(rows)
+    if processes and processes > 1:
+        title += f" · all {processes} processes"
+    _layout(fig, title, "tokens/s", secondary="MFU (%)" if mx else None)
     fig.update_yaxes(rangemode="tozero")
     if mx:
         # MFU is tokens/s times a constant: on two auto-scaled axes the lines coincide and MFU

@@ -61,6 +61,11 @@ class RunConfig:
         # Rules that tie the method to the other sections belong to the method (its
         # settings' validate), so a new method brings its own.
         self.method.settings.validate(self)
+        if self.training.distributed == "fsdp" and self.training.protect_known:
+            raise ConfigError(
+                "training.protect_known projects each whole LoRA matrix, which a sharded "
+                "(fsdp) run never holds in one process",
+                hint="set training.protect_known to 0 or training.distributed to ddp")
 
     @property
     def effective_quantization(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -133,3 +133,14 @@ def memory_in_use(device: str) -> int:
     from workbench.core.memory import memory_snapshot
 
     return int(memory_snapshot(device)["mem_allocated"] or 0)
+
+
+def is_sharded(model: Any) -> bool:
+    """True when `model` is FSDP2-sharded over more than one process: every forward pass then
+    needs all of them (`train/sharding.py`)."""
+    try:
+        import torch.distributed as dist
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return isinstance(model, FSDPModule) and dist.is_initialized() and dist.get_world_size() > 1

@@ -174,6 +174,14 @@ def _small_batch_decode(device: str) -> Iterator[None]:
         _SMALL_BATCH.on = False
 
 
+def _device_of(model: Any, default: str) -> str:
+    """Where `model`'s first parameter lives ("cuda:0", "cpu"), else `default`."""
+    try:
+        return str(next(model.parameters()).device)
+    except (StopIteration, AttributeError, TypeError):
+        return default
+
+
 def generate_ids(
     loaded: LoadedModel,
     prompts: Sequence[list[int]],
@@ -213,9 +221,18 @@ def generate_ids(
             tok, len(prompts), first_line=first_line, should_stop=should_stop)
     if should_stop is not None and should_stop():
         raise Interrupted
-    with torch.no_grad(), _small_batch_decode(loaded.device):
+    from workbench.core.device import is_sharded
+
+    if is_sharded(model):
+        # Every rank runs the forward passes until all are done: the others hold the rest of
+        # each layer's weights (the caller asks the same questions on every rank).
+        kwargs["synced_gpus"] = True
+    # The model's own device: a sharded run's base model is still in RAM when the replay
+    # screening asks it, before FSDP moves it to the GPU (models.placement).
+    where = _device_of(model, loaded.device)
+    with torch.no_grad(), _small_batch_decode(where):
         out = model.generate(
-            input_ids=input_ids.to(loaded.device), attention_mask=attention.to(loaded.device),
+            input_ids=input_ids.to(where), attention_mask=attention.to(where),
             max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=tok.eos_token_id,
             **kwargs,
         )

@@ -13,6 +13,7 @@ Every way loading can fail because of the user's input or environment is turned 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -199,7 +200,8 @@ def _quiet_optional_kernel_notice() -> None:
     )
 
 
-def _quantization_config(quantization: str, device: str, dtype: torch.dtype) -> Any:
+def _quantization_config(quantization: str, device: str, dtype: torch.dtype, *,
+                         shardable: bool = False) -> Any:
     if quantization == "none":
         return None
     if device == "mps":
@@ -226,6 +228,10 @@ def _quantization_config(quantization: str, device: str, dtype: torch.dtype) -> 
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,  # quantizes the quantization constants: ~0.4 bit/param
         bnb_4bit_compute_dtype=dtype,
+        # Sharded (FSDP) runs store the packed 4-bit weights in the compute dtype: FSDP
+        # shards floating tensors, and uint8 storage would not survive its DTensor conversion
+        # (the QLoRA + FSDP recipe). Same bytes, same quantization.
+        **({"bnb_4bit_quant_storage": dtype} if shardable else {}),
     )
 
 
@@ -277,10 +283,10 @@ def load_tokenizer(cfg: ModelConfig, *, progress: Progress = no_progress) -> Any
 
 
 def load_model(cfg: ModelConfig, *, quantization: str | None = None,
-               progress: Progress = no_progress) -> LoadedModel:
+               progress: Progress = no_progress, shardable: bool = False) -> LoadedModel:
     """Load model + tokenizer as `cfg` says (`quantization` overrides cfg.quantization, e.g.
     the run's effective quantization for QLoRA). `progress` follows a first-use GGUF import
-    or hub download."""
+    or hub download. `shardable`: a 4-bit base is stored so FSDP can shard it."""
     quantization = quantization or cfg.quantization
     source = resolve_source(cfg.name_or_path, cfg.revision, progress=progress)
     if source.kind == "local":
@@ -291,13 +297,13 @@ def load_model(cfg: ModelConfig, *, quantization: str | None = None,
         source = replace(source, snapshot=str(fetch(source.location, source.revision, progress)))
     device = pick_device(cfg.device)
     dtype = pick_dtype(device, cfg.dtype)
-    quant_config = _quantization_config(quantization, device, dtype)
+    quant_config = _quantization_config(quantization, device, dtype, shardable=shardable)
     tokenizer = _load_tokenizer(source, cfg)
     fallback = _ensure_chat_template(tokenizer)
 
     before = memory_in_use(device)
     started = time.perf_counter()
-    model = _load_weights(source, cfg, device, dtype, quant_config)
+    model = _load_weights(source, cfg, device, dtype, quant_config, shardable=shardable)
     model.eval()
     return LoadedModel(
         model=model, tokenizer=tokenizer, source=source, device=device, dtype=dtype,
@@ -307,8 +313,22 @@ def load_model(cfg: ModelConfig, *, quantization: str | None = None,
     )
 
 
+def placement(device: str, *, quantized: bool, shardable: bool = False) -> dict[str, Any]:
+    """Where `from_pretrained` puts the weights while loading. On a GPU, straight onto this
+    process's own card (LOCAL_RANK under `accelerate launch`; no full copy in RAM first).
+    A sharded run's unquantized weights load into RAM instead: FSDP moves each process's
+    1/N onto its card, so a model bigger than one card never has to fit on one."""
+    if device == "cpu" and not quantized:
+        return {}
+    if device == "cuda":
+        if shardable and not quantized:
+            return {}
+        return {"device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))}}
+    return {"device_map": {"": device}}
+
+
 def _load_weights(source: ModelSource, cfg: ModelConfig, device: str, dtype: Any,
-                  quant_config: Any) -> Any:
+                  quant_config: Any, *, shardable: bool = False) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -322,9 +342,7 @@ def _load_weights(source: ModelSource, cfg: ModelConfig, device: str, dtype: Any
         kwargs["attn_implementation"] = cfg.attn_implementation
     if quant_config is not None:
         kwargs["quantization_config"] = quant_config
-    if device != "cpu" or quant_config is not None:
-        # Place weights straight onto the device while loading (no full copy in RAM first).
-        kwargs["device_map"] = {"": 0 if device == "cuda" else device}
+    kwargs.update(placement(device, quantized=quant_config is not None, shardable=shardable))
     try:
         return AutoModelForCausalLM.from_pretrained(source.folder, **kwargs)
     except torch.OutOfMemoryError:

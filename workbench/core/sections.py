@@ -184,6 +184,19 @@ class TrainingConfig(Section):
         advanced=True,
         label="Compile the model (torch.compile)",
     )
+    distributed: str = setting(
+        "ddp",
+        "How `accelerate launch` with several processes spreads the run: ddp keeps a whole copy "
+        "of the model in every process; fsdp shards the weights, gradients and optimizer state "
+        "across them (FSDP2), so a model too big for one GPU trains on two. One process trains "
+        "alone either way.",
+        choices=("ddp", "fsdp"), advanced=True, label="Several processes",
+    )
+    processes: int = setting(
+        1, "The number of processes you will launch the run with (accelerate launch "
+        "--num_processes): the memory estimate divides what fsdp shards by it. The run logs "
+        "it when the launch differs.", minimum=1, advanced=True, label="Processes",
+    )
     seed: int = setting(42, "Random seed for shuffling and initialisation.", minimum=0,
                         advanced=True, label="Random seed")
     checkpoint_every: int = setting(

@@ -60,8 +60,10 @@ def poll(store: Store, feed: RunFeed | None, run_id: int | None) -> tuple[RunFee
 
 
 def figures(feed: RunFeed) -> list[Any]:
+    processes, sharded = feed.run.get("processes"), bool(feed.run.get("sharded"))
     return [charts.loss_figure(feed.metrics), charts.lr_figure(feed.metrics),
-            charts.memory_figure(feed.metrics), charts.throughput_figure(feed.metrics),
+            charts.memory_figure(feed.metrics, processes=processes, sharded=sharded),
+            charts.throughput_figure(feed.metrics, processes=processes),
             charts.recall_figure(feed.recall)]
 
 

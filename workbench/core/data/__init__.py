@@ -1,5 +1,5 @@
-"""The data layer: every SQL statement of the workbench lives in `store.py` (schema,
-migrations, transactions) or in this package, so a change of table touches one place and the
+"""The data layer: every SQL statement of the workbench lives in `store.py` (transactions),
+`migrations.py` (the schema) or the modules below, so a change of table touches one place and the
 rest of the code reads typed rows instead of composing queries.
 
 - `names.py`: run statuses and metric names shared by every layer; `records.py`: `Run`

@@ -43,6 +43,8 @@ class Run:
     resumes: int = 0
     total_steps: int | None = None
     stop_reason: str = ""
+    processes: int = 1  # accelerate launch's processes
+    sharded: bool = False  # FSDP: each process held a share of the model
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:

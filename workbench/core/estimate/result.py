@@ -36,6 +36,8 @@ class MemoryEstimate:
     seq_len: int
     batch: int
     trainable_params: int
+    processes: int = 1  # processes of the launch (training.processes); the terms are per process
+    sharded: bool = False  # FSDP: weights, trained weights, gradients and optimizer state / N
     suggestion: str = ""  # '' when it fits, else the first change that makes it fit
     suggested_values: tuple[tuple[str, Any], ...] = ()  # that change as ("training.x", value)
 
@@ -79,6 +81,13 @@ class MemoryEstimate:
                        f"while loading sets the peak")
         what = "Python and libraries" if self.device == "cpu" else "allocator workspaces"
         out.append(f"runtime {format_bytes(self.runtime)} ({what})")
+        if self.sharded:
+            out.append(f"per process of {self.processes} (fsdp): weights, trained weights, "
+                       f"gradients and optimizer state are each split {self.processes} ways; "
+                       f"two layers and the embeddings and head are held whole")
+        elif self.processes > 1:
+            out.append(f"per process of {self.processes} (ddp): every process holds all of it; "
+                       f"training.distributed fsdp would split the weights and optimizer state")
         if self.suggestion:
             out.append(f"to fit: {self.suggestion}")
         return out

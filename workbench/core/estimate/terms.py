@@ -134,6 +134,11 @@ def breakdown(cfg: RunConfig, device: DeviceInfo, seq_len: int,
     # A gradient per trained weight, at its precision; adapters are weights of their own.
     trainable = trained * (param_bytes + (param_bytes if terms.adds_weights else 0))
     optimizer = _optimizer_bytes(method.optimizer, kind, trained, param_bytes)
+    processes = cfg.training.processes
+    sharded = cfg.training.distributed == "fsdp" and processes > 1
+    if sharded:
+        weights = _sharded_weights(shape, weights, processes, dtype, quant)
+        trainable, optimizer = -(-trainable // processes), -(-optimizer // processes)
     batch = cfg.training.micro_batch_size
     act = _activations(cfg, shape, terms, batch * seq_len, compute, seq_len)
     activations = act.live + (act.heap if kind == "cpu" else 0)
@@ -150,7 +155,19 @@ def breakdown(cfg: RunConfig, device: DeviceInfo, seq_len: int,
         logits=act.logits, overlap=overlap, loading=loading, loading_stays=stays,
         runtime=runtime, total=total, capacity=device.total_memory, device=kind,
         dtype={"4bit": "nf4", "8bit": "int8"}.get(quant, dtype), method=method.name,
-        seq_len=seq_len, batch=batch, trainable_params=trained)
+        seq_len=seq_len, batch=batch, trainable_params=trained, processes=processes,
+        sharded=sharded)
+
+
+def _sharded_weights(shape: ModelShape, weights: int, processes: int, dtype: str,
+                     quant: str) -> int:
+    """One process's weights under FSDP2 (`train/sharding`): its 1/N of every decoder layer,
+    two layers gathered whole at a time (the one computing and the next, prefetched), and the
+    root's embeddings and head whole (the root stays gathered from forward to backward)."""
+    root = (shape.embedding_params + shape.head_params) * (4 if quant != "none"
+                                                          else DTYPE_BYTES[dtype])
+    layers = max(0, weights - root)
+    return layers // processes + 2 * layers // max(shape.n_layers, 1) + root
 
 
 def _dtype(kind: str, requested: str) -> str:

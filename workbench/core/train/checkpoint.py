@@ -21,14 +21,23 @@ so that a truncated file (a full disk, a copy cut short) is skipped rather than 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench.core.errors import WorkbenchError
+# Under their old private names: tests patch `checkpoint._save_tensors` to slow a save down.
+from workbench.core.train.checkpoint_io import (cpu_copy as _cpu_copy, decode as _decode,
+                                                encode as _encode, fsync_dir as _fsync_dir,
+                                                fsync_file as _fsync_file,
+                                                load_tensors as _load_tensors,
+                                                read_json as _read_json,
+                                                save_tensors as _save_tensors,
+                                                write_json as _write_json)
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "COMPLETE"
@@ -44,8 +53,19 @@ STATE_JSON = "state.json"
 _STEP_DIR = re.compile(r"step-(\d+)")
 _SCRATCH_PREFIX = "."  # partial and replaced folders are hidden; nothing ever loads them
 
-# Markers of the JSON encoding of values that JSON has no type for.
-_TENSOR, _TUPLE, _DICT = "tensor", "tuple", "dict"
+@dataclass(frozen=True)
+class Gathered:
+    """Whole tensors of a sharded model: its trainable weights by parameter name and the
+    optimizer state in `optimizer.state_dict()`'s layout."""
+
+    trainable: dict[str, Any]
+    optimizer: dict[str, Any] | None
+
+
+# Given the trainable weights and optimizer state read from a checkpoint, put them into the
+# model and optimizer (`_load_plain` in one process; `sharding.load_full` when sharded).
+Apply = Callable[[Any, Any, dict[str, Any], "dict[str, Any] | None"], None]
+
 
 
 # --- names and paths ---------------------------------------------------------------------------
@@ -63,98 +83,10 @@ def _step_of(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-# --- durable writes ----------------------------------------------------------------------------
-
-def _fsync_file(path: Path) -> None:
-    # "r+b" rather than "rb": Windows only flushes a handle opened for writing.
-    with open(path, "r+b") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make renames and new entries in `path` durable. Windows cannot open a folder; there the
-    rename is already as durable as the file system makes it."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems (network mounts) refuse fsync on a folder
-    finally:
-        os.close(fd)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    # allow_nan: a ReduceLROnPlateau state holds inf, and Python's json reads it back.
-    path.write_text(json.dumps(value, indent=1, allow_nan=True), encoding="utf-8")
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _save_tensors(tensors: dict[str, Any], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    save_file(tensors, str(path))
-
-
-def _load_tensors(path: Path) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
-    return load_file(str(path), device="cpu")
-
-
-def _cpu_copy(tensor: Any) -> Any:
-    """A contiguous CPU tensor that owns its memory. safetensors refuses tensors that share
-    storage (tied embeddings, views), so everything is copied; this costs one host copy of the
-    checkpoint at a time, which for LoRA is a few MB."""
-    return tensor.detach().to("cpu", copy=True).contiguous()
-
-
-# --- JSON encoding of state dicts --------------------------------------------------------------
-
-def _encode(value: Any, name: str, tensors: dict[str, Any]) -> Any:
-    """`value` as JSON, with every tensor moved to `tensors[name...]` and left as a reference.
-
-    Tuples and dicts are tagged so that they come back as tuples and dicts (AdamW's `betas` is a
-    tuple). Raises TypeError for anything else JSON cannot hold.
-    """
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        tensors[name] = _cpu_copy(value)
-        return {_TENSOR: name}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, tuple):
-        return {_TUPLE: [_encode(v, f"{name}.{i}", tensors) for i, v in enumerate(value)]}
-    if isinstance(value, list):
-        return [_encode(v, f"{name}.{i}", tensors) for i, v in enumerate(value)]
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {_DICT: {k: _encode(v, f"{name}.{k}", tensors) for k, v in value.items()}}
-    raise TypeError(f"{name}: a {type(value).__name__} cannot be stored in a checkpoint")
-
-
-def _decode(value: Any, tensors: dict[str, Any], device: Any = None) -> Any:
-    if isinstance(value, list):
-        return [_decode(v, tensors, device) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if _TENSOR in value:
-        tensor = tensors[value[_TENSOR]]
-        return tensor.to(device) if device is not None else tensor
-    if _TUPLE in value:
-        return tuple(_decode(v, tensors, device) for v in value[_TUPLE])
-    return {k: _decode(v, tensors, device) for k, v in value[_DICT].items()}
-
-
 # --- what goes into a checkpoint ---------------------------------------------------------------
 
 def _trainable_tensors(model: Any) -> dict[str, Any]:
-    return {name: _cpu_copy(p) for name, p in model.named_parameters() if p.requires_grad}
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
 def _optimizer_params(optimizer: Any) -> list[Any]:
@@ -168,11 +100,12 @@ def _optimizer_param_names(model: Any, optimizer: Any) -> list[str | None]:
     return [names.get(id(p)) for p in _optimizer_params(optimizer)]
 
 
-def _flatten_optimizer(model: Any, optimizer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(tensors, JSON) for `optimizer.state_dict()`. Tensors keep their dtype and shape, so 0-dim
-    float32 `step` counters and 8-bit optimizers' uint8 state with float absmax come back as
-    they were."""
-    sd = optimizer.state_dict()
+def _flatten_optimizer(model: Any, optimizer: Any,
+                       sd: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors, JSON) for `sd` (default `optimizer.state_dict()`). Tensors keep their dtype and
+    shape, so 0-dim float32 `step` counters and 8-bit optimizers' uint8 state with float absmax
+    come back as they were."""
+    sd = optimizer.state_dict() if sd is None else sd
     tensors: dict[str, Any] = {}
     try:
         state = [[int(index), {key: _encode(value, f"state.{index}.{key}", tensors)
@@ -223,11 +156,13 @@ def _rng_tensors() -> dict[str, Any]:
 # --- save --------------------------------------------------------------------------------------
 
 def _write_files(folder: Path, model: Any, optimizer: Any, scheduler: Any,
-                 state: dict[str, Any]) -> list[str]:
+                 state: dict[str, Any], gathered: Gathered | None) -> list[str]:
     written = [TRAINABLE]
-    _save_tensors(_trainable_tensors(model), folder / TRAINABLE)
+    trainable = gathered.trainable if gathered else _trainable_tensors(model)
+    _save_tensors({name: _cpu_copy(t) for name, t in trainable.items()}, folder / TRAINABLE)
     if optimizer is not None:
-        tensors, meta = _flatten_optimizer(model, optimizer)
+        tensors, meta = _flatten_optimizer(model, optimizer,
+                                           gathered.optimizer if gathered else None)
         _save_tensors(tensors, folder / OPTIMIZER_TENSORS)
         _write_json(folder / OPTIMIZER_JSON, meta)
         written += [OPTIMIZER_TENSORS, OPTIMIZER_JSON]
@@ -265,11 +200,14 @@ def _move_into_place(partial: Path, final: Path) -> None:
 
 
 def save_checkpoint(run_dir: Path, step: int, model: Any, optimizer: Any, scheduler: Any,
-                    state: dict[str, Any]) -> Path:
+                    state: dict[str, Any], *, gathered: Gathered | None = None) -> Path:
     """Write a checkpoint of `step` and return its folder; it exists only once complete.
 
-    `optimizer`/`scheduler` may be None. Cost: one CPU copy of the trainable weights and the
-    optimizer state (3x the trainable weights for AdamW) and their write with fsync.
+    `optimizer`/`scheduler` may be None. `gathered`: the trainable weights and optimizer state
+    already gathered whole from a sharded model (`sharding`), written instead of the model's
+    own (which are slices); the files are the same either way. Cost: one CPU copy of the
+    trainable weights and the optimizer state (3x the trainable weights for AdamW) and their
+    write with fsync.
     """
     root = checkpoints_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -278,7 +216,7 @@ def save_checkpoint(run_dir: Path, step: int, model: Any, optimizer: Any, schedu
     shutil.rmtree(partial, ignore_errors=True)  # left by a save that crashed
     partial.mkdir()
     try:
-        files = _write_files(partial, model, optimizer, scheduler, state)
+        files = _write_files(partial, model, optimizer, scheduler, state, gathered)
         _write_manifest(partial, step, files)
         _move_into_place(partial, final)
     except BaseException:
@@ -325,11 +263,17 @@ def latest_complete(run_dir: Path) -> Path | None:
     return None
 
 
+def checkpoint_state(path: Path) -> dict[str, Any]:
+    """The loop state a checkpoint was saved with (`state.json`), without loading it: a resume
+    reads its step size before building the loop."""
+    state: dict[str, Any] = _read_json(Path(path) / STATE_JSON)
+    return state
+
+
 # --- load --------------------------------------------------------------------------------------
 
-def _load_trainable(path: Path, model: Any) -> None:
-    import torch
-
+def _load_trainable(path: Path, model: Any) -> dict[str, Any]:
+    """The checkpoint's trainable weights, checked against the model's (names, shapes, dtypes)."""
     saved = _load_tensors(path / TRAINABLE)
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     missing = sorted(set(saved) - set(params))
@@ -352,12 +296,24 @@ def _load_trainable(path: Path, model: Any) -> None:
             f"checkpoint {path.name}: {name}{more} is {tuple(tensor.shape)} {tensor.dtype} there "
             f"but {tuple(param.shape)} {param.dtype} in the model",
             hint="resume with the settings the run started with (LoRA rank, dtype)")
+    return saved
+
+
+def _load_plain(model: Any, optimizer: Any, trainable: dict[str, Any],
+                optimizer_state: dict[str, Any] | None) -> None:
+    import torch
+
+    params = dict(model.named_parameters())
     with torch.no_grad():
-        for name, tensor in saved.items():
+        for name, tensor in trainable.items():
             params[name].copy_(tensor)
+    if optimizer is not None and optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
 
 
-def _load_optimizer(path: Path, model: Any, optimizer: Any) -> None:
+def _load_optimizer(path: Path, model: Any, optimizer: Any) -> dict[str, Any]:
+    """The checkpoint's optimizer state in `optimizer.state_dict()`'s layout, its parameters
+    checked against the optimizer's."""
     meta = _read_json(path / OPTIMIZER_JSON)
     names = _optimizer_param_names(model, optimizer)
     if meta["param_names"] != names:
@@ -376,7 +332,7 @@ def _load_optimizer(path: Path, model: Any, optimizer: Any) -> None:
              for index, per_param in meta["state"]}
     groups = [{key: _decode(value, tensors) for key, value in group.items()}
               for group in meta["param_groups"]]
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return {"state": state, "param_groups": groups}
 
 
 def _load_scheduler(path: Path, scheduler: Any) -> None:
@@ -396,29 +352,31 @@ def _restore_rng(path: Path) -> None:
                 torch.cuda.set_rng_state(tensors[f"cuda.{i}"], i)
 
 
-def load_checkpoint(path: Path, model: Any, optimizer: Any = None,
-                    scheduler: Any = None) -> dict[str, Any]:
+def load_checkpoint(path: Path, model: Any, optimizer: Any = None, scheduler: Any = None, *,
+                    apply: Apply | None = None) -> dict[str, Any]:
     """Restore the weights, optimizer, scheduler and RNG from the checkpoint at `path` into
     objects built as for the original run, and return its `state.json`. `optimizer` and
-    `scheduler` may be None (then skipped)."""
+    `scheduler` may be None (then skipped). `apply` puts the weights and optimizer state in
+    (default: copied into the parameters, as one process holds them)."""
     path = Path(path)
     manifest = _manifest(path)
     if manifest is None:
         raise WorkbenchError(f"checkpoint {path} is incomplete or damaged",
                              hint="resume from an earlier checkpoint")
     files = manifest["files"]
-    _load_trainable(path, model)
+    trainable = _load_trainable(path, model)
+    optimizer_state = None
     if optimizer is not None:
         if OPTIMIZER_JSON not in files:
             raise WorkbenchError(f"checkpoint {path.name} was saved without an optimizer state")
-        _load_optimizer(path, model, optimizer)
+        optimizer_state = _load_optimizer(path, model, optimizer)
+    (apply or _load_plain)(model, optimizer, trainable, optimizer_state)
     if scheduler is not None:
         if SCHEDULER_JSON not in files:
             raise WorkbenchError(f"checkpoint {path.name} was saved without a scheduler state")
         _load_scheduler(path, scheduler)
     _restore_rng(path)
-    state: dict[str, Any] = _read_json(path / STATE_JSON)
-    return state
+    return checkpoint_state(path)
 
 
 # --- prune -------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The training loop, explicit and on `accelerate`, so `accelerate launch` spreads the same
-loop over several processes (DDP) without a line changing.
+loop over several processes (DDP, or FSDP2 with `training.distributed: fsdp`, `sharding`)
+without a line changing.
 
 One optimizer step = the examples the data plan gives that step (effective batch = micro
 batch × accumulation × processes), cut into micro-batches; forward/backward each (gradients
@@ -26,6 +27,8 @@ from workbench.core.data.names import StepMetric
 from workbench.core.sections import TrainingConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge.render import IGNORE_INDEX, Rendered
+from workbench.core.device import is_sharded
+from workbench.core.train import sharding
 from workbench.core.train.batching import (collate, loss_tokens, micro_batches, plan_epoch,
                                            rank_share, real_tokens, steps_per_epoch)
 
@@ -45,10 +48,25 @@ class LoopResult:
     final_loss: float | None
 
 
-def planned_steps(n_examples: int, cfg: TrainingConfig, processes: int = 1) -> int:
-    step_size = cfg.micro_batch_size * cfg.gradient_accumulation_steps * processes
+def planned_steps(n_examples: int, cfg: TrainingConfig, processes: int = 1,
+                  step_size: int | None = None) -> int:
+    step_size = step_size or cfg.micro_batch_size * cfg.gradient_accumulation_steps * processes
     total = steps_per_epoch(n_examples, step_size) * cfg.epochs
     return min(total, cfg.max_steps) if cfg.max_steps else total
+
+
+def split_step(step_size: int, micro: int, world: int) -> tuple[int, int]:
+    """(micro-batch, accumulation) making `step_size` examples a step on `world` processes:
+    the micro-batch asked for where it divides, else a smaller one. A run trained on two
+    processes and resumed on one accumulates twice as many micro-batches, so its steps, its
+    schedule and its data plan stay the same."""
+    if step_size % world:
+        raise WorkbenchError(
+            f"this run takes {step_size} examples a step, which {world} processes cannot share "
+            f"evenly", hint=f"resume it on a number of processes that divides {step_size}")
+    per_process = step_size // world
+    micro = max(m for m in range(1, min(micro, per_process) + 1) if per_process % m == 0)
+    return micro, per_process // micro
 
 
 def causal_lm_loss(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:
@@ -136,7 +154,8 @@ class TrainLoop:
     def __init__(self, model: Any, examples: Sequence[Rendered], cfg: TrainingConfig, *,
                  pad_id: int, device: str, loss: LossFn | None = None,
                  optimizer: str = "adamw", trackers: dict[str, Any] | None = None,
-                 after_step: Callable[[], None] | None = None) -> None:
+                 after_step: Callable[[], None] | None = None,
+                 step_size: int | None = None) -> None:
         from accelerate import Accelerator
         from transformers import get_scheduler
 
@@ -146,13 +165,19 @@ class TrainLoop:
         self.loss = loss or causal_lm_loss
         self.cfg, self.examples, self.pad_id = cfg, list(examples), pad_id
         self.after_step = after_step  # a constraint on the weights after each update
+        plugin = sharding.fsdp_plugin() if sharding.wants_fsdp(cfg.distributed) else None
         self.accelerator = Accelerator(mixed_precision=mixed_precision(cfg, device),
-                                       cpu=device == "cpu", **(trackers or {}))
+                                       cpu=device == "cpu", fsdp_plugin=plugin,
+                                       **(trackers or {}))
+        if plugin is not None:
+            sharding.adopt(self.accelerator, plugin)
         self.world = self.accelerator.num_processes
         self.micro, self.accum = cfg.micro_batch_size, cfg.gradient_accumulation_steps
+        if step_size:  # a resume on another number of processes keeps the run's step size
+            self.micro, self.accum = split_step(step_size, self.micro, self.world)
         self.step_size = self.micro * self.accum * self.world  # fixed for the whole run
         self.per_epoch = steps_per_epoch(len(self.examples), self.step_size)
-        self.total = planned_steps(len(self.examples), cfg, self.world)
+        self.total = planned_steps(len(self.examples), cfg, step_size=self.step_size)
         if cfg.gradient_checkpointing:
             # Non-reentrant checkpointing needs no input grads, so it works under adapters too.
             # transformers 5 renamed it; older versions only have gradient_checkpointing_enable.
@@ -174,6 +199,13 @@ class TrainLoop:
                                        num_warmup_steps=int(cfg.warmup_ratio * self.total),
                                        num_training_steps=self.total)
         self.model, self.optimizer = self.accelerator.prepare(model, opt)
+        # FSDP replaces every parameter with a sharded one: clipping must see those.
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        lockstep = is_sharded(self.model)
+        if lockstep:
+            sharding.enable_generate(self.model)
+        self.ranks = sharding.Ranks(main=self.accelerator.is_main_process, world=self.world,
+                                    lockstep=lockstep, device=str(self.accelerator.device))
         self.step = 0
         self.oom_retries = 0
         self._plans: dict[int, list[list[Rendered]]] = {}
@@ -189,17 +221,21 @@ class TrainLoop:
 
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "micro_batch_size": self.micro,
-                "gradient_accumulation_steps": self.accum}
+                "gradient_accumulation_steps": self.accum, "processes": self.world,
+                "step_size": self.step_size}
 
     def save(self, run_dir: Path, extra: dict[str, Any]) -> Path | None:
         """A complete checkpoint of this step (written by the main process only)."""
-        from workbench.core.train.checkpoint import prune_checkpoints, save_checkpoint
+        from workbench.core.train.checkpoint import Gathered, prune_checkpoints, save_checkpoint
 
         self.accelerator.wait_for_everyone()
-        path = None
+        path, gathered = None, None
+        if self.ranks.lockstep:  # every rank sends its slices; rank 0 gets them whole
+            gathered = Gathered(sharding.full_state(self.unwrapped, trainable_only=True),
+                                sharding.full_optimizer(self.unwrapped, self.optimizer.optimizer))
         if self.is_main:
             path = save_checkpoint(run_dir, self.step, self.unwrapped, self.optimizer.optimizer,
-                                   self.scheduler, {**self.state(), **extra})
+                                   self.scheduler, {**self.state(), **extra}, gathered=gathered)
             prune_checkpoints(run_dir, keep=2)
         self.accelerator.wait_for_everyone()
         return path
@@ -207,11 +243,13 @@ class TrainLoop:
     def restore(self, path: Path) -> dict[str, Any]:
         from workbench.core.train.checkpoint import load_checkpoint
 
-        state = load_checkpoint(path, self.unwrapped, self.optimizer.optimizer, self.scheduler)
+        state = load_checkpoint(path, self.unwrapped, self.optimizer.optimizer, self.scheduler,
+                                apply=sharding.load_full if self.ranks.lockstep else None)
         self.step = int(state["step"])
-        # Keep a micro-batch that an out-of-memory retry had to shrink.
-        self.micro = int(state.get("micro_batch_size", self.micro))
-        self.accum = int(state.get("gradient_accumulation_steps", self.accum))
+        if int(state.get("processes", 1)) == self.world:
+            # Keep a micro-batch that an out-of-memory retry had to shrink.
+            self.micro = int(state.get("micro_batch_size", self.micro))
+            self.accum = int(state.get("gradient_accumulation_steps", self.accum))
         return state
 
     # --- the loop ------------------------------------------------------------------------
@@ -227,9 +265,12 @@ class TrainLoop:
         while self.step < self.total:
             epoch, index = divmod(self.step, self.per_epoch)
             step_examples = self._plan(epoch)[index]
-            share = rank_share(step_examples, self.accelerator.process_index, self.world)
+            rank = self.accelerator.process_index
+            share = rank_share(step_examples, rank, self.world)
             started = time.perf_counter()
-            loss, grad_norm, tokens = self._step_with_retry(share)
+            # A process given a repeat (a step shorter than the processes) counts no tokens.
+            loss, grad_norm, tokens = self._step_with_retry(
+                share, counted=bool(step_examples[rank::self.world]))
             self.step += 1
             last_loss = loss
             row = {
@@ -244,13 +285,14 @@ class TrainLoop:
                 return LoopResult(self.step, True, last_loss)
         return LoopResult(self.step, False, last_loss)
 
-    def _step_with_retry(self, share: list[Rendered]) -> tuple[float, float, int]:
+    def _step_with_retry(self, share: list[Rendered], *,
+                         counted: bool = True) -> tuple[float, float, int]:
         while True:
             try:
-                return self._step(share)
+                return self._step(share, counted=counted)
             except Exception as err:  # noqa: BLE001 - only out-of-memory is retried
                 if not is_out_of_memory(err) or self.world > 1:
-                    raise  # under DDP the other processes would wait in the all-reduce
+                    raise  # with several processes the others would wait in the all-reduce
                 self._free_memory()
                 if self.micro == 1:
                     raise OutOfMemory(
@@ -271,16 +313,17 @@ class TrainLoop:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def _step(self, share: list[Rendered]) -> tuple[float, float, int]:
+    def _step(self, share: list[Rendered], *, counted: bool = True) -> tuple[float, float, int]:
         import torch
 
         from workbench.core.train import shared_prefix
 
         shared_prefix.take_saved()  # nothing left over from a step retried after OOM
         acc = self.accelerator
-        counts = torch.tensor([loss_tokens(share), real_tokens(share)], device=acc.device)
+        counts = torch.tensor([loss_tokens(share), real_tokens(share) if counted else 0],
+                              device=acc.device)
         n_items, tokens = (acc.reduce(counts, "sum") if self.world > 1 else counts).tolist()
-        # DDP averages gradients over processes; scaling by world/n makes the result the mean
+        # DDP and FSDP average gradients over processes; scaling by world/n makes the result the mean
         # over all tokens of the step.
         scale = self.world / max(n_items, 1)
         batches = micro_batches(share, self.micro)

@@ -15,13 +15,20 @@ from typing import Any
 from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.models import LoadedModel, load_model, safe_adapter_dir
+from workbench.core.train.sharding import Ranks
 
 OUTPUTS_FILE = "outputs.json"
 
 
-def save_outputs(model: Any, tokenizer: Any, cfg: RunConfig, out: Path, adapter: bool) -> Path:
+def save_outputs(model: Any, tokenizer: Any, cfg: RunConfig, out: Path, adapter: bool,
+                 ranks: Ranks = Ranks()) -> Path:
+    """Write the run's outputs (rank 0; with a sharded model every rank must call, to send
+    its slices)."""
     target = out / ("adapter" if adapter else "model")
-    model.save_pretrained(target)  # safetensors by default in peft and transformers
+    # safetensors by default in peft and transformers
+    ranks.save_pretrained(model, target, trainable_only=adapter)
+    if not ranks.main:
+        return target
     tokenizer.save_pretrained(target)
     cfg.save(out / "run.yaml")
     (out / OUTPUTS_FILE).write_text(json.dumps({"kind": "adapter" if adapter else "weights",

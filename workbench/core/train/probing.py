@@ -28,14 +28,20 @@ from typing import Any
 from workbench.core.data import phrasings, runs
 # UNCHANGED is re-exported too: the scorecard and the report read it here.
 from workbench.core.data.names import SCORE_METRICS, UNCHANGED, ScoreMetric
-from workbench.core.generate import ask_questions
+from workbench.core.generate import Interrupted, ask_questions
 from workbench.core.knowledge.forms import FORMS, form_of
 from workbench.core.knowledge.probes import LOCALITY_KINDS
 from workbench.core.models import LoadedModel
 from workbench.core.scoring import is_correct, is_exact, normalize, percent
 from workbench.core.store import Store, now
+from workbench.core.train.sharding import Ranks
 
 METRICS = SCORE_METRICS  # the names are defined once, in data.records; re-exported here
+
+
+# Questions per generate call when every rank must ask together: a Stop is agreed between
+# calls, so this bounds how long a Stop waits (seconds on a GPU).
+LOCKSTEP_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -113,9 +119,15 @@ def live_sample(items: Sequence[ProbeItem], limit: int, *, seed: int = 0) -> lis
 
 
 def ask_items(loaded: LoadedModel, model: Any, items: Sequence[ProbeItem], *,
-              should_stop: Callable[[], bool] | None = None) -> list[str]:
+              should_stop: Callable[[], bool] | None = None,
+              ranks: Ranks | None = None) -> list[str]:
     """Greedy answers of `model` (the training model, possibly wrapped) to every item.
-    Raises `generate.Interrupted` as soon as `should_stop()` (a Stop mid-round)."""
+    Raises `generate.Interrupted` as soon as `should_stop()` (a Stop mid-round).
+
+    A sharded model (`ranks.lockstep`) is asked by every rank at once, in batches of
+    LOCKSTEP_BATCH with rank 0's Stop agreed before each: a rank that left a round alone
+    would leave the others waiting in the next all-gather."""
+    lockstep = ranks is not None and ranks.lockstep
     view = dataclasses.replace(loaded, model=model)
     answers: list[str] = [""] * len(items)
     by_system: dict[str, list[int]] = {}
@@ -124,11 +136,17 @@ def ask_items(loaded: LoadedModel, model: Any, items: Sequence[ProbeItem], *,
     was_training = model.training
     model.eval()
     try:
-        for system, indices in by_system.items():
-            replies = ask_questions(view, [items[i].question for i in indices], system=system,
-                                    max_new_tokens=32, should_stop=should_stop)
-            for i, reply in zip(indices, replies):
-                answers[i] = reply
+        for system, group in by_system.items():
+            size = LOCKSTEP_BATCH if lockstep else len(group)
+            for start in range(0, len(group), size):
+                indices = group[start:start + size]
+                if lockstep and ranks.agree(should_stop is not None and should_stop()):
+                    raise Interrupted
+                replies = ask_questions(view, [items[i].question for i in indices],
+                                        system=system, max_new_tokens=32,
+                                        should_stop=None if lockstep else should_stop)
+                for i, reply in zip(indices, replies):
+                    answers[i] = reply
     finally:
         model.train(was_training)
     return answers

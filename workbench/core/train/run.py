@@ -36,11 +36,12 @@ from workbench.core.knowledge.render import (RenderReport, Rendered, examples_fr
 from workbench.core.methods.registry import Method, get_method
 from workbench.core.models import LoadedModel, load_model
 from workbench.core.store import Store, now
-from workbench.core.train import jobs, trackers
+from workbench.core.train import jobs, sharding, trackers
 from workbench.core.train.calibration import CALIBRATION_FILE
 from workbench.core.train.loop import TrainLoop, causal_lm_loss
 from workbench.core.train.outputs import save_outputs
 from workbench.core.train.runlog import DEBUG_FILE, debug, log, run_logs
+from workbench.core.units import format_bytes
 from workbench.core.train.shrink import LoraShare, choose_share
 from workbench.core.train.tracker import Tracker
 from workbench.core.workspace import Workspace
@@ -199,6 +200,10 @@ def _failure(err: BaseException) -> tuple[RunStatus, str]:
         return RunStatus.STOPPED, "stopped before training began"
     if isinstance(err, KeyboardInterrupt):
         return RunStatus.INTERRUPTED, "interrupted by the user"
+    if sharding.peer_lost(err):
+        return RunStatus.INTERRUPTED, (
+            "another process of the run ended (killed, crashed or its machine went away; its "
+            "own output is in the launcher's); resume continues from the last checkpoint")
     text = err.message if isinstance(err, WorkbenchError) else f"{type(err).__name__}: {err}"
     hint = getattr(err, "hint", "")
     return RunStatus.FAILED, f"{text} ({hint})" if hint else text
@@ -225,13 +230,14 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
            stop: StopSignal, progress: Progress, calibration: Path) -> RunSummary:
     import torch
 
-    from workbench.core.train.checkpoint import latest_complete
+    from workbench.core.train.checkpoint import checkpoint_state
     from workbench.core.train.telemetry import Telemetry
 
     trackers.check_installed(cfg.training.report_to)  # before minutes of loading, not after
     torch.manual_seed(cfg.training.seed)  # adapter initialisation is part of the run's recipe
     log.info("loading %s", cfg.model.name_or_path)
-    loaded = load_model(cfg.model, quantization=cfg.effective_quantization)
+    loaded = load_model(cfg.model, quantization=cfg.effective_quantization,
+                        shardable=sharding.wants_fsdp(cfg.training.distributed))
     method = get_method(cfg.method.name)
     examples = training_examples(store, cfg, loaded, method, should_stop=stop.requested)
     model = method.apply(loaded.model, cfg.method)
@@ -240,33 +246,46 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
         from workbench.core.train.replay import anchored  # adapter methods only (RunConfig)
 
         loss = anchored(loss)
+    checkpoint = _resume_point(out, run_id) if resume else None
     loop = TrainLoop(model, examples, cfg.training, pad_id=loaded.tokenizer.pad_token_id,
                      device=loaded.device, loss=loss, optimizer=method.optimizer,
                      trackers=trackers.accelerator_options(cfg.training.report_to, out),
-                     after_step=_null_space(model, examples, cfg, loaded))
+                     after_step=_null_space(model, examples, cfg, loaded),
+                     step_size=checkpoint_state(checkpoint).get("step_size") if checkpoint else None)
     if cfg.training.report_to:
         trackers.start(loop.accelerator, cfg.name or f"run {run_id}", cfg.to_dict())
     try:
         state: dict[str, Any] = {}
-        if resume:
-            checkpoint = latest_complete(out)
-            if checkpoint is None:
-                raise WorkbenchError(f"run {run_id} has no complete checkpoint to resume from",
-                                     hint="start the run again instead")
+        if checkpoint is not None:
             state = loop.restore(checkpoint)
             log.info("resumed from %s (step %d)", checkpoint.name, loop.step)
+            if state.get("processes", loop.world) != loop.world:
+                log.info("trained on %d process(es), continuing on %d: micro-batch %d x %d "
+                         "accumulated keeps %d examples a step", state["processes"], loop.world,
+                         loop.micro, loop.accum, loop.step_size)
             if main:
                 _forget_after(store, run_id, loop.step)
         telemetry = Telemetry(loop.unwrapped, loaded.device, str(loaded.dtype).removeprefix("torch."),
-                              calibration=calibration)
-        log.info("device %s, %d process(es), %d steps of %d examples; %s", loaded.device,
-                 loop.world, loop.total, loop.step_size, telemetry.summary())
+                              calibration=calibration, ranks=loop.ranks)
+        log.info("device %s, %d process(es)%s, %d steps of %d examples; %s", loaded.device,
+                 loop.world, " sharded (FSDP2)" if loop.ranks.lockstep else "", loop.total,
+                 loop.step_size, telemetry.summary())
+        if loop.world > 1:
+            held, total = sharding.held_bytes(loop.model)
+            log.info("parameters held by each process: %s of %s", format_bytes(held),
+                     format_bytes(total))
+        if loop.world != cfg.training.processes:
+            log.info("launched with %d process(es) where training.processes says %d: the "
+                     "memory estimate assumed %d", loop.world, cfg.training.processes,
+                     cfg.training.processes)
         debug.info("telemetry %s", telemetry.describe())
         sid = sets.set_id(store, cfg.data.knowledge_set)
         tracker = Tracker(store, run_id, loaded, lambda: loop.unwrapped, out, sid,
-                          adapter=method.adapter, cfg=cfg, should_stop=stop.requested, state=state)
+                          adapter=method.adapter, cfg=cfg, should_stop=stop.requested, state=state,
+                          ranks=loop.ranks)
         if main:
-            runs.update(store, run_id, {"total_steps": loop.total})
+            runs.update(store, run_id, {"total_steps": loop.total, "processes": loop.world,
+                                        "sharded": int(loop.ranks.lockstep)})
         last_probe = state.get("last_probe_step", 0)
 
         def on_step(metrics: dict[str, Any]) -> bool:
@@ -283,18 +302,19 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
                 _record_step(store, run_id, metrics)
                 trackers.send(loop.accelerator, metrics, step)
                 progress(metrics, loop.total)
-                every = cfg.training.probe_every
-                if every and step % every == 0 and step < loop.total:
-                    try:
-                        trackers.send(loop.accelerator, tracker.probe(step), step, "recall/")
-                        early = bool(tracker.stop_reason)
-                    except Interrupted:  # a Stop mid-round: the round is dropped, the step kept
-                        log.info("stop requested while probing at step %d", step)
-                        return _agree(loop, True)
-                    last_probe = step
+            every = cfg.training.probe_every
+            # A sharded model is asked by every rank at once (`sharding`); else by rank 0.
+            if (main or loop.ranks.lockstep) and every and step % every == 0 and step < loop.total:
+                try:
+                    trackers.send(loop.accelerator, tracker.probe(step), step, "recall/")
+                    early = bool(tracker.stop_reason)
+                except Interrupted:  # a Stop mid-round: the round is dropped, the step kept
+                    log.info("stop requested while probing at step %d", step)
+                    return loop.ranks.agree(True)
+                last_probe = step
             if _checkpoint_due(cfg, step, loop):
                 loop.save(out, tracker.state(last_probe))
-            return _agree(loop, early or stop.requested())
+            return loop.ranks.agree(early or stop.requested())
 
         stop.in_loop = True
         result = loop.run(on_step)
@@ -303,18 +323,20 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
             # period between SIGTERM and SIGKILL (`jobs.STOP_GRACE_S`).
             loop.save(out, tracker.state(result.steps))
         scores: dict[str, Any] = {}
-        if main and stop.requested():
+        scoring = main or loop.ranks.lockstep  # who asks the probes (see on_step)
+        if loop.ranks.agree(stop.requested()):
             # A user's Stop ends the run now: scoring every probe of a real set takes minutes on
             # a CPU. The checkpoint is saved; Compare scores the run, Resume continues it.
             log.info("stopped at step %d: the final scoring was skipped (score the run in "
                      "Compare, or resume it)", result.steps)
-        elif main:
+        elif scoring:
             try:
                 # The last weights get a live round of their own (seconds), so the best round is
                 # weighed against them, not against a round some steps before the end.
                 if tracker.best_step is not None and last_probe != result.steps:
                     tracker.probe(result.steps, closing=True)
-                if tracker.restore_best(lambda folder: _load_adapter(loop.unwrapped, folder)):
+                load = sharding.load_adapter if loop.ranks.lockstep else _load_adapter
+                if tracker.restore_best(lambda folder: load(loop.unwrapped, folder)):
                     log.info("the final round scores the kept weights")
                 # DoRA also learns a magnitude: scaling B alone is no interpolation to the base.
                 if cfg.training.shrink_update and method.adapter and tracker.live and \
@@ -326,8 +348,7 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
                 log.info("stopped during the final scoring at step %d", result.steps)
                 scores = {}
                 result.stopped = True
-        if main:
-            save_outputs(loop.unwrapped, loaded.tokenizer, cfg, out, method.adapter)
+        save_outputs(loop.unwrapped, loaded.tokenizer, cfg, out, method.adapter, loop.ranks)
         telemetry.close()
         status = (RunStatus.STOPPED if result.stopped and not tracker.stop_reason
                   else RunStatus.COMPLETED)
@@ -337,6 +358,16 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
         # Also when the run fails or is stopped: a tracker's run (wandb, mlflow) is closed,
         # not left open as if still training.
         trackers.finish(loop.accelerator)
+
+
+def _resume_point(out: Path, run_id: int) -> Path:
+    from workbench.core.train.checkpoint import latest_complete
+
+    checkpoint = latest_complete(out)
+    if checkpoint is None:
+        raise WorkbenchError(f"run {run_id} has no complete checkpoint to resume from",
+                             hint="start the run again instead")
+    return checkpoint
 
 
 def _load_adapter(model: Any, folder: Path) -> None:
@@ -357,18 +388,6 @@ def _checkpoint_due(cfg: RunConfig, step: int, loop: TrainLoop) -> bool:
     every = cfg.training.checkpoint_every
     return bool(every and step % every == 0) or (
         cfg.training.checkpoint_each_epoch and step % loop.per_epoch == 0)
-
-
-def _agree(loop: TrainLoop, stop: bool) -> bool:
-    """Every process must stop at the same step, or the others would wait forever in the next
-    all-reduce: the main process decides."""
-    if loop.world == 1:
-        return stop
-    import torch
-    from accelerate.utils import broadcast
-
-    flag = broadcast(torch.tensor([int(stop)], device=loop.accelerator.device), from_process=0)
-    return bool(flag.item())
 
 
 def _forget_after(store: Store, run_id: int, step: int) -> None:

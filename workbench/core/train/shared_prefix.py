@@ -11,7 +11,9 @@ float rounding (tests/test_shared_prefix.py compares losses and gradients with t
 
 Only the positions before the first label token of every row are shared, so every position
 that carries loss is computed as before. Not used where it could change the result or is
-not known to work: under DDP (two forwards per backward), with activation checkpointing
+not known to work: under DDP (two forwards per backward), under FSDP (the rows' gradient
+reaches the shared start's keys and values through the cache, past the layer outputs whose
+backward hooks gather the weights again: the backward finds them freed), with activation checkpointing
 (transformers drops the cache there), for sliding-window or hybrid attention layers, or when
 the shared start is under MIN_SHARED tokens (the extra forward would not pay).
 """
@@ -41,7 +43,9 @@ def supported(model: Any) -> bool:
     """Whether this model can run a micro-batch with its shared start computed once."""
     from workbench.core.train.head_loss import causal_model
 
-    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+    from workbench.core.device import is_sharded
+
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel) or is_sharded(model):
         return False
     causal = causal_model(model)
     checkpointing = getattr(causal, "is_activation_checkpointing", None)

@@ -18,6 +18,7 @@ from workbench.core.data.names import StepMetric
 from workbench.core.memory import _cuda_index, memory_snapshot  # noqa: F401 - re-exported
 from workbench.core.models import format_count
 from workbench.core.train.calibration import cpu_peak
+from workbench.core.train.sharding import Ranks
 from workbench.core.train.runlog import log
 from workbench.core.train.flops import (UNKNOWN, _dtype_key,  # noqa: F401 - re-exported
                                         default_matmul_size, flops_per_token,
@@ -75,8 +76,12 @@ class Telemetry:
     counters, two NVML calls and arithmetic, no device sync."""
 
     def __init__(self, model: Any, device: str, dtype: Any, *, measure_peak: bool = True,
-                 calibration: Path | None = None) -> None:
+                 calibration: Path | None = None, ranks: Ranks = Ranks()) -> None:
         self.device = device
+        # Several processes: tokens/s counts them all, memory is the largest process's, and
+        # MFU is over every GPU's peak (processes on one CPU share its peak).
+        self.ranks = ranks
+        self.devices = ranks.world if not device.startswith("cpu") else 1
         self.dtype = _matmul_dtype(device, dtype)
         self.shape = model_flops_shape(model)
         self.device_name = self._device_name()
@@ -150,13 +155,14 @@ class Telemetry:
         self._last_seq_len = seq_len
         util, power = self._nvml.sample() if self._nvml else (None, None)
         mfu = self._mfu(self.flops_per_token(seq_len) * rate)
-        return {**self._memory(), StepMetric.GPU_UTIL: util, StepMetric.POWER_W: power,
+        return {**self.ranks.max_over_ranks(self._memory()), StepMetric.GPU_UTIL: util, StepMetric.POWER_W: power,
                 StepMetric.MFU: mfu,
                 StepMetric.TOKENS_PER_S: rate}
 
     def _mfu(self, flops_per_s: float) -> float | None:
         if not self.peak:
             return None
+        flops_per_s /= self.devices
         if flops_per_s > self.peak and self.device == "cpu" and not self._recalibrated:
             self._recalibrated = True
             self.peak, self._peak_source = cpu_peak(self.dtype, self.calibration, again=True)

@@ -30,6 +30,7 @@ from workbench.core.models import LoadedModel
 from workbench.core.scoring import percent
 from workbench.core.store import Store
 from workbench.core.train import probing
+from workbench.core.train.sharding import Ranks
 
 log = logging.getLogger("workbench.train")
 BEST_DIR = "best"
@@ -51,7 +52,11 @@ class Tracker:
 
     def __init__(self, store: Store, run_id: int, loaded: LoadedModel, model: Callable[[], Any],
                  out: Path, sid: int, *, adapter: bool, cfg: RunConfig,
-                 should_stop: Callable[[], bool], state: dict[str, Any]) -> None:
+                 should_stop: Callable[[], bool], state: dict[str, Any],
+                 ranks: Ranks = Ranks()) -> None:
+        # ranks: with a sharded model every rank runs each round (`sharding`); rank 0 alone
+        # writes, and its scores are every rank's, so all decide alike.
+        self.ranks = ranks
         self.store, self.run_id, self.loaded, self.model, self.out = store, run_id, loaded, model, out
         self.sid, self.adapter, self.cfg, self.should_stop = sid, adapter, cfg, should_stop
         self.best = float(state.get("best_score", -1.0))
@@ -69,14 +74,18 @@ class Tracker:
         round says the run should stop early; a `closing` round (the last weights, after the
         last step) only competes for best."""
         items = self.live
+        main = self.ranks.main
         if final:
             items = probing.probe_items(self.store, self.sid, locality=True)
-            probing.forget_step(self.store, self.run_id, step)  # a stop right after a live round
+            if main:  # a stop right after a live round
+                probing.forget_step(self.store, self.run_id, step)
         if not items:
             return {}
         log.info("step %d: asking %d probes%s", step, len(items), " (final round)" if final else "")
-        answers = probing.ask_items(self.loaded, self.model(), items, should_stop=self.should_stop)
-        scores = probing.record(self.store, self.run_id, step, items, answers)
+        answers = probing.ask_items(self.loaded, self.model(), items, should_stop=self.should_stop,
+                                    ranks=self.ranks)
+        scores = self.ranks.shared(
+            probing.record(self.store, self.run_id, step, items, answers) if main else None)
         log.info("step %d recall: %s", step, ", ".join(f"{k} {percent(v)}" for k, v in scores.items()))
         if final and (line := probing.form_line(probing.by_form(
                 (item, probing.score(item, answer).correct) for item, answer in zip(items, answers)))):
@@ -89,16 +98,17 @@ class Tracker:
         """The live sample's shares for the model as it is now, recorded nowhere (the shrink
         search compares weights that are not a step of the run)."""
         answers = probing.ask_items(self.loaded, self.model(), self.live,
-                                    should_stop=self.should_stop)
-        return probing.shares(probing.marks(self.live, answers))
+                                    should_stop=self.should_stop, ranks=self.ranks)
+        return self.ranks.shared(probing.shares(probing.marks(self.live, answers)))
 
     def _after_live_round(self, step: int, scores: dict[str, float], *, decide: bool) -> None:
         score = combined_score(scores)
         self.last = score
         if score is not None and score > self.best and self.adapter:
             self.best, self.best_step = score, step
-            self.model().save_pretrained(self.out / BEST_DIR)
-            probing.mark_best(self.store, self.run_id, step)
+            self.ranks.save_pretrained(self.model(), self.out / BEST_DIR)
+            if self.ranks.main:
+                probing.mark_best(self.store, self.run_id, step)
         locality, floor = scores.get(ScoreMetric.LOCALITY), self.cfg.training.min_locality
         if locality is not None:
             self.low_rounds = self.low_rounds + 1 if floor and locality < floor else 0
@@ -130,8 +140,9 @@ class Tracker:
     def restore_best(self, set_weights: Callable[[Path], None]) -> bool:
         """Put the best round's adapter back when it beat the last round; True if it did."""
         folder = self.out / BEST_DIR
-        if (not self.adapter or self.best_step is None or self.last is None
-                or self.best < self.last + KEEP_BEST_MARGIN or not folder.is_dir()):
+        if not self.ranks.shared(self.adapter and self.best_step is not None and
+                                 self.last is not None and self.best >= self.last + KEEP_BEST_MARGIN
+                                 and folder.is_dir()):  # best/ is on rank 0's machine
             return False
         set_weights(folder)
         log.info("keeping the best round's weights (step %s, score %.2f) instead of the last "
