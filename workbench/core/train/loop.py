@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.data.names import StepMetric
+from workbench.core.device import is_sharded
 from workbench.core.sections import TrainingConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge.render import IGNORE_INDEX, Rendered
-from workbench.core.device import is_sharded
 from workbench.core.train import sharding
 from workbench.core.train.batching import (collate, loss_tokens, micro_batches, plan_epoch,
                                            rank_share, real_tokens, steps_per_epoch)
@@ -323,8 +323,8 @@ class TrainLoop:
         counts = torch.tensor([loss_tokens(share), real_tokens(share) if counted else 0],
                               device=acc.device)
         n_items, tokens = (acc.reduce(counts, "sum") if self.world > 1 else counts).tolist()
-        # DDP and FSDP average gradients over processes; scaling by world/n makes the result the mean
-        # over all tokens of the step.
+        # DDP and FSDP average gradients over processes; scaling by world/n makes the result
+        # the mean over all tokens of the step.
         scale = self.world / max(n_items, 1)
         batches = micro_batches(share, self.micro)
         total = torch.zeros((), device=acc.device)

@@ -247,11 +247,12 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
 
         loss = anchored(loss)
     checkpoint = _resume_point(out, run_id) if resume else None
+    step_size = checkpoint_state(checkpoint).get("step_size") if checkpoint else None
     loop = TrainLoop(model, examples, cfg.training, pad_id=loaded.tokenizer.pad_token_id,
                      device=loaded.device, loss=loss, optimizer=method.optimizer,
                      trackers=trackers.accelerator_options(cfg.training.report_to, out),
                      after_step=_null_space(model, examples, cfg, loaded),
-                     step_size=checkpoint_state(checkpoint).get("step_size") if checkpoint else None)
+                     step_size=step_size)
     if cfg.training.report_to:
         trackers.start(loop.accelerator, cfg.name or f"run {run_id}", cfg.to_dict())
     try:

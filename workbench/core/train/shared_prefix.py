@@ -13,9 +13,9 @@ Only the positions before the first label token of every row are shared, so ever
 that carries loss is computed as before. Not used where it could change the result or is
 not known to work: under DDP (two forwards per backward), under FSDP (the rows' gradient
 reaches the shared start's keys and values through the cache, past the layer outputs whose
-backward hooks gather the weights again: the backward finds them freed), with activation checkpointing
-(transformers drops the cache there), for sliding-window or hybrid attention layers, or when
-the shared start is under MIN_SHARED tokens (the extra forward would not pay).
+backward hooks gather the weights again: the backward finds them freed), with activation
+checkpointing (transformers drops the cache there), for sliding-window or hybrid attention
+layers, or when the shared start is under MIN_SHARED tokens (the extra forward would not pay).
 """
 
 from __future__ import annotations

@@ -155,9 +155,8 @@ class Telemetry:
         self._last_seq_len = seq_len
         util, power = self._nvml.sample() if self._nvml else (None, None)
         mfu = self._mfu(self.flops_per_token(seq_len) * rate)
-        return {**self.ranks.max_over_ranks(self._memory()), StepMetric.GPU_UTIL: util, StepMetric.POWER_W: power,
-                StepMetric.MFU: mfu,
-                StepMetric.TOKENS_PER_S: rate}
+        return {**self.ranks.max_over_ranks(self._memory()), StepMetric.GPU_UTIL: util,
+                StepMetric.POWER_W: power, StepMetric.MFU: mfu, StepMetric.TOKENS_PER_S: rate}
 
     def _mfu(self, flops_per_s: float) -> float | None:
         if not self.peak:
