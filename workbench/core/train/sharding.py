@@ -2,9 +2,9 @@
 needs beyond DDP once no process holds the whole model.
 
 Under FSDP2 (`fully_shard`, one unit per decoder layer plus the root) every parameter is a
-DTensor holding 1/N of its rows; a forward pass all-gathers one layer at a time. Memory per
-process is then about weights/N + one gathered layer + (trained weights, gradients, optimizer
-state)/N + activations, where DDP keeps all of it in every process. What that costs the rest
+DTensor holding 1/N of its rows; a forward pass all-gathers one layer at a time (and prefetches
+the next). Memory per process is then about weights/N + two gathered layers + (trained weights,
+gradients, optimizer state)/N + activations, where DDP keeps all of it in every process. What that costs the rest
 of the run, and how this module pays it:
 
 - a forward pass needs every rank, so probe rounds (free generation) run on all ranks in
@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-DDP, FSDP = "ddp", "fsdp"
+FSDP = "fsdp"  # training.distributed's value for sharded training
 
 
 def fsdp_plugin() -> Any:
