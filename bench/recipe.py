@@ -66,7 +66,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "replay-0.2": ({"data.replay_ratio": 0.2}, "a little replay"),
     "replay-0.7": ({"data.replay_ratio": 0.7}, "mostly replay"),
     "attn-only": ({"method.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
-                  "LoRA on attention only"),
+                  "LoRA on attention only; not adopted: fewer facts learned and less kept"),
     "early-half": ({"method.target_modules": [f"layers.{i}.mlp.{m}" for i in range(15)
                                               for m in ("gate_proj", "up_proj", "down_proj")]},
                    "LoRA on the MLPs of the first half of the layers only, where factual "
@@ -75,9 +75,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "down-only": ({"method.target_modules": ["down_proj"]},
                   "LoRA on the MLP output projection only: one module per layer"),
     "rank-4": ({"method.lora_r": 4, "method.lora_alpha": 8.0}, "a small adapter"),
-    "rank-64": ({"method.lora_r": 64, "method.lora_alpha": 128.0}, "a large adapter"),
+    "rank-64": ({"method.lora_r": 64, "method.lora_alpha": 128.0},
+                "a large adapter; not adopted: as many facts, less kept"),
     "no-early-stop": ({"training.early_stop_patience": 0, "training.min_locality": 0.0},
-                      "all epochs, no early stop (trained to convergence)"),
+                      "all epochs, no early stop (trained to convergence); the default ran all "
+                      "its epochs too (no stop rule fired), so the two agree"),
     "null-space": ({"training.protect_known": 0.02},
                    "the update kept out of the input directions that carry 98% of the replayed "
                    "known answers' activation energy (AlphaEdit, Fang et al. 2025); not "
@@ -92,8 +94,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                 "cross-entropy on the base's answers"),
     "distill": ({"method.name": "prompt_distillation"},
                 "prompt distillation: a student without the fact matches a teacher with it"),
-    "rslora": ({"method.name": "rslora"}, "rsLoRA scaling"),
-    "dora": ({"method.name": "dora"}, "DoRA"),
+    "rslora": ({"method.name": "rslora"},
+               "rsLoRA scaling (the update scaled by alpha/sqrt(r), larger at r 16); not "
+               "adopted: it kept less"),
+    "dora": ({"method.name": "dora"},
+             "DoRA (a learned magnitude per output); not adopted: within 2 points of the "
+             "default's locality, slower, and the shrink step cannot scale its update"),
 }
 
 
