@@ -270,7 +270,8 @@ def throughput_title(rows: Sequence[Row]) -> str:
     return "Throughput"
 
 
-def throughput_figure(metrics: Iterable[Row] | None, *, processes: int | None = None) -> go.Figure:
+def throughput_figure(metrics: Iterable[Row] | None, *,
+                      processes: int | None = None) -> go.Figure:
     """Tokens per second per step (of every process together), and model FLOPs utilisation in
     percent on a right-hand axis (the worker stores MFU as a fraction of the device's peak)."""
     rows = _by_step(metrics)

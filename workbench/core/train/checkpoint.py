@@ -53,6 +53,7 @@ STATE_JSON = "state.json"
 _STEP_DIR = re.compile(r"step-(\d+)")
 _SCRATCH_PREFIX = "."  # partial and replaced folders are hidden; nothing ever loads them
 
+
 @dataclass(frozen=True)
 class Gathered:
     """Whole tensors of a sharded model: its trainable weights by parameter name and the
@@ -65,7 +66,6 @@ class Gathered:
 # Given the trainable weights and optimizer state read from a checkpoint, put them into the
 # model and optimizer (`_load_plain` in one process; `sharding.load_full` when sharded).
 Apply = Callable[[Any, Any, dict[str, Any], "dict[str, Any] | None"], None]
-
 
 
 # --- names and paths ---------------------------------------------------------------------------

@@ -4,8 +4,8 @@ needs beyond DDP once no process holds the whole model.
 Under FSDP2 (`fully_shard`, one unit per decoder layer plus the root) every parameter is a
 DTensor holding 1/N of its rows; a forward pass all-gathers one layer at a time (and prefetches
 the next). Memory per process is then about weights/N + two gathered layers + (trained weights,
-gradients, optimizer state)/N + activations, where DDP keeps all of it in every process. What that costs the rest
-of the run, and how this module pays it:
+gradients, optimizer state)/N + activations, where DDP keeps all of it in every process. What
+that costs the rest of the run, and how this module pays it:
 
 - a forward pass needs every rank, so probe rounds (free generation) run on all ranks in
   lockstep (`generate(synced_gpus=True)`, and a Stop decided between batches, `Ranks.agree`),
