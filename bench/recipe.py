@@ -64,6 +64,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "lr-1e-3": ({"training.learning_rate": 1e-3}, "half the rate"),
     "no-replay": ({"data.replay_ratio": 0.0}, "replay off (the old default)"),
     "replay-0.2": ({"data.replay_ratio": 0.2}, "a little replay"),
+    "replay-0.6": ({"data.replay_ratio": 0.6},
+                   "more replay, within the time budget; not adopted: it kept no more than 0.5"),
     "replay-0.7": ({"data.replay_ratio": 0.7},
                    "mostly replay; not adopted yet: it kept the most of any setting with all "
                    "facts learned, but its 326 steps overrun the 10-minute budget"),
