@@ -93,7 +93,7 @@ def _optimizer_params(optimizer: Any) -> list[Any]:
     return [p for group in optimizer.param_groups for p in group["params"]]
 
 
-def _optimizer_param_names(model: Any, optimizer: Any) -> list[str | None]:
+def optimizer_param_names(model: Any, optimizer: Any) -> list[str | None]:
     """The model's name of every parameter the optimizer steps, in the optimizer's order (the
     order its state dict numbers them). None for a parameter the model does not name."""
     names = {id(p): name for name, p in model.named_parameters()}
@@ -117,7 +117,7 @@ def _flatten_optimizer(model: Any, optimizer: Any,
     except TypeError as err:
         raise WorkbenchError(f"cannot checkpoint the optimizer state: {err}") from None
     meta = {"format": FORMAT, "type": type(optimizer).__name__, "state": state,
-            "param_groups": groups, "param_names": _optimizer_param_names(model, optimizer)}
+            "param_groups": groups, "param_names": optimizer_param_names(model, optimizer)}
     return tensors, meta
 
 
@@ -315,7 +315,7 @@ def _load_optimizer(path: Path, model: Any, optimizer: Any) -> dict[str, Any]:
     """The checkpoint's optimizer state in `optimizer.state_dict()`'s layout, its parameters
     checked against the optimizer's."""
     meta = _read_json(path / OPTIMIZER_JSON)
-    names = _optimizer_param_names(model, optimizer)
+    names = optimizer_param_names(model, optimizer)
     if meta["param_names"] != names:
         diff = next((i for i, (a, b) in enumerate(zip(meta["param_names"], names)) if a != b),
                     min(len(names), len(meta["param_names"])))

@@ -123,10 +123,12 @@ def full_optimizer(model: Any, optimizer: Any) -> dict[str, Any]:
     parameter index, as `optimizer.state_dict()` gives in one process), {} elsewhere."""
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
+    from workbench.core.train.checkpoint import optimizer_param_names
+
     by_name = get_optimizer_state_dict(model, optimizer, options=_options(cpu_offload=True))
     if not by_name:
         return {}
-    index = {name: i for i, name in enumerate(_param_names(model, optimizer))}
+    index = {name: i for i, name in enumerate(optimizer_param_names(model, optimizer))}
     return {"state": {index[name]: value for name, value in by_name["state"].items()},
             "param_groups": [{**group, "params": [index[n] for n in group["params"]]}
                              for group in by_name["param_groups"]]}
@@ -139,21 +141,18 @@ def load_full(model: Any, optimizer: Any, trainable: dict[str, Any],
     or with `from_rank0` only rank 0's (the others pass {}: a file only rank 0's machine has)."""
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_state_dict
 
+    from workbench.core.train.checkpoint import optimizer_param_names
+
     options = _options(strict=False, broadcast_from_rank0=from_rank0)
     if optimizer is None or optimizer_state is None:
         set_model_state_dict(model, trainable, options=options)
         return
-    names = _param_names(model, optimizer)
+    names = optimizer_param_names(model, optimizer)
     by_name = {"state": {names[i]: value for i, value in optimizer_state["state"].items()},
                "param_groups": [{**group, "params": [names[i] for i in group["params"]]}
                                 for group in optimizer_state["param_groups"]]}
     set_state_dict(model, optimizer, model_state_dict=trainable, optim_state_dict=by_name,
                    options=options)
-
-
-def _param_names(model: Any, optimizer: Any) -> list[str]:
-    names = {id(p): name for name, p in model.named_parameters()}
-    return [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
 
 
 def load_adapter(model: Any, folder: Path) -> None:
