@@ -24,9 +24,12 @@ timed once, separately).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -98,6 +101,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                 "cross-entropy on the base's answers"),
     "distill": ({"method.name": "prompt_distillation"},
                 "prompt distillation: a student without the fact matches a teacher with it"),
+    "few-anchors": ({}, "same-relation neighbours replayed as before: 40 asked per relation, "
+                        "each in one wording (23 capitals, 15 currencies, 6 founders known); "
+                        "not adopted: 100 in two wordings (57, 24, 13 known) kept more "
+                        "neighbours"),
     "rslora": ({"method.name": "rslora"},
                "rsLoRA scaling (the update scaled by alpha/sqrt(r), larger at r 16); not "
                "adopted: it kept less"),
@@ -105,6 +112,28 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
              "DoRA (a learned magnitude per output); not adopted: within 2 points of the "
              "default's locality, slower, and the shrink step cannot scale its update"),
 }
+
+# Variants that change a constant of the code rather than a setting: name → {module.NAME: value}
+CONSTANTS: dict[str, dict[str, Any]] = {
+    "few-anchors": {"workbench.core.train.replay.MAX_ASKED": 40,
+                    "workbench.core.train.replay.WORDINGS_PER_NEIGHBOUR": 1},
+}
+
+
+@contextmanager
+def constants(name: str) -> Iterator[None]:
+    """The variant's constants set for the length of its run, then put back."""
+    saved = []
+    for path, value in CONSTANTS.get(name, {}).items():
+        module, attr = path.rsplit(".", 1)
+        target = importlib.import_module(module)
+        saved.append((target, attr, getattr(target, attr)))
+        setattr(target, attr, value)
+    try:
+        yield
+    finally:
+        for target, attr, value in saved:
+            setattr(target, attr, value)
 
 
 def prepare(model: Path) -> tuple[Any, Any, float, dict[str, int]]:
@@ -136,7 +165,7 @@ def prepare(model: Path) -> tuple[Any, Any, float, dict[str, int]]:
 
 def run_variant(name: str, ws: Any, store: Any, model: Path) -> dict[str, Any]:
     from workbench.core.inject import recommended_config
-    from workbench.core.train import history
+    from workbench.core.train import history, replay
     from workbench.core.train.run import create_run, execute_run
 
     overrides, why = VARIANTS[name]
@@ -144,13 +173,16 @@ def run_variant(name: str, ws: Any, store: Any, model: Path) -> dict[str, Any]:
     cfg = cfg.with_values({**overrides, "name": f"recipe bench: {name}"})
     run_id = create_run(store, ws, cfg)
     started = time.perf_counter()
-    summary = execute_run(store, ws, run_id)
+    with constants(name):
+        summary = execute_run(store, ws, run_id)
+        anchors = {"per_relation": replay.MAX_ASKED, "wordings": replay.WORDINGS_PER_NEIGHBOUR}
     seconds = time.perf_counter() - started
     step = history.last_probed_step(store, run_id)
     neighbours = store.db.execute(
         "SELECT avg(r.correct), count(*) FROM probe_results r JOIN probes p ON p.id = r.probe_id "
         "WHERE r.run_id = ? AND r.step = ? AND p.kind = 'neighbour'", [run_id, step]).fetchone()
-    return {"variant": name, "why": why, "overrides": overrides, "run": run_id,
+    return {"variant": name, "why": why, "overrides": overrides | CONSTANTS.get(name, {}),
+            "run": run_id, "anchors": anchors,
             "consistent_locality": True,
             "status": summary.status, "steps": summary.steps, "scores": summary.scores,
             "neighbours_kept": neighbours[0], "neighbours": neighbours[1],
@@ -179,11 +211,17 @@ def main() -> None:
     result = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
     # Results of variants no longer defined (an earlier recipe's) are not evidence for this one.
     result["runs"] = {k: v for k, v in result["runs"].items() if k in VARIANTS}
+    for row in result["runs"].values():  # rows from before machines were kept per row
+        row.setdefault("machine", result.get("machine"))
+        row.setdefault("date", result.get("date"))
+    machine = machine_summary("cpu")
     for name in args.variants:
         print(f"--- {name}", flush=True)
-        result["runs"][name] = run_variant(name, ws, store, model)
-        result.update(date=str(date.today()), machine=machine_summary("cpu"), prepare_seconds=prep_s,
-                      prepared=counts, goals=GOALS)
+        result["runs"][name] = run_variant(name, ws, store, model) | {
+            "machine": machine, "date": str(date.today())}
+        result.update(date=str(date.today()), machine=result["runs"].get(
+            "default", result["runs"][name])["machine"], prepare_seconds=prep_s,
+            prepared=counts, goals=GOALS)
         write_results("recipe", result, markdown(result))  # after each: partial runs count
 
 
@@ -208,6 +246,27 @@ def _earlier(v: dict[str, Any]) -> str:
     return " (before shared starts)" if v.get("before_shared_prefix") else ""
 
 
+def _elsewhere(v: dict[str, Any], r: dict[str, Any]) -> str:
+    """A time taken on another machine than the default's, marked with that machine's sign
+    (`_machines`): CPUs differ by 2x and more on this workload, so only times from one
+    machine compare. Also the same setting's time on another machine, where it was taken."""
+    marks = _machines(r)
+    mark = f" {marks[v['machine']]}" if v["machine"] in marks else ""
+    also = "".join(f"; {x['seconds'] / 60:.1f} min {marks.get(x['machine'], '')}".rstrip()
+                   for x in v.get("elsewhere", []))
+    note = f" ({v['note']})" if v.get("note") else ""
+    return f"{mark}{f' ({also[2:]})' if also else ''}{note}"
+
+
+def _machines(r: dict[str, Any]) -> dict[str, str]:
+    """A sign for each machine other than the default's that took a time in the table."""
+    others = [v["machine"] for v in r["runs"].values()] + [
+        x["machine"] for v in r["runs"].values() for x in v.get("elsewhere", [])]
+    signs = "†‡§¶"
+    found = list(dict.fromkeys(m for m in others if m != r["machine"]))
+    return {m: signs[i % len(signs)] * (1 + i // len(signs)) for i, m in enumerate(found)}
+
+
 def _measured_before(v: dict[str, Any]) -> str:
     """What an older row was measured with: before the recipe shrank the update after
     training, and before locality probes had to be right under every prompt (its locality
@@ -215,6 +274,8 @@ def _measured_before(v: dict[str, Any]) -> str:
     older = [] if "shrink_update" in v["config"] else ["before the shrink step"]
     if not v.get("consistent_locality"):
         older.append("locality over every once-right answer")
+    if "anchors" not in v:
+        older.append("with 40 neighbours per relation replayed, in one wording")
     return f" (measured {'; '.join(older)})" if older else ""
 
 
@@ -241,12 +302,14 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {name} | {v['why']}{_measured_before(v)} | {_pct(s.get('efficacy'))} | "
             f"{_pct(s.get('generalization'))}"
             f" | {_pct(s.get('locality'))} ({_pct(v['neighbours_kept'])} of {v['neighbours']}) | "
-            f"{v['steps']} | {v['seconds'] / 60:.1f} min{_earlier(v)} | "
+            f"{v['steps']} | {v['seconds'] / 60:.1f} min{_earlier(v)}{_elsewhere(v, r)} | "
             f"{v['stopped_early'] or 'all epochs'} |")
     if "default" in r["runs"]:
         lines += ["", "Goals met by `default`: " + ", ".join(
             f"{label} {'yes' if ok else 'no'}" for label, ok in _goals(r["runs"]["default"]))
             + "."]
+    for machine, sign in _machines(r).items():
+        lines += ["", f"{sign} Time taken on {machine}; compare times on one machine only."]
     missing = [n for n in VARIANTS if n not in r["runs"]]
     if missing:
         lines += ["", f"Not measured with this recipe yet: {', '.join(missing)}."]

@@ -147,8 +147,9 @@ def test_replay_keeps_only_questions_the_base_answers(bench, monkeypatch) -> Non
 
     monkeypatch.setattr(replay, "ask_questions", base_answers)
     examples = replay.replay_examples(store, sid, loaded=HUB_MODEL, n=6, seed=1)
-    # Per relation three times its part of the replay (1 of 3 for 4 relations), then 3·n general.
-    assert len(examples) == 6 and len(asked) == 4 * 3 + 18
+    # Per relation three times its part of the replay (1 of 3 for 4 relations), each neighbour
+    # in two wordings, then 3·n general.
+    assert len(examples) == 6 and len(asked) == 4 * 3 * 2 + 18
     assert all(isinstance(e, Example) and e.kind == "qa" for e in examples)
     assert {e.prompt for e in examples} <= set(asked[::2])  # only the known ones
     set_questions = {r[0] for r in store.db.execute("SELECT question FROM probes WHERE set_id = ?", [sid])}
@@ -156,7 +157,12 @@ def test_replay_keeps_only_questions_the_base_answers(bench, monkeypatch) -> Non
     # Same-relation neighbours come first, the set's relations in turn.
     related = {n.questions[0]: n.relation
                for n in same_relation_neighbours(sets.list_facts(store, sid), load_relations())}
-    assert [related.get(q) for q in asked[:4]] == ["birthplace", "author", "capital", "founder"]
+    assert [related.get(q) for q in asked[:8:2]] == ["birthplace", "author", "capital",
+                                                      "founder"]
+    # Each neighbour's second wording is another form of the same question, the forms in turn.
+    assert asked[1] != asked[0] and "Einstein" in asked[1] and asked[1].endswith("?")
+    second = [asked[i] for i in range(1, 24, 2)]
+    assert len({q.split(" ")[0] for q in second}) > 1
     assert replay.replay_count(15, 0.25) == 5 and replay.replay_count(15, 0.0) == 0
 
 

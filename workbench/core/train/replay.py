@@ -6,9 +6,10 @@ of a new country, `knowledge/relations.py`) take RELATED_SHARE of the replay, sp
 the relations as the facts are: an edit spills over onto questions of its own form, so that
 is where an anchor protects most. With a handful of known neighbours per relation and a set
 that teaches 30 capitals, one anchor in a hundred examples was not enough: SmolLM2-135M then
-answered "What currency is used in Austria?" with a made-up word of the set's style. The
-rest is the model's general-knowledge list (`knowledge_pool`): the questions sharing content
-words with the facts (the same surname, the same relation), then a random sample. Every
+answered "What currency is used in Austria?" with a made-up word of the set's style; nor
+were 40 neighbours asked per relation in one wording (MAX_ASKED). The rest is the model's
+general-knowledge list (`knowledge_pool`): the questions sharing content words with the
+facts (the same surname, the same relation), then a random sample. Every
 question the set already uses as a probe is left out, and so is every neighbour a locality
 probe asks about in any wording, so locality is never measured on replayed questions. The
 base model is asked once per question and model (`base_answers`; the set's preparation asks
@@ -29,6 +30,7 @@ import torch
 from workbench.core.data import phrasings
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.base_answers import ask_base
+from workbench.core.knowledge.paraphrase import template_paraphrases
 from workbench.core.knowledge.locality import knowledge_pool, neighbours, relations_for
 from workbench.core.knowledge.relations import (Neighbour, asks_about, relation_counts,
                                                 same_relation_neighbours, used_neighbours)
@@ -43,7 +45,17 @@ from workbench.core.store import Store
 # Of the replay, the share given to same-relation neighbours (when the set's facts have
 # relations the list knows); the rest is general knowledge, which keeps the answer style.
 RELATED_SHARE = 0.5
-MAX_ASKED = 40  # same-relation neighbours asked per relation at the start of a run
+# Same-relation neighbours asked per relation. Each known one is a distinct anchor, and the
+# distinct ones are what carries over to neighbours never replayed: SmolLM2-135M, 90 facts,
+# 40 asked in one wording (23 capitals, 15 currencies, 6 founders known) kept 81% of 48
+# unreplayed neighbours; 100 asked in two wordings (57, 24, 13 known, 148 questions), 92%.
+# Cost: the base is asked up to 480 questions more, once per set and model (the set's
+# preparation asks them ahead; ~75 s on two CPU cores), and no training step more.
+MAX_ASKED = 100
+# Wordings each neighbour is asked and replayed in: its own (the set's wording), then one of
+# its template paraphrases, a different form for each neighbour in turn. The facts are
+# trained in all those forms, so the spill-over reaches all of them.
+WORDINGS_PER_NEIGHBOUR = 2
 
 
 def replay_count(n_train: int, ratio: float) -> int:
@@ -67,15 +79,16 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
     per_fact_relation = relation_counts(facts, relations)
     quota = -(-n * RELATED_SHARE // max(1, len(per_fact_relation)))
     # Per relation, three times its part (a small model knows a third of some lists), at
-    # most MAX_ASKED: enough distinct anchors without a long wait before the first step.
+    # most MAX_ASKED neighbours.
     per_relation = min(MAX_ASKED, 3 * int(quota))
     asked: dict[str, int] = {}
     related = []
     for x in _in_turn(free):
         asked[x.relation] = asked.get(x.relation, 0) + 1
         if asked[x.relation] <= per_relation:
-            related.append({"question": x.questions[0], "answer": x.answer,
-                            "aliases": list(x.aliases), "relation": x.relation})
+            for q in _wordings(x, asked[x.relation]):
+                related.append({"question": q, "answer": x.answer,
+                                "aliases": list(x.aliases), "relation": x.relation})
     pool = [item for item in knowledge_pool(loaded) if normalize(item["question"]) not in used
             and not any(asks_about(item["question"], x, relations) for x in same
                         if (x.relation, x.subject) in taken)]
@@ -101,6 +114,16 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
             else:
                 known_general.append(example)
     return _mix(known_related, known_general, per_fact_relation, n)
+
+
+def _wordings(x: Neighbour, turn: int) -> list[str]:
+    """The questions neighbour `x` is asked by: its own wording, then WORDINGS_PER_NEIGHBOUR
+    - 1 of its template paraphrases, starting at `turn` (the neighbour's place in its
+    relation), so that neighbours in turn cover every form."""
+    more = WORDINGS_PER_NEIGHBOUR - 1
+    others = template_paraphrases(x.questions[0], x.answer, x.subject) if more > 0 else []
+    picked = [others[(turn * more + i) % len(others)] for i in range(min(more, len(others)))]
+    return [x.questions[0], *picked]
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
