@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from workbench.cli import main
+from workbench.core import disk
 from workbench.core.config import ModelConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.export import bundle as bundle_mod
@@ -175,7 +176,7 @@ def test_bad_inputs_are_one_line_and_leave_nothing(bench: Any, tmp_path: Path,
     assert "--ollama, --strict and --no-rescore go with --gguf" in capsys.readouterr().err
 
     # A full disk: refused before anything is written.
-    monkeypatch.setattr(bundle_mod.shutil, "disk_usage",
+    monkeypatch.setattr(disk.shutil, "disk_usage",
                         lambda path: type("U", (), {"free": 10 * 2**20})())
     with pytest.raises(WorkbenchError, match="not enough disk for the export: it needs about"):
         export_bundle(store, ws, run_id, tmp_path / "full", gguf=["f16"])

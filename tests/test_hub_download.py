@@ -75,13 +75,14 @@ def test_unknown_repo_and_too_little_disk(hub, tmp_path, monkeypatch) -> None:
 
     import huggingface_hub.constants as constants
 
+    from workbench.core import disk
     from workbench.core import hub as hub_module
     from workbench.core.errors import ModelLoadError
 
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)
     monkeypatch.setattr(constants, "is_offline_mode", lambda: False)  # the suite runs offline
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(hub_module.shutil, "disk_usage",
+    monkeypatch.setattr(disk.shutil, "disk_usage",
                         lambda _: shutil._ntuple_diskusage(10**9, 10**9, 1000))
     with pytest.raises(ModelLoadError, match=r"not enough disk for acme/tiny-chat: it needs"):
         hub_module._download(REPO, None, lambda f, m: None)

@@ -64,6 +64,22 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, tiny_llama: Pa
     assert unknown.returncode == 2 and "no model folder" in unknown.stderr
 
 
+def test_a_full_disk_is_refused_before_the_set_is_made(tmp_path: Path, tiny_llama: Path,
+                                                       monkeypatch) -> None:
+    from workbench.core import disk
+    from workbench.core.inject import inject
+    from workbench.core.workspace import resolve_workspace
+
+    ws = resolve_workspace(tmp_path / "ws")
+    store = Store(ws.db_path)
+    facts = tmp_path / "facts.csv"
+    facts.write_text("question,answer\nWho wrote Zed?,Ann Lee\n", encoding="utf-8")
+    monkeypatch.setattr(disk.shutil, "disk_usage", lambda path: type("U", (), {"free": 2**20})())
+    with pytest.raises(WorkbenchError, match="not enough disk for the injected weights: it needs"):
+        inject(store, ws, facts, str(tiny_llama), out=tmp_path / "o", device="cpu")
+    assert sets.list_sets(store) == [] and not (tmp_path / "o").exists()
+
+
 def test_each_stage_gets_its_own_eta(monkeypatch) -> None:
     import io
 

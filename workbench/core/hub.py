@@ -16,12 +16,12 @@ from __future__ import annotations
 import errno
 import fnmatch
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from workbench.core.disk import require_free
 from workbench.core.errors import ModelLoadError
 from workbench.core.progress import Progress, no_progress
 from workbench.core.units import format_bytes
@@ -29,7 +29,6 @@ from workbench.core.units import format_bytes
 # The top-level files a load reads; subfolders hold other formats (onnx/, original/, gguf/).
 NEEDED = ("*.safetensors", "*.json", "*.txt", "*.model", "*.jinja", "*.tiktoken")
 SKIPPED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.gguf", "*.onnx", "*.msgpack", "*.h5")
-SPARE_DISK = 256 * 2**20  # left free after the download: the cache's own files, temp copies
 
 
 def needed(name: str) -> bool:
@@ -85,7 +84,8 @@ def _download(repo: str, revision: str | None, progress: Progress) -> Path:
                              "refused because they can run code when loaded",
                              hint="use a repo that ships *.safetensors")
     total = sum(size for _, size in files) or 1
-    check_disk(Path(constants.HF_HUB_CACHE), total, repo)
+    require_free(Path(constants.HF_HUB_CACHE), total, repo, error=ModelLoadError,
+                 hint="free some space, or set HF_HOME to a larger disk")
     progress(0.0, f"downloading {repo}: {format_bytes(total)} in {len(files)} files")
     done = 0
 
@@ -103,18 +103,6 @@ def _download(repo: str, revision: str | None, progress: Progress) -> Path:
         done = start + size  # exact, whatever the bar reported (cached files report nothing)
     progress(1.0, f"{repo}: {format_bytes(total)} downloaded")
     return Path(path).parent
-
-
-def check_disk(cache: Path, needed_bytes: int, repo: str) -> None:
-    """Refuse before downloading when the cache's disk cannot take the model."""
-    probe = cache
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
-    if free < needed_bytes + SPARE_DISK:
-        raise ModelLoadError(f"not enough disk for {repo}: it needs {format_bytes(needed_bytes)} and "
-                             f"{probe} has {format_bytes(free)} free",
-                             hint="free some space, or set HF_HOME to a larger disk")
 
 
 def _bar_class(moved: Callable[[int], None]) -> type:

@@ -25,6 +25,7 @@ from typing import Any
 
 from workbench.core.config import RunConfig
 from workbench.core.data.names import RunStatus
+from workbench.core.disk import require_free
 from workbench.core.errors import WorkbenchError
 from workbench.core.progress import Progress, no_progress
 from workbench.core.store import Store
@@ -59,13 +60,6 @@ def check_target(out: Path | None) -> None:
     if not parent.is_dir():
         raise WorkbenchError(f"the folder {parent} does not exist",
                              hint="create it first, or choose another --out")
-
-
-def free_space_check(folder: Path, needed: int) -> None:
-    free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise WorkbenchError(f"only {free / 2**30:.1f} GiB free in {folder}, about "
-                             f"{needed / 2**30:.1f} GiB needed", hint="free disk space first")
 
 
 def prepare(store: Store, sid: int, loaded: Any, *, stage: Stage) -> dict[str, int]:
@@ -207,7 +201,8 @@ def inject(store: Store, workspace: Workspace, facts_file: Path, model: str, *,
     loaded = load_model(ModelConfig(name_or_path=model, device=device),
                         progress=stage("model"))
     if out is not None:
-        free_space_check(out.resolve().parent, 2 * loaded.weight_bytes)
+        require_free(out.resolve().parent, 2 * loaded.weight_bytes, "the injected weights",
+                     hint="free disk space first, or pass another --out")
     with sets.ensuring_set(store, name) as sid:  # a refused file leaves no set behind
         summary = transfer.import_path(store, sid, facts_file)
     cfg = prepared_config(store, name, model, load=lambda: loaded, method=method,

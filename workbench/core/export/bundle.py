@@ -29,6 +29,7 @@ from typing import Any
 from workbench.core.compare.pool import RunOutput, folder_bytes, run_knowledge_set
 from workbench.core.config import ModelConfig, RunConfig
 from workbench.core.data import runs
+from workbench.core.disk import require_free
 from workbench.core.errors import WorkbenchError
 from workbench.core.export import gguf_write, ollama
 from workbench.core.export.folders import (empty_target, export_adapter, export_merged,
@@ -42,7 +43,6 @@ from workbench.core.units import format_bytes
 from workbench.core.workspace import Workspace
 
 SCORECARD = "scorecard.json"
-SPARE_DISK = 256 * 2**20  # metadata, tokenizer files and what the file system rounds up
 
 
 @dataclass
@@ -71,16 +71,6 @@ def expected_bytes(output: RunOutput, cfg: RunConfig, gguf: Sequence[str]) -> in
     return int(adapter + 4 * params + sum(per_param[k] * params for k in gguf))
 
 
-def check_disk(parent: Path, needed: int) -> int:
-    """The free bytes under `parent`, refusing when the export would not fit."""
-    free = shutil.disk_usage(parent).free
-    if free < needed + SPARE_DISK:
-        raise WorkbenchError(f"not enough disk for the export: it needs about "
-                             f"{format_bytes(needed)} and {parent} has {format_bytes(free)} free",
-                             hint="free some space or choose another folder; nothing was written")
-    return free
-
-
 def export_bundle(store: Store, workspace: Workspace, run_id: int, out: Path, *,
                   gguf: Sequence[str] = ("q8_0",), modelfile: bool = True, score: bool = True,
                   progress: Progress = no_progress) -> Bundle:
@@ -98,7 +88,8 @@ def export_bundle(store: Store, workspace: Workspace, run_id: int, out: Path, *,
     sid = run_knowledge_set(store, run_id)[0]
     items, answered = run_round(store, run_id, sid) if score else ([], {})
     needed = expected_bytes(output, cfg, gguf)
-    free = check_disk(parent, needed)
+    free = require_free(parent, needed, "the export",
+                        hint="free some space or choose another folder; nothing was written")
     progress(0.0, f"exporting run {run_id}: about {format_bytes(needed)} "
                   f"({format_bytes(free)} free)")
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
