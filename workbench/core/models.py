@@ -247,9 +247,15 @@ def _load_tokenizer(source: ModelSource, cfg: ModelConfig) -> Any:
             f"cannot load the tokenizer of {source.describe()}: {_first_line(err)}",
             hint="the model folder or repo must include its tokenizer files",
         ) from None
-    if tok.pad_token is None:  # batching needs a pad id; EOS is the usual stand-in
-        tok.pad_token = tok.eos_token
-    return tok
+    return padded(tok)
+
+
+def padded(tokenizer: Any) -> Any:
+    """`tokenizer` with a pad token: batching needs a pad id, and EOS is the usual stand-in
+    where the model has none."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def _ensure_chat_template(tokenizer: Any) -> bool:

@@ -113,15 +113,13 @@ def load_gguf(path: Path, device: str) -> LoadedModel:
     dequantized in memory (not into the import cache: this copy is thrown away)."""
     from workbench.core.device import pick_device, pick_dtype
     from workbench.core.gguf_import import read_gguf
-    from workbench.core.models import ModelSource
+    from workbench.core.models import ModelSource, padded
 
     device = pick_device(device)
     dtype = pick_dtype(device, "auto")
     model, tokenizer = read_gguf(path, dtype=dtype)
     model.to(device).eval()
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(model=model, tokenizer=tokenizer,
+    return LoadedModel(model=model, tokenizer=padded(tokenizer),
                        source=ModelSource("local", str(path.parent), gguf=str(path)),
                        device=device, dtype=dtype, quantization="none",
                        chat_template_fallback=False, load_seconds=0.0, memory_delta=0)
