@@ -101,10 +101,13 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                 "cross-entropy on the base's answers"),
     "distill": ({"method.name": "prompt_distillation"},
                 "prompt distillation: a student without the fact matches a teacher with it"),
-    "few-anchors": ({}, "same-relation neighbours replayed as before: 40 asked per relation, "
-                        "each in one wording (23 capitals, 15 currencies, 6 founders known); "
-                        "not adopted: 100 in two wordings (57, 24, 13 known) kept more "
-                        "neighbours"),
+    "few-anchors": ({}, "the previous default: same-relation neighbours replayed as before, 40 "
+                        "asked per relation, each in one wording (23 capitals, 15 currencies, 6 "
+                        "founders known), and the coarse shrink search; not adopted: 100 in two "
+                        "wordings (57, 24, 13 known) kept more neighbours"),
+    "coarse-shrink": ({}, "the shrink search as before: 85, 70 and 55% of the update tried, "
+                          "judged on the live rounds' 64 probes; not adopted: it kept the whole "
+                          "update, where steps of 5% judged on 192 probes kept 80% of it"),
     "rslora": ({"method.name": "rslora"},
                "rsLoRA scaling (the update scaled by alpha/sqrt(r), larger at r 16); not "
                "adopted: it kept less"),
@@ -116,7 +119,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
 # Variants that change a constant of the code rather than a setting: name → {module.NAME: value}
 CONSTANTS: dict[str, dict[str, Any]] = {
     "few-anchors": {"workbench.core.train.replay.MAX_ASKED": 40,
-                    "workbench.core.train.replay.WORDINGS_PER_NEIGHBOUR": 1},
+                    "workbench.core.train.replay.WORDINGS_PER_NEIGHBOUR": 1,
+                    "workbench.core.train.shrink.SHARES": [0.85, 0.7, 0.55],
+                    "workbench.core.train.tracker.WIDE_SAMPLE": 1},
+    "coarse-shrink": {"workbench.core.train.shrink.SHARES": [0.85, 0.7, 0.55],
+                      "workbench.core.train.tracker.WIDE_SAMPLE": 1},
 }
 
 
@@ -165,7 +172,7 @@ def prepare(model: Path) -> tuple[Any, Any, float, dict[str, int]]:
 
 def run_variant(name: str, ws: Any, store: Any, model: Path) -> dict[str, Any]:
     from workbench.core.inject import recommended_config
-    from workbench.core.train import history, replay
+    from workbench.core.train import history, replay, shrink, tracker
     from workbench.core.train.run import create_run, execute_run
 
     overrides, why = VARIANTS[name]
@@ -176,13 +183,14 @@ def run_variant(name: str, ws: Any, store: Any, model: Path) -> dict[str, Any]:
     with constants(name):
         summary = execute_run(store, ws, run_id)
         anchors = {"per_relation": replay.MAX_ASKED, "wordings": replay.WORDINGS_PER_NEIGHBOUR}
+        searched = {"shares": list(shrink.SHARES), "samples": tracker.WIDE_SAMPLE}
     seconds = time.perf_counter() - started
     step = history.last_probed_step(store, run_id)
     neighbours = store.db.execute(
         "SELECT avg(r.correct), count(*) FROM probe_results r JOIN probes p ON p.id = r.probe_id "
         "WHERE r.run_id = ? AND r.step = ? AND p.kind = 'neighbour'", [run_id, step]).fetchone()
     return {"variant": name, "why": why, "overrides": overrides | CONSTANTS.get(name, {}),
-            "run": run_id, "anchors": anchors,
+            "run": run_id, "anchors": anchors, "shrink": searched,
             "consistent_locality": True,
             "status": summary.status, "steps": summary.steps, "scores": summary.scores,
             "neighbours_kept": neighbours[0], "neighbours": neighbours[1],
@@ -276,6 +284,8 @@ def _measured_before(v: dict[str, Any]) -> str:
         older.append("locality over every once-right answer")
     if "anchors" not in v:
         older.append("with 40 neighbours per relation replayed, in one wording")
+    if "shrink" not in v and "shrink_update" in v["config"] and "shrink" not in v["variant"]:
+        older.append("with the coarse shrink search")
     return f" (measured {'; '.join(older)})" if older else ""
 
 

@@ -23,12 +23,15 @@ def _scripted(table: dict[float, dict[str, float]]):
 def test_keeps_the_share_with_the_best_locality_before_the_facts_go() -> None:
     table = {1.0: {"efficacy": 1.0, "generalization": 1.0, "locality": 0.85},
              0.85: {"efficacy": 1.0, "generalization": 0.98, "locality": 0.88},
-             0.7: {"efficacy": 0.98, "generalization": 0.98, "locality": 0.90},
-             0.55: {"efficacy": 0.45, "generalization": 0.5, "locality": 0.93}}
+             0.8: {"efficacy": 0.98, "generalization": 0.98, "locality": 0.90},
+             0.75: {"efficacy": 0.98, "generalization": 0.99, "locality": 0.89},
+             0.7: {"efficacy": 0.95, "generalization": 0.97, "locality": 0.95},
+             0.65: {"efficacy": 0.45, "generalization": 0.5, "locality": 0.93}}
     ask, set_share, state, asked = _scripted(table)
     share, scores = choose_share(ask, set_share)
-    assert share == 0.7 and state["share"] == 0.7 and scores["locality"] == 0.90
-    assert asked == [1.0, 0.85, 0.7, 0.55]  # 0.55 lost the facts: the search stopped there
+    assert share == 0.8 and state["share"] == 0.8 and scores["locality"] == 0.90
+    # 0.7 lost a twentieth of the facts: the search stopped there, its locality not kept.
+    assert asked == [1.0, 0.85, 0.8, 0.75, 0.7]
 
 
 def test_keeps_the_whole_update_when_shrinking_does_not_help() -> None:

@@ -39,6 +39,7 @@ SCORED = SCORE_METRICS
 # differ by a probe or two by chance.
 KEEP_BEST_MARGIN = 0.02
 LOW_ROUNDS = 2  # rounds in a row under the locality floor before the run stops
+WIDE_SAMPLE = 3  # the shrink search's sample, in live samples (192 probes at the default 64)
 
 
 def combined_score(scores: dict[str, Any]) -> float | None:
@@ -68,6 +69,10 @@ class Tracker:
         self.stop_reason = ""
         items = probing.probe_items(store, sid, locality=True)
         self.live = probing.live_sample(items, cfg.training.probe_sample, seed=cfg.training.seed)
+        # The shrink search's sample: its candidates differ by a few points of locality, less
+        # than one probe of a live round's ~21 per metric moves it.
+        self.wide = probing.live_sample(items, WIDE_SAMPLE * cfg.training.probe_sample,
+                                        seed=cfg.training.seed)
 
     def probe(self, step: int, *, final: bool = False, closing: bool = False) -> dict[str, float]:
         """One round; raises `generate.Interrupted` on a Stop. Sets `stop_reason` when a live
@@ -94,12 +99,12 @@ class Tracker:
             self._after_live_round(step, scores, decide=not closing)
         return scores
 
-    def ask_live(self) -> dict[str, float]:
-        """The live sample's shares for the model as it is now, recorded nowhere (the shrink
+    def ask_wide(self) -> dict[str, float]:
+        """The wide sample's shares for the model as it is now, recorded nowhere (the shrink
         search compares weights that are not a step of the run)."""
-        answers = probing.ask_items(self.loaded, self.model(), self.live,
+        answers = probing.ask_items(self.loaded, self.model(), self.wide,
                                     should_stop=self.should_stop, ranks=self.ranks)
-        return self.ranks.shared(probing.shares(probing.marks(self.live, answers)))
+        return self.ranks.shared(probing.shares(probing.marks(self.wide, answers)))
 
     def _after_live_round(self, step: int, scores: dict[str, float], *, decide: bool) -> None:
         score = combined_score(scores)
