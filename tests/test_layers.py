@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                      "workbench.core.tokens", "workbench.core.settings",
                      "workbench.core.progress", "workbench.core.scoring",
                      "workbench.core.sections", "workbench.core.data.names",
-                     "workbench.core.units")),
+                     "workbench.core.units", "workbench.core.disk")),
     # The database: schema and transactions, then the typed reads and writes of every table.
     ("store and data", ("workbench.core.store", "workbench.core.workspace",
                         "workbench.core.data")),
