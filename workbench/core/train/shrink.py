@@ -9,8 +9,9 @@ touched; three live samples' worth, `Tracker.ask_wide`, since the candidates dif
 points of locality); the search stops at the first share where efficacy or held-out recall
 falls more than `KEEP_LEARNED` below the unshrunk adapter's, and keeps the share with the
 best locality among those before it. Cost: up to 8 rounds of 192 probes, typically 5: about
-twice the final round's 468 probes on the bench set (seconds on a GPU, minutes on a CPU). The saved adapter is the shrunk one, so every consumer (Compare, export, the
-final scoring) sees the same weights without knowing about it.
+twice the final round's 468 probes on the bench set (seconds on a GPU, minutes on a CPU).
+The saved adapter is the shrunk one, so every consumer (Compare, export, the final scoring)
+sees the same weights without knowing about it.
 """
 
 from __future__ import annotations
