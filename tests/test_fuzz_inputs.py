@@ -156,14 +156,18 @@ def _last_fact_id(store: Store) -> int:
 
 def import_outcome(store: Store, call: Callable[[], Any]) -> Any:
     """`attempt` for anything that adds facts: on success, exactly as many facts as it
-    reports (each with its question phrasing) were added, and the new facts are sane."""
+    reports were added, each with its question phrasings (several where rows of one subject
+    and answer are grouped into one fact) and no probe added elsewhere, and the new facts
+    are sane."""
     before, last = store.counts(), _last_fact_id(store)
     result = attempt(store, call)
     if isinstance(result, WorkbenchError):
         return result
     after = store.counts()
     added = after["facts"] - before["facts"]
-    assert after["probes"] - before["probes"] == added
+    phrasings, with_one = store.db.execute(
+        "SELECT count(*), count(DISTINCT fact_id) FROM probes WHERE fact_id > ?", [last]).fetchone()
+    assert after["probes"] - before["probes"] == phrasings and with_one == added
     if isinstance(result, transfer.ImportSummary):
         assert result.added == added > 0
     elif isinstance(result, int):  # accepted proposals
