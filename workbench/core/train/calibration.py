@@ -23,6 +23,15 @@ from workbench.core.device import cpu_name
 from workbench.core.train.flops import measure_peak_flops
 
 CALIBRATION_FILE = "cpu-peak.json"
+# bf16 autocast on a CPU pays where bf16 matmuls are native (AVX512-BF16, AMX): on a 2-core
+# AMD EPYC with AVX512-BF16 they ran 2.9x the fp32 rate and a SmolLM2-135M LoRA step 1.6x
+# faster (`bench/results/recipe.md`, variant bf16). Where bf16 is emulated it is slower than
+# fp32, so it is used only when the calibration measures at least BF16_GAIN times the rate.
+BF16_GAIN = 2.0
+# Below this many parameters training stays fp32 on every CPU: a step takes tens of
+# milliseconds either way (the 4.7M demo model, LoRA, 16 rows: 0.09 s fp32, 0.07 s bf16 on the
+# AMD EPYC), and the demo's and the tests' tiny models then give the same results on any CPU.
+BF16_MIN_PARAMS = 50_000_000
 SIZES = (512, 1024, 2048)
 REPEATS = 5
 
@@ -73,3 +82,17 @@ def cpu_peak(dtype: str, path: Path | None, *, again: bool = False,
         except OSError:
             pass  # a read-only workspace: the figure still serves this run
     return peak, f"calibrated {entry['date']}" + (", again" if again else "")
+
+
+def cpu_autocast(params: int, path: Path | None) -> tuple[str, str]:
+    """("bf16" or "no", why) for training a model of `params` parameters on this CPU with
+    mixed precision left at auto: bf16 autocast (frozen weights multiplied in bf16; the
+    trained weights, their gradients and the optimizer stay fp32) only where it is faster."""
+    if params < BF16_MIN_PARAMS:
+        return "no", f"fp32: a {params / 1e6:.0f}M-parameter model trains in fp32 on a CPU"
+    bf16, _ = cpu_peak("bf16", path)
+    fp32, _ = cpu_peak("fp32", path)
+    gain = bf16 / fp32 if fp32 else 0.0
+    if gain < BF16_GAIN:
+        return "no", f"fp32: this CPU multiplies bf16 at {gain:.1f}x its fp32 rate"
+    return "bf16", f"bf16 autocast: this CPU multiplies bf16 {gain:.1f}x faster than fp32"

@@ -166,7 +166,11 @@ class TrainLoop:
         self.cfg, self.examples, self.pad_id = cfg, list(examples), pad_id
         self.after_step = after_step  # a constraint on the weights after each update
         plugin = sharding.fsdp_plugin() if sharding.wants_fsdp(cfg.distributed) else None
-        self.accelerator = Accelerator(mixed_precision=mixed_precision(cfg, device),
+        precision = mixed_precision(cfg, device)
+        # bf16 on a CPU is autocast around the loss here, not by accelerate: its state is one
+        # per process and refuses another precision for a later run of the same process.
+        self.cpu_bf16 = device == "cpu" and precision == "bf16"
+        self.accelerator = Accelerator(mixed_precision="no" if self.cpu_bf16 else precision,
                                        cpu=device == "cpu", fsdp_plugin=plugin,
                                        **(trackers or {}))
         if plugin is not None:
@@ -209,6 +213,19 @@ class TrainLoop:
         self.step = 0
         self.oom_retries = 0
         self._plans: dict[int, list[list[Rendered]]] = {}
+
+    @property
+    def compute_dtype(self) -> str | None:
+        """The precision the matmuls run in under autocast ("bf16", "fp16"), else None."""
+        if self.cpu_bf16:
+            return "bf16"
+        mixed = str(self.accelerator.mixed_precision)
+        return mixed if mixed in ("bf16", "fp16") else None
+
+    def _autocast(self) -> Any:
+        import torch
+
+        return torch.autocast("cpu", dtype=torch.bfloat16) if self.cpu_bf16 else nullcontext()
 
     # --- state for checkpoints -----------------------------------------------------------
     @property
@@ -331,7 +348,8 @@ class TrainLoop:
         for i, batch in enumerate(batches):
             sync = i == len(batches) - 1
             with nullcontext() if sync or self.world == 1 else acc.no_sync(self.model):
-                loss_sum = self.loss(self.model, batch, self.pad_id, acc.device)
+                with self._autocast():
+                    loss_sum = self.loss(self.model, batch, self.pad_id, acc.device)
                 acc.backward(loss_sum * scale)
             total += loss_sum.detach().float()
         # max_grad_norm 0 = no clipping; the norm is still measured for the charts.

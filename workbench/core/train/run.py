@@ -15,6 +15,7 @@ to the store and the run folder.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import signal
@@ -248,7 +249,8 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
         loss = anchored(loss)
     checkpoint = _resume_point(out, run_id) if resume else None
     step_size = checkpoint_state(checkpoint).get("step_size") if checkpoint else None
-    loop = TrainLoop(model, examples, cfg.training, pad_id=loaded.tokenizer.pad_token_id,
+    loop = TrainLoop(model, examples, _precision(cfg, loaded, calibration),
+                     pad_id=loaded.tokenizer.pad_token_id,
                      device=loaded.device, loss=loss, optimizer=method.optimizer,
                      trackers=trackers.accelerator_options(cfg.training.report_to, out),
                      after_step=_null_space(model, examples, cfg, loaded),
@@ -266,7 +268,9 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
                          loop.micro, loop.accum, loop.step_size)
             if main:
                 _forget_after(store, run_id, loop.step)
-        telemetry = Telemetry(loop.unwrapped, loaded.device, str(loaded.dtype).removeprefix("torch."),
+        # MFU against the peak of the precision the matmuls run in (autocast's, if on)
+        compute = loop.compute_dtype or str(loaded.dtype)
+        telemetry = Telemetry(loop.unwrapped, loaded.device, compute.removeprefix("torch."),
                               calibration=calibration, ranks=loop.ranks)
         log.info("device %s, %d process(es)%s, %d steps of %d examples; %s", loaded.device,
                  loop.world, " sharded (FSDP2)" if loop.ranks.lockstep else "", loop.total,
@@ -359,6 +363,21 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
         # Also when the run fails or is stopped: a tracker's run (wandb, mlflow) is closed,
         # not left open as if still training.
         trackers.finish(loop.accelerator)
+
+
+def _precision(cfg: RunConfig, loaded: LoadedModel, calibration: Path) -> Any:
+    """cfg.training with mixed precision "auto" settled for a CPU (`calibration.cpu_autocast`);
+    elsewhere the loop settles it."""
+    from workbench.core.train.calibration import cpu_autocast
+
+    training = cfg.training
+    if (training.mixed_precision != "auto" or loaded.device != "cpu"
+            or cfg.effective_quantization != "none"):
+        return training
+    params = sum(p.numel() for p in loaded.model.parameters())
+    choice, why = cpu_autocast(params, calibration)
+    log.info("%s", why)
+    return dataclasses.replace(training, mixed_precision=choice)
 
 
 def _resume_point(out: Path, run_id: int) -> Path:
