@@ -42,6 +42,16 @@ LOW_ROUNDS = 2  # rounds in a row under the locality floor before the run stops
 WIDE_SAMPLE = 3  # the shrink search's sample, in live samples (192 probes at the default 64)
 
 
+def trained_fingerprint(model: Any) -> tuple[float, ...]:
+    """A sum per trained tensor: equal only for the same trained weights, in practice (any
+    step, share or restored round changes them). A millisecond for a LoRA adapter."""
+    import torch
+
+    with torch.no_grad():
+        return tuple(float(p.detach().sum(dtype=torch.float64)) for p in model.parameters()
+                     if p.requires_grad)
+
+
 def combined_score(scores: dict[str, Any]) -> float | None:
     """The mean of efficacy, generalization and locality, over those measured."""
     values = [float(scores[m]) for m in SCORED if scores.get(m) is not None]
@@ -73,6 +83,12 @@ class Tracker:
         # than one probe of a live round's ~21 per metric moves it.
         self.wide = probing.live_sample(items, WIDE_SAMPLE * cfg.training.probe_sample,
                                         seed=cfg.training.seed)
+        # Answers of the weights as they are (`_ask`): after training, the closing round, the
+        # shrink search's rounds and the final round ask many of the same probes of the same
+        # weights, and greedy answers to them are the same; asked once, that is 255 of the
+        # bench run's ~1,500 questions after its last step.
+        self._answers: dict[int, str] = {}
+        self._answered_by: tuple[float, ...] | None = None
 
     def probe(self, step: int, *, final: bool = False, closing: bool = False) -> dict[str, float]:
         """One round; raises `generate.Interrupted` on a Stop. Sets `stop_reason` when a live
@@ -87,8 +103,7 @@ class Tracker:
         if not items:
             return {}
         log.info("step %d: asking %d probes%s", step, len(items), " (final round)" if final else "")
-        answers = probing.ask_items(self.loaded, self.model(), items, should_stop=self.should_stop,
-                                    ranks=self.ranks)
+        answers = self._ask(items)
         scores = self.ranks.shared(
             probing.record(self.store, self.run_id, step, items, answers) if main else None)
         log.info("step %d recall: %s", step, ", ".join(f"{k} {percent(v)}" for k, v in scores.items()))
@@ -102,9 +117,27 @@ class Tracker:
     def ask_wide(self) -> dict[str, float]:
         """The wide sample's shares for the model as it is now, recorded nowhere (the shrink
         search compares weights that are not a step of the run)."""
-        answers = probing.ask_items(self.loaded, self.model(), self.wide,
-                                    should_stop=self.should_stop, ranks=self.ranks)
+        answers = self._ask(self.wide)
         return self.ranks.shared(probing.shares(probing.marks(self.wide, answers)))
+
+    def _ask(self, items: list[probing.ProbeItem]) -> list[str]:
+        """The answers of the model as it is now, asking only the probes these weights have
+        not answered yet. A sharded model is always asked afresh: each rank holds other
+        shards, so they could not agree on whether the weights changed; so is a model with
+        nothing trained."""
+        model = self.model()
+        weights = () if self.ranks.lockstep else trained_fingerprint(model)
+        if not weights:
+            return probing.ask_items(self.loaded, model, items, should_stop=self.should_stop,
+                                     ranks=self.ranks)
+        if weights != self._answered_by:
+            self._answers, self._answered_by = {}, weights
+        todo = [item for item in items if item.probe_id not in self._answers]
+        if todo:
+            answers = probing.ask_items(self.loaded, model, todo, should_stop=self.should_stop,
+                                        ranks=self.ranks)
+            self._answers.update((item.probe_id, a) for item, a in zip(todo, answers))
+        return [self._answers[item.probe_id] for item in items]
 
     def _after_live_round(self, step: int, scores: dict[str, float], *, decide: bool) -> None:
         score = combined_score(scores)

@@ -1,0 +1,47 @@
+"""The tracker asks each probe once per set of weights: after training, the closing round,
+the shrink search and the final round ask many of the same probes of the same weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workbench.core.config import RunConfig
+from workbench.core.train import probing
+from workbench.core.train.probing import ProbeItem
+from workbench.core.train.shrink import LoraShare
+from workbench.core.train.tracker import Tracker
+from tests.test_head_loss import model_for
+
+
+def test_each_probe_is_asked_once_per_set_of_weights(tiny_llama: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    items = [ProbeItem(i, i // 2, metric, f"question {i}?", "gold", ())
+             for i, metric in enumerate(["efficacy", "generalization", "locality"] * 8)]
+    monkeypatch.setattr(probing, "probe_items", lambda *a, **k: items)
+    asked: list[list[int]] = []
+
+    def ask(_loaded: Any, _model: Any, todo: list[ProbeItem], **_kw: Any) -> list[str]:
+        asked.append([item.probe_id for item in todo])
+        return ["gold"] * len(todo)
+
+    monkeypatch.setattr(probing, "ask_items", ask)
+    model = model_for(tiny_llama, "lora", target_modules=["down_proj"], lora_r=4)
+    for layer_b in (p for n, p in model.named_parameters() if "lora_B" in n):
+        torch.nn.init.normal_(layer_b)  # a trained update, so a share changes the weights
+    cfg = RunConfig().with_values({"training.probe_sample": 3})
+    tracker = Tracker(None, 1, None, lambda: model, tmp_path, 1, adapter=True,  # type: ignore[arg-type]
+                      cfg=cfg, should_stop=lambda: False, state={})
+    assert len(tracker.live) == 3 and len(tracker.wide) == 9
+    tracker.ask_wide()
+    tracker.ask_wide()
+    assert [len(a) for a in asked] == [9]  # the same weights: answered already
+    LoraShare(model)(0.5)
+    tracker.ask_wide()
+    assert [len(a) for a in asked] == [9, 9]  # other weights: asked afresh
+    assert tracker._ask(items) == ["gold"] * len(items)
+    assert sorted(asked[-1]) == sorted(i.probe_id for i in items if i not in tracker.wide)
