@@ -30,16 +30,39 @@ def test_keeps_the_share_with_the_best_locality_before_the_facts_go() -> None:
     ask, set_share, state, asked = _scripted(table)
     share, scores = choose_share(ask, set_share)
     assert share == 0.8 and state["share"] == 0.8 and scores["locality"] == 0.90
-    # 0.7 lost a twentieth of the facts: the search stopped there, its locality not kept.
-    assert asked == [1.0, 0.85, 0.8, 0.75, 0.7]
+    # Bisection: 0.7 lost a twentieth of the facts (its locality not kept), 0.8 and 0.75
+    # keep them, so the cliff lies between 0.75 and 0.7; 0.85 and 0.65 are never asked.
+    assert asked == [1.0, 0.7, 0.8, 0.75]
+
+
+def test_a_tie_goes_to_the_smaller_share() -> None:
+    table = {1.0: {"efficacy": 1.0, "generalization": 1.0, "locality": 0.90},
+             0.85: {"efficacy": 1.0, "generalization": 1.0, "locality": 0.93},
+             0.8: {"efficacy": 1.0, "generalization": 0.99, "locality": 0.95},
+             0.75: {"efficacy": 1.0, "generalization": 0.99, "locality": 0.95},
+             0.7: {"efficacy": 0.93, "generalization": 0.96, "locality": 0.96}}
+    ask, set_share, state, asked = _scripted(table)
+    share, scores = choose_share(ask, set_share)
+    assert share == 0.75 and state["share"] == 0.75 and scores["locality"] == 0.95
+    assert asked == [1.0, 0.7, 0.8, 0.75]
 
 
 def test_keeps_the_whole_update_when_shrinking_does_not_help() -> None:
     table = {1.0: {"efficacy": 1.0, "generalization": 0.9, "locality": 0.95},
-             0.85: {"efficacy": 0.9, "generalization": 0.9, "locality": 0.97}}
+             0.85: {"efficacy": 0.9, "generalization": 0.9, "locality": 0.97},
+             0.8: {"efficacy": 0.8, "generalization": 0.8, "locality": 0.97},
+             0.7: {"efficacy": 0.6, "generalization": 0.6, "locality": 0.96}}
     ask, set_share, state, asked = _scripted(table)
     share, _ = choose_share(ask, set_share)
-    assert share == 1.0 and state["share"] == 1.0 and asked == [1.0, 0.85]
+    assert share == 1.0 and state["share"] == 1.0 and asked == [1.0, 0.7, 0.8, 0.85]
+
+
+def test_without_a_cliff_three_rounds_reach_the_smallest_share() -> None:
+    table = {s: {"efficacy": 1.0, "generalization": 1.0, "locality": 0.9 + (1 - s) / 10}
+             for s in (1.0, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55)}
+    ask, set_share, state, asked = _scripted(table)
+    share, _ = choose_share(ask, set_share)
+    assert share == 0.55 and asked == [1.0, 0.7, 0.6, 0.55]
 
 
 def test_lora_share_scales_only_the_b_matrices(tiny_llama) -> None:
@@ -73,7 +96,7 @@ def test_a_run_with_the_shrink_search_completes_and_logs_its_choice(bench) -> No
     summary = run_module.execute_run(store, ws, run_id)
     assert summary.status == "completed" and summary.scores
     log = (ws.run_dir(run_id) / jobs.LOG_FILE).read_text()
-    assert "update shrunk to 0.85" in log
+    assert "update shrunk to 0.70" in log  # bisection asks the middle share first
     # The search's rounds are recorded nowhere: the curve has the live and final rounds only.
     steps = sorted({r["step"] for r in store.db.query(
         "SELECT DISTINCT step FROM probe_results WHERE run_id = ?", [run_id])})

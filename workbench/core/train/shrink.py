@@ -4,12 +4,14 @@ interpolated between the base and the fine-tuned model are more robust than eith
 
 For a LoRA adapter the interpolation is exact and free: W + s·BA for 0 < s ≤ 1 is the base's
 W moved a share s of the way to the trained weights, and scaling B alone gives it. Candidate
-shares are tried from 1 down; each is scored on probes (unrecorded: the run's curve is not
-touched; three live samples' worth, `Tracker.ask_wide`, since the candidates differ by a few
-points of locality); the search stops at the first share where efficacy or held-out recall
-falls more than `KEEP_LEARNED` below the unshrunk adapter's, and keeps the share with the
-best locality among those before it. Cost: up to 8 rounds of 192 probes, typically 5: about
-twice the final round's 468 probes on the bench set (seconds on a GPU, minutes on a CPU).
+shares are scored on probes (unrecorded: the run's curve is not touched; three live samples'
+worth, `Tracker.ask_wide`, since the candidates differ by a few points of locality); a share
+loses the facts when efficacy or held-out recall falls more than `KEEP_LEARNED` below the
+unshrunk adapter's. Bisection finds the smallest share that keeps them, and of the shares
+asked that keep them the one with the best locality is kept (the smallest of those tied).
+Cost: 4 rounds of 192 probes (the unshrunk adapter and 3 shares; the shares tried one by
+one from 0.85 down took 5 on the bench run, up to 8), less the answers the tracker already
+has for the same weights: seconds on a GPU, ~3 min on two CPU cores.
 The saved adapter is the shrunk one, so every consumer (Compare, export, the final scoring)
 sees the same weights without knowing about it.
 """
@@ -24,7 +26,7 @@ from workbench.core.methods.lora import lora_layers
 from workbench.core.scoring import percent
 from workbench.core.train.runlog import log
 
-# Tried in turn until the facts go. Steps of 0.05, since where they go is a cliff: on
+# Searched for where the facts go. Steps of 0.05, since where they go is a cliff: on
 # SmolLM2-135M's default run (90 facts; `bench/shrink_curve.py --run default --shares …`)
 # every probe scored 100/99/89% (efficacy, held-out, locality) at 1.0, 100/99/91% at 0.85,
 # 100/99/93% at 0.78, 98/99/94% at 0.74, 95/97/95% at 0.7 and 72/76/93% at 0.6; the earlier
@@ -50,21 +52,31 @@ class LoraShare:
 
 def choose_share(ask: Callable[[], dict[str, float]], set_share: Callable[[float], None],
                  shares: Sequence[float] | None = None) -> tuple[float, dict[str, float]]:
-    """(the share kept, its scores); the model is left at that share. `shares` defaults to
-    SHARES as it is at the call (the bench's variants set it)."""
+    """(the share kept, its scores); the model is left at that share. `shares` (falling;
+    defaults to SHARES as it is at the call, which the bench's variants set) are searched by
+    bisection for the last one that keeps the facts: they are kept down to a cliff and lost
+    past it, so ~log2(len(shares)) rounds find it (3 of SHARES' 7). Of the shares asked that
+    keep the facts, the unshrunk one included, the one with the best locality is kept."""
     shares = SHARES if shares is None else shares
     full = ask()
     best, best_scores = 1.0, full
-    for share in shares:
+    kept, lost = -1, len(shares)  # indices: shares[kept] keeps the facts, shares[lost] not
+    while lost - kept > 1:
+        middle = (kept + lost) // 2
+        share = shares[middle]
         set_share(share)
         scores = ask()
-        lost = [m for m in (ScoreMetric.EFFICACY, ScoreMetric.GENERALIZATION)
-                if scores.get(m) is not None and scores[m] < full[m] - KEEP_LEARNED]
         log.info("update shrunk to %.2f: %s", share,
                  ", ".join(f"{k} {percent(v)}" for k, v in scores.items()))
-        if lost:
-            break
-        if scores.get(ScoreMetric.LOCALITY, 0.0) > best_scores.get(ScoreMetric.LOCALITY, 0.0):
+        if any(scores.get(m) is not None and scores[m] < full[m] - KEEP_LEARNED
+               for m in (ScoreMetric.EFFICACY, ScoreMetric.GENERALIZATION)):
+            lost = middle
+            continue
+        kept = middle
+        # A tie goes to the smaller share: the sample cannot tell them apart, and the smaller
+        # update moves the model less on everything the probes do not ask.
+        better = scores.get(ScoreMetric.LOCALITY, 0.0) - best_scores.get(ScoreMetric.LOCALITY, 0.0)
+        if better > 0 or (better == 0 and share < best):
             best, best_scores = share, scores
     set_share(best)
     if best < 1.0:
