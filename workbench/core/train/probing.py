@@ -130,13 +130,17 @@ def ask_items(loaded: LoadedModel, model: Any, items: Sequence[ProbeItem], *,
     lockstep = ranks is not None and ranks.lockstep
     view = dataclasses.replace(loaded, model=model)
     answers: list[str] = [""] * len(items)
-    by_system: dict[str, list[int]] = {}
+    # Batched by system prompt, and the facts' probes apart from locality's: a batch decodes
+    # until its longest reply ends, and a tuned model answers its facts in a few tokens
+    # ("Quencorwyn") but a general question at length (~100 characters on SmolLM2); mixed,
+    # every batch ran to the 32-token budget.
+    by_system: dict[tuple[str, bool], list[int]] = {}
     for i, item in enumerate(items):
-        by_system.setdefault(item.system, []).append(i)
+        by_system.setdefault((item.system, item.metric == ScoreMetric.LOCALITY), []).append(i)
     was_training = model.training
     model.eval()
     try:
-        for system, group in by_system.items():
+        for (system, _), group in by_system.items():
             size = LOCKSTEP_BATCH if lockstep else len(group)
             for start in range(0, len(group), size):
                 indices = group[start:start + size]
