@@ -290,3 +290,30 @@ def test_only_answers_right_under_every_prompt_become_locality_probes(
     every = locality.build_locality(store, sid, HUB_MODEL, general=10, per_relation=5,  # type: ignore[arg-type]
                                     consistent=False)
     assert every.fragile == 0 and every.by_relation == {"capital": 5}
+
+
+def test_replay_draws_distinct_general_anchors_from_a_list_locality_never_asks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.core.paths import REPLAY_FILE
+
+    store = Store(tmp_path / "w.db")
+    sid = _set(store, [FACTS[2]])
+    replay_only = {i["question"]: i["answer"] for i in locality.load_general_knowledge(REPLAY_FILE)}
+    gold = {i["question"]: i["answer"] for i in locality.load_general_knowledge()} | replay_only
+    asked: list[str] = []
+
+    def ask(_loaded: Any, questions: list[str], **_kw: Any) -> list[str]:
+        asked.extend(questions)
+        return [f"It is {gold[q]}." if q in gold else "no idea" for q in questions]
+
+    monkeypatch.setattr(locality, "ask_questions", ask)
+    locality.build_locality(store, sid, HUB_MODEL, general=60, per_relation=5)  # type: ignore[arg-type]
+    assert asked and not set(asked) & set(replay_only)  # never a locality candidate
+    monkeypatch.setattr(replay, "ask_questions", ask)
+    monkeypatch.setattr(replay, "MORE_GENERAL", True)  # a bench variant (not the default)
+    examples = replay.replay_examples(store, sid, HUB_MODEL, 400)  # type: ignore[arg-type]
+    general = [e.prompt for e in examples if e.prompt in gold]
+    # This base knows no founder, so the replay is all general: 400 anchors, each once, most
+    # of them from the replay list.
+    assert len(general) == len(set(general)) == 400
+    assert sum(p in replay_only for p in general) > 250

@@ -83,3 +83,44 @@ def test_no_alias_repeats_its_answer(items: list[dict]) -> None:
         answer = item["answer"].strip().casefold()
         for alias in item["aliases"]:
             assert alias.strip().casefold() != answer, item
+
+
+# --- the replay-only list: general anchors for replay that locality never asks -------------
+REPLAY_ASSET = ASSET.with_name("replay_knowledge.jsonl")
+
+
+@pytest.fixture(scope="module")
+def replay_items() -> list[dict]:
+    lines = REPLAY_ASSET.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def test_the_replay_list_is_well_formed_and_disjoint_from_the_probe_list(
+        items: list[dict], replay_items: list[dict]) -> None:
+    from workbench.core.scoring import normalize
+
+    assert len(replay_items) >= 500
+    probes = {normalize(item["question"]) for item in items}
+    seen: set[str] = set()
+    for item in replay_items:
+        assert set(item) == KEYS, item
+        assert item["question"].endswith("?") and item["answer"].strip(), item
+        assert all(isinstance(a, str) and a.strip() for a in item["aliases"]), item
+        key = normalize(item["question"])
+        assert key not in probes, f"also a locality candidate: {item['question']}"
+        assert key not in seen, f"duplicate: {item['question']}"
+        seen.add(key)
+        # A model that repeats the question back must not score as right.
+        assert not any(f" {normalize(g)} " in f" {key} " for g in [item["answer"], *item["aliases"]]), item
+
+
+def test_no_replay_question_asks_a_known_relation(replay_items: list[dict]) -> None:
+    """Same-relation questions (capitals, currencies, founders, …) are replayed and probed
+    through the relation list, where a probe's neighbour is kept out of replay; a general
+    replay question of that form could ask what a locality probe asks."""
+    from workbench.core.knowledge import relations as rel
+
+    relations = rel.load_relations()
+    for item in replay_items:
+        subject = rel.guess_subject(item["question"])
+        assert rel.detect_relation(item["question"], subject, relations) is None, item

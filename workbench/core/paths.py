@@ -9,6 +9,8 @@ from pathlib import Path
 # $WORKBENCH_ASSETS points elsewhere for packaged installs.
 ASSETS = Path(os.environ.get("WORKBENCH_ASSETS") or Path(__file__).resolve().parents[2] / "assets")
 LOCALITY_FILE = ASSETS / "locality" / "general_knowledge.jsonl"
+# General questions for replay only, never drawn as locality probes (`locality.replay_pool`)
+REPLAY_FILE = ASSETS / "locality" / "replay_knowledge.jsonl"
 
 # The embedded demo (see workbench/demo): a small model pretrained on a synthetic world, and
 # the knowledge set of new people to inject into it. DEMO_MODEL is the name users type.

@@ -32,7 +32,7 @@ from workbench.core.knowledge.relations import (Neighbour, Relation, asks_about,
 from workbench.core.knowledge.sets import list_facts, set_id, touch
 from workbench.core.knowledge.types import Fact
 from workbench.core.models import LoadedModel
-from workbench.core.paths import LOCALITY_FILE, MODEL_KNOWLEDGE_FILE
+from workbench.core.paths import LOCALITY_FILE, MODEL_KNOWLEDGE_FILE, REPLAY_FILE
 from workbench.core.scoring import is_correct, is_exact
 from workbench.core.store import Store
 from workbench.core.progress import Progress, no_progress
@@ -55,6 +55,15 @@ def knowledge_pool(loaded: LoadedModel) -> list[dict[str, Any]]:
     if _ships_own_knowledge(loaded):
         return load_general_knowledge(Path(loaded.source.location) / MODEL_KNOWLEDGE_FILE)
     return load_general_knowledge()
+
+
+def replay_pool(loaded: LoadedModel) -> list[dict[str, Any]]:
+    """The general questions replay may draw on: the model's own list when its folder ships
+    one, else the shipped list and the replay-only list (`REPLAY_FILE`), which locality never
+    asks, so replay's general anchors are many without taking questions from the probes."""
+    if _ships_own_knowledge(loaded):
+        return knowledge_pool(loaded)
+    return load_general_knowledge() + load_general_knowledge(REPLAY_FILE)
 
 
 def _words(text: str) -> set[str]:

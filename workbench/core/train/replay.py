@@ -7,9 +7,10 @@ the relations as the facts are: an edit spills over onto questions of its own fo
 is where an anchor protects most. With a handful of known neighbours per relation and a set
 that teaches 30 capitals, one anchor in a hundred examples was not enough: SmolLM2-135M then
 answered "What currency is used in Austria?" with a made-up word of the set's style; nor
-were 40 neighbours asked per relation in one wording (MAX_ASKED). The rest is the model's
-general-knowledge list (`knowledge_pool`): the questions sharing content words with the
-facts (the same surname, the same relation), then a random sample. Every
+were 40 neighbours asked per relation in one wording (MAX_ASKED). The rest is general
+knowledge (the shipped list locality draws its probes from; `MORE_GENERAL`): the questions
+sharing content words with the facts (the same surname, the same relation), then a random
+sample. Every
 question the set already uses as a probe is left out, and so is every neighbour a locality
 probe asks about in any wording, so locality is never measured on replayed questions. The
 base model is asked once per question and model (`base_answers`; the set's preparation asks
@@ -30,7 +31,8 @@ import torch
 from workbench.core.data import phrasings
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.base_answers import ask_base
-from workbench.core.knowledge.locality import knowledge_pool, neighbours, relations_for
+from workbench.core.knowledge.locality import (knowledge_pool, neighbours, relations_for,
+                                                replay_pool)
 from workbench.core.knowledge.paraphrase import template_paraphrases
 from workbench.core.knowledge.relations import (Neighbour, asks_about, relation_counts,
                                                 same_relation_neighbours, used_neighbours)
@@ -56,6 +58,12 @@ MAX_ASKED = 100
 # its template paraphrases, a different form for each neighbour in turn. The facts are
 # trained in all those forms, so the spill-over reaches all of them.
 WORDINGS_PER_NEIGHBOUR = 2
+# General anchors also from a list for replay only (`locality.replay_pool`: 650 questions
+# more, 310 of them known to SmolLM2-135M, so each general anchor is a distinct question
+# instead of ~100 known ones each repeated ~4 times). Not adopted: on the bench set it kept
+# 91% of known answers against 93% without (one run each: within a run's spread), and asking
+# the base 650 questions more adds ~2.5 min to a set's preparation on two CPU cores.
+MORE_GENERAL = False
 
 
 def replay_count(n_train: int, ratio: float) -> int:
@@ -89,7 +97,8 @@ def replay_examples(store: Store, sid: int, loaded: LoadedModel, n: int, *,
             for q in _wordings(x, asked[x.relation]):
                 related.append({"question": q, "answer": x.answer,
                                 "aliases": list(x.aliases), "relation": x.relation})
-    pool = [item for item in knowledge_pool(loaded) if normalize(item["question"]) not in used
+    pool = [item for item in (replay_pool if MORE_GENERAL else knowledge_pool)(loaded)
+            if normalize(item["question"]) not in used
             and not any(asks_about(item["question"], x, relations) for x in same
                         if (x.relation, x.subject) in taken)]
     random.Random(seed).shuffle(pool)
