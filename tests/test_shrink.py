@@ -3,6 +3,8 @@ facts and most of what the model knew; the adapter's B matrices are scaled exact
 
 from __future__ import annotations
 
+import pytest
+
 from workbench.core.train.shrink import LoraShare, choose_share
 
 
@@ -20,30 +22,25 @@ def _scripted(table: dict[float, dict[str, float]]):
     return ask, set_share, state, asked
 
 
-def test_keeps_the_share_with_the_best_locality_before_the_facts_go() -> None:
-    table = {1.0: {"efficacy": 1.0, "generalization": 1.0, "locality": 0.85},
-             0.85: {"efficacy": 1.0, "generalization": 0.98, "locality": 0.88},
-             0.8: {"efficacy": 0.98, "generalization": 0.98, "locality": 0.90},
-             0.75: {"efficacy": 0.98, "generalization": 0.99, "locality": 0.89},
-             0.7: {"efficacy": 0.95, "generalization": 0.97, "locality": 0.95},
-             0.65: {"efficacy": 0.45, "generalization": 0.5, "locality": 0.93}}
-    ask, set_share, state, asked = _scripted(table)
-    share, scores = choose_share(ask, set_share)
-    assert share == 0.8 and state["share"] == 0.8 and scores["locality"] == 0.90
-    # Bisection: 0.7 lost a twentieth of the facts (its locality not kept), 0.8 and 0.75
-    # keep them, so the cliff lies between 0.75 and 0.7; 0.85 and 0.65 are never asked.
-    assert asked == [1.0, 0.7, 0.8, 0.75]
+# (efficacy, held-out, locality) per share. 0.7 loses a twentieth of the facts (its
+# locality not kept); 0.8 and 0.75 keep them, so the cliff lies between 0.75 and 0.7.
+BEST_BEFORE_THE_CLIFF = {1.0: (1.0, 1.0, 0.85), 0.85: (1.0, 0.98, 0.88), 0.8: (0.98, 0.98, 0.90),
+                         0.75: (0.98, 0.99, 0.89), 0.7: (0.95, 0.97, 0.95),
+                         0.65: (0.45, 0.5, 0.93)}
+# 0.8 and 0.75 tie on locality: the smaller share moves the model less.
+A_TIE = {1.0: (1.0, 1.0, 0.90), 0.85: (1.0, 1.0, 0.93), 0.8: (1.0, 0.99, 0.95),
+         0.75: (1.0, 0.99, 0.95), 0.7: (0.93, 0.96, 0.96)}
 
 
-def test_a_tie_goes_to_the_smaller_share() -> None:
-    table = {1.0: {"efficacy": 1.0, "generalization": 1.0, "locality": 0.90},
-             0.85: {"efficacy": 1.0, "generalization": 1.0, "locality": 0.93},
-             0.8: {"efficacy": 1.0, "generalization": 0.99, "locality": 0.95},
-             0.75: {"efficacy": 1.0, "generalization": 0.99, "locality": 0.95},
-             0.7: {"efficacy": 0.93, "generalization": 0.96, "locality": 0.96}}
-    ask, set_share, state, asked = _scripted(table)
+@pytest.mark.parametrize("table,kept", [(BEST_BEFORE_THE_CLIFF, 0.8), (A_TIE, 0.75)])
+def test_keeps_the_best_locality_before_the_facts_go(table: dict[float, tuple[float, ...]],
+                                                      kept: float) -> None:
+    ask, set_share, state, asked = _scripted(
+        {share: dict(zip(("efficacy", "generalization", "locality"), row))
+         for share, row in table.items()})
     share, scores = choose_share(ask, set_share)
-    assert share == 0.75 and state["share"] == 0.75 and scores["locality"] == 0.95
+    assert share == kept and state["share"] == kept and scores["locality"] == table[kept][2]
+    # Bisection: 0.85 and 0.65 are never asked.
     assert asked == [1.0, 0.7, 0.8, 0.75]
 
 
