@@ -289,7 +289,9 @@ def _start_cache(model: Any, start: Sequence[int], rows: int, device: str) -> An
     import torch
 
     out = model(input_ids=torch.tensor([list(start)], device=device), use_cache=True)
-    cache = out.past_key_values
+    cache = out.get("cache")  # transformers 5.24's name; `past_key_values` before (and warns)
+    if cache is None:
+        cache = out.past_key_values
     cache.batch_repeat_interleave(rows)
     return cache
 
