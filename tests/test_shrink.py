@@ -27,12 +27,12 @@ def _scripted(table: dict[float, dict[str, float]]):
 BEST_BEFORE_THE_CLIFF = {1.0: (1.0, 1.0, 0.85), 0.85: (1.0, 0.98, 0.88), 0.8: (0.98, 0.98, 0.90),
                          0.75: (0.98, 0.99, 0.89), 0.7: (0.95, 0.97, 0.95),
                          0.65: (0.45, 0.5, 0.93)}
-# 0.8 and 0.75 tie on locality: the smaller share moves the model less.
+# 0.8 and 0.75 tie on locality: the larger share recalls the facts with more margin.
 A_TIE = {1.0: (1.0, 1.0, 0.90), 0.85: (1.0, 1.0, 0.93), 0.8: (1.0, 0.99, 0.95),
          0.75: (1.0, 0.99, 0.95), 0.7: (0.93, 0.96, 0.96)}
 
 
-@pytest.mark.parametrize("table,kept", [(BEST_BEFORE_THE_CLIFF, 0.8), (A_TIE, 0.75)])
+@pytest.mark.parametrize("table,kept", [(BEST_BEFORE_THE_CLIFF, 0.8), (A_TIE, 0.8)])
 def test_keeps_the_best_locality_before_the_facts_go(table: dict[float, tuple[float, ...]],
                                                       kept: float) -> None:
     ask, set_share, state, asked = _scripted(

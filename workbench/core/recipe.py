@@ -32,8 +32,8 @@ questions, scored by free generation; `python bench/recipe.py`):
 - after training, the update shrunk in steps of 5% when that keeps more known answers with the
   facts still recalled (WiSE-FT), judged on 192 probes: on the default run, scored on every
   probe, 74% of the update kept 94% of known answers instead of 90%, facts 98%; the earlier
-  steps of 15%, judged on 64 probes, kept the whole update; bisection finds the smallest share
-  that keeps the facts in 3 rounds (`train/shrink.py`);
+  steps of 15%, judged on 64 probes, kept the whole update; bisection finds where the facts go
+  in 3 rounds (`train/shrink.py`);
 - on a CPU, LoRA rather than QLoRA (4-bit matmuls there run several times slower), and bf16
   autocast where the CPU's bf16 matmuls calibrate at least twice as fast as fp32
   (AVX512-BF16, AMX; `train/calibration.py`): on a two-core AMD EPYC the same recipe scored
@@ -144,9 +144,9 @@ def recommend(s: Situation) -> list[Choice]:
                           "stop a run under which fewer than 60% of known answers stay right "
                           "(a run that is wrecking the model), and keep the best round"))
     choices.append(Choice("training.shrink_update", True,
-                          "after training, shrink the update to the smallest share (in steps "
-                          "of 5%) that keeps the facts, when that keeps more known answers "
-                          "(WiSE-FT): on a 135M model 74% kept 94% instead of 90%, facts 98%"))
+                          "after training, shrink the update (in steps of 5%, by bisection) "
+                          "when that keeps more known answers and the facts (WiSE-FT): on a "
+                          "135M model 74% kept 94% instead of 90%, facts 98%"))
     choices.append(Choice("training.mixed_precision", "auto",
                           "bf16 autocast on a CPU whose bf16 matmuls calibrate at least twice as "
                           "fast as fp32 (AVX512-BF16, AMX): a 135M model's run 19.1 -> 14.0 min "
