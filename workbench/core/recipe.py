@@ -45,8 +45,8 @@ questions, scored by free generation; `python bench/recipe.py`):
   replay does not hold (89% kept in all).
 
 What it does not reach yet: on SmolLM2-135M, 92% of what the base reliably knew (right under
-every prompt) is still answered right once the facts are learned (93% of 48 neighbours), in
-10.6 min on two AMD EPYC cores against the 10-minute goal; what turns wrong differs from run
+every prompt) is still answered right once the facts are learned (91% of 48 neighbours), in
+10.4 min on two AMD EPYC cores against the 10-minute goal; what turns wrong differs from run
 to run, mostly general questions answered at length and a few neighbours answered in the
 set's made-up style.
 """
