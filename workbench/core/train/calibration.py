@@ -25,7 +25,7 @@ from workbench.core.train.flops import measure_peak_flops
 CALIBRATION_FILE = "cpu-peak.json"
 # bf16 autocast on a CPU pays where bf16 matmuls are native (AVX512-BF16, AMX): on a 2-core
 # AMD EPYC with AVX512-BF16 they ran 2.9x the fp32 rate and a SmolLM2-135M LoRA step 1.6x
-# faster (`bench/results/recipe.md`, variant bf16). Where bf16 is emulated it is slower than
+# faster (`bench/results/recipe.md`: the fp32 row). Where bf16 is emulated it is slower than
 # fp32, so it is used only when the calibration measures at least BF16_GAIN times the rate.
 BF16_GAIN = 2.0
 # Below this many parameters training stays fp32 on every CPU: a step takes tens of

@@ -10,12 +10,11 @@ answered "What currency is used in Austria?" with a made-up word of the set's st
 were 40 neighbours asked per relation in one wording (MAX_ASKED). The rest is general
 knowledge (the shipped list locality draws its probes from; `MORE_GENERAL`): the questions
 sharing content words with the facts (the same surname, the same relation), then a random
-sample. Every
-question the set already uses as a probe is left out, and so is every neighbour a locality
-probe asks about in any wording, so locality is never measured on replayed questions. The
-base model is asked once per question and model (`base_answers`; the set's preparation asks
-them ahead, so a run need not); only those it answers correctly are kept, cut after their
-first correct sentence (`complete_answer`). `anchored` matches the base's whole answer
+sample. Every question the set already uses as a probe is left out, and so is every
+neighbour a locality probe asks about in any wording, so locality is never measured on
+replayed questions. The base model is asked once per question and model (`base_answers`;
+the set's preparation asks them ahead, so a run need not); only those it answers correctly
+are kept, cut after their first correct sentence (`complete_answer`). `anchored` matches the base's whole answer
 distribution on them instead of its greedy answer (data.replay_match=distribution).
 """
 
@@ -61,7 +60,7 @@ WORDINGS_PER_NEIGHBOUR = 2
 # General anchors also from a list for replay only (`locality.replay_pool`: 650 questions
 # more, 310 of them known to SmolLM2-135M, so each general anchor is a distinct question
 # instead of ~100 known ones each repeated ~4 times). Not adopted: on the bench set it kept
-# 91% of known answers against 93% without (one run each: within a run's spread), and asking
+# 91% of known answers against 92-93% without (within a run's spread), and asking
 # the base 650 questions more adds ~2.5 min to a set's preparation on two CPU cores.
 MORE_GENERAL = False
 

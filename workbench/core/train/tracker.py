@@ -86,7 +86,7 @@ class Tracker:
         # Answers of the weights as they are (`_ask`): after training, the closing round, the
         # shrink search's rounds and the final round ask many of the same probes of the same
         # weights, and greedy answers to them are the same; asked once, that is 255 of the
-        # bench run's ~1,500 questions after its last step.
+        # bench run's ~1,300 questions after its last step.
         self._answers: dict[int, str] = {}
         self._answered_by: tuple[float, ...] | None = None
 
