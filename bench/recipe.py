@@ -192,7 +192,7 @@ def ask_replay_pool(store: Any, cfg: Any) -> int:
     sid = sets.set_id(store, cfg.data.knowledge_set)
     loaded = load_model(cfg.model)
     replay.replay_examples(store, sid, loaded, len(probes.training_phrasings(store, sid)))
-    return sum(p.numel() for p in loaded.model.parameters())
+    return loaded.parameters
 
 
 def precision(cfg: Any, params: int, ws: Any) -> str:

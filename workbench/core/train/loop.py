@@ -116,7 +116,9 @@ def mixed_precision(cfg: TrainingConfig, device: str) -> str:
         import torch
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"  # CPU autocast to bf16 is slower than fp32 on most desktop CPUs
+    # CPU autocast to bf16 is slower than fp32 on most desktop CPUs; a run settles "auto" on
+    # a CPU before the loop, from this CPU's calibration (`run._precision`)
+    return "no"
 
 
 def make_optimizer(params: list[Any], cfg: TrainingConfig, kind: str, device: str) -> Any:

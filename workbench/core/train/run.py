@@ -374,8 +374,7 @@ def _precision(cfg: RunConfig, loaded: LoadedModel, calibration: Path) -> Any:
     if (training.mixed_precision != "auto" or loaded.device != "cpu"
             or cfg.effective_quantization != "none"):
         return training
-    params = sum(p.numel() for p in loaded.model.parameters())
-    choice, why = cpu_autocast(params, calibration)
+    choice, why = cpu_autocast(loaded.parameters, calibration)
     log.info("%s", why)
     return dataclasses.replace(training, mixed_precision=choice)
 

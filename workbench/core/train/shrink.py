@@ -73,12 +73,11 @@ def choose_share(ask: Callable[[], dict[str, float]], set_share: Callable[[float
             lost = middle
             continue
         kept = middle
-        # A tie goes to the larger share: it recalls the facts with more margin. Ties went to
-        # the smaller one for a while; on the real-model inject test it kept 0.65 next to a
-        # cliff at 0.6 (0.7 scored the same), and the q8_0 export of that adapter lost 2 of 16
-        # held-out answers.
-        better = scores.get(ScoreMetric.LOCALITY, 0.0) - best_scores.get(ScoreMetric.LOCALITY, 0.0)
-        if better > 0 or (better == 0 and share > best):
+        # Kept shares come in falling order, so a tie keeps the larger, earlier one: it recalls
+        # the facts with more margin. Ties went to the smaller one for a while; on the
+        # real-model inject test it kept 0.65 next to a cliff at 0.6 (0.7 scored the same), and
+        # the q8_0 export of that adapter lost 2 of 16 held-out answers.
+        if scores.get(ScoreMetric.LOCALITY, 0.0) > best_scores.get(ScoreMetric.LOCALITY, 0.0):
             best, best_scores = share, scores
     set_share(best)
     if best < 1.0:
