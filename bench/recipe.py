@@ -120,6 +120,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "rslora": ({"method.name": "rslora"},
                "rsLoRA scaling (the update scaled by alpha/sqrt(r), larger at r 16); not "
                "adopted: it kept less"),
+    "kl-3": ({}, "the replay rows' KL to the base weighed three times against the facts' "
+                 "cross-entropy"),
+    "seed-1": ({"training.seed": 1}, "the default with another seed (adapter initialisation "
+                                     "and batch order): the spread of one recipe between runs"),
     "dora": ({"method.name": "dora"},
              "DoRA (a learned magnitude per output); not adopted: within 2 points of the "
              "default's locality, slower, and the shrink step cannot scale its update"),
@@ -132,6 +136,7 @@ CONSTANTS: dict[str, dict[str, Any]] = {
                     "workbench.core.train.shrink.SHARES": [0.85, 0.7, 0.55],
                     "workbench.core.train.tracker.WIDE_SAMPLE": 1},
     "more-general": {"workbench.core.train.replay.MORE_GENERAL": True},
+    "kl-3": {"workbench.core.train.replay.KL_WEIGHT": 3.0},
     "coarse-shrink": {"workbench.core.train.shrink.SHARES": [0.85, 0.7, 0.55],
                       "workbench.core.train.tracker.WIDE_SAMPLE": 1},
 }

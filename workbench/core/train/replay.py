@@ -63,6 +63,9 @@ WORDINGS_PER_NEIGHBOUR = 2
 # 91% of known answers against 92-93% without (within a run's spread), and asking
 # the base 650 questions more adds ~2.5 min to a set's preparation on two CPU cores.
 MORE_GENERAL = False
+# The replay rows' KL to the base, weighed against the knowledge rows' cross-entropy (both
+# summed over their answer tokens, the step normalising by all of them).
+KL_WEIGHT = 1.0
 
 
 def replay_count(n_train: int, ratio: float) -> int:
@@ -256,8 +259,9 @@ class _MixedHead(torch.nn.Module):
         from workbench.core.train.head_loss import selected_head_loss
 
         chosen = hidden[:, :-1][self.keep]
-        total = F.kl_div(F.log_softmax(self.head(chosen[self.replayed]).float(), -1),
-                         F.log_softmax(self.base.float(), -1), log_target=True, reduction="sum")
+        total = KL_WEIGHT * F.kl_div(F.log_softmax(self.head(chosen[self.replayed]).float(), -1),
+                                     F.log_softmax(self.base.float(), -1), log_target=True,
+                                     reduction="sum")
         plain = ~self.replayed
         if plain.any():
             total = total + selected_head_loss(self.head, chosen[plain], self.targets[plain])
