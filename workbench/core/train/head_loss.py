@@ -98,3 +98,14 @@ class LossHead(torch.nn.Module):
         if self.targets.numel() == 0:  # no label here; every weight stays in the graph
             return hidden.sum() * 0.0
         return selected_head_loss(self.head, hidden[:, :-1][self.keep], self.targets)
+
+
+class AtLabels(torch.nn.Module):
+    """Stands in for the output head: logits at the label positions only (N × vocabulary)."""
+
+    def __init__(self, head: Any, keep: torch.Tensor) -> None:
+        super().__init__()
+        self.head, self.keep = head, keep
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden[:, :-1][self.keep])

@@ -41,6 +41,7 @@ from workbench.core.models import LoadedModel
 from workbench.core.progress import Progress, no_progress
 from workbench.core.scoring import is_correct, normalize
 from workbench.core.store import Store
+from workbench.core.train.base_logits import BaseLogits
 
 
 # Of the replay, the share given to same-relation neighbours (when the set's facts have
@@ -194,7 +195,7 @@ def _in_turn(items: list[Neighbour]) -> list[Neighbour]:
     return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
 
 
-def anchored(loss: Any) -> Any:
+def anchored(loss: Any, base_logits: BaseLogits | None = None) -> Any:
     """The loop's loss with replay matched in distribution (data.replay_match=distribution):
     cross-entropy on the knowledge rows; on the replay rows KL(base ‖ tuned) over the whole
     next-token distribution at each answer token, the base being the model with its adapter
@@ -202,12 +203,15 @@ def anchored(loss: Any) -> Any:
     KL also holds the rest of the distribution where it was, so probability does not drift
     towards the set's made-up names on questions the set never asks (SmolLM2-135M, 90
     facts, LoRA on every linear layer: 79% of known answers kept instead of 73%). Cost: one
-    no-grad forward of the replay rows, 1.27x the step time there (2.95 s instead of 2.32 s
-    on two CPU cores); the tuned model runs once on the whole micro-batch, its head on the
-    label tokens only."""
+    no-grad forward of each distinct replay row a run (`base_logits`; of every replay row,
+    1.27x the step time: 2.95 s instead of 2.32 s on two CPU cores); the tuned model runs
+    once on the whole micro-batch, its head on the label tokens only."""
     from workbench.core.train.batching import collate
     from workbench.core.train.head_loss import output_head
     from workbench.core.train.shared_prefix import run_with_head
+
+    # One per run: the base's targets, each distinct row computed once (`base_logits`).
+    base_logits = base_logits or BaseLogits()
 
     def fn(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:
         replayed = [r.example is not None and r.example.replay for r in batch]
@@ -218,27 +222,13 @@ def anchored(loss: Any) -> Any:
             rest = [r for r, x in zip(batch, replayed) if not x]
             kl = base_kl(model, [r for r, x in zip(batch, replayed) if x], pad_id, device)
             return kl + loss(model, rest, pad_id, device) if rest else kl
-        base = _base_logits(model, head, [r for r, x in zip(batch, replayed) if x], pad_id,
-                            device)
+        base = base_logits(model, head, [r for r, x in zip(batch, replayed) if x], pad_id,
+                           device)
         inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
         rows = torch.tensor(replayed, device=device)
         return run_with_head(model, inputs, lambda labels: _MixedHead(head, labels, rows, base))
 
     return fn
-
-
-def _base_logits(model: Any, head: Any, batch: Sequence[Rendered], pad_id: int,
-                 device: Any) -> Any:
-    """The adapter-less model's logits at the label tokens of `batch` (N × vocabulary), in
-    the order `_MixedHead` meets them: row by row, position by position."""
-    from workbench.core.train.batching import collate
-    from workbench.core.train.shared_prefix import run_with_head
-
-    inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
-    peft_model = getattr(model, "module", model)  # inside a DDP wrapper
-    with torch.no_grad(), peft_model.disable_adapter():
-        return run_with_head(peft_model, inputs,
-                             lambda labels: _AtLabels(head, labels[:, 1:] != IGNORE_INDEX))
 
 
 class _MixedHead(torch.nn.Module):
@@ -275,7 +265,7 @@ def base_kl(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> 
     import torch.nn.functional as F
 
     from workbench.core.train.batching import collate
-    from workbench.core.train.head_loss import head_replaced, output_head
+    from workbench.core.train.head_loss import AtLabels, head_replaced, output_head
 
     inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
     keep = inputs["labels"][:, 1:] != IGNORE_INDEX
@@ -286,7 +276,7 @@ def base_kl(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> 
         if head is None:  # logits transformed after the head: the full logits, then select
             out = at(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
             return out.logits[:, :-1][keep]
-        with head_replaced(at, _AtLabels(head, keep)):
+        with head_replaced(at, AtLabels(head, keep)):
             return at(input_ids=inputs["input_ids"],
                       attention_mask=inputs["attention_mask"]).logits
 
@@ -295,14 +285,3 @@ def base_kl(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> 
     tuned = logits(model)
     return F.kl_div(F.log_softmax(tuned.float(), -1), F.log_softmax(base.float(), -1),
                     log_target=True, reduction="sum")
-
-
-class _AtLabels(torch.nn.Module):
-    """Stands in for the output head: logits at the label positions only (N × vocabulary)."""
-
-    def __init__(self, head: Any, keep: Any) -> None:
-        super().__init__()
-        self.head, self.keep = head, keep
-
-    def forward(self, hidden: Any) -> Any:
-        return self.head(hidden[:, :-1][self.keep])
