@@ -201,12 +201,11 @@ def ask_replay_pool(store: Any, cfg: Any) -> int:
 
 
 def precision(cfg: Any, params: int, ws: Any) -> str:
-    """What the run trains in: mixed precision as the run settles it (`run._precision`)."""
-    from workbench.core.train.calibration import CALIBRATION_FILE, cpu_autocast
+    """What the run trains in: mixed precision as the run settles it."""
+    from workbench.core.train.calibration import CALIBRATION_FILE
+    from workbench.core.train.run import settled_precision
 
-    mixed = cfg.training.mixed_precision
-    if mixed == "auto":
-        mixed = cpu_autocast(params, ws.root / CALIBRATION_FILE)[0]
+    mixed = settled_precision(cfg, "cpu", params, ws.root / CALIBRATION_FILE).mixed_precision
     return "fp32" if mixed == "no" else mixed
 
 

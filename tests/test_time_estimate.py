@@ -77,3 +77,32 @@ def test_earlier_runs_of_the_same_model_method_and_device_are_preferred(bench) -
     assert measured.epoch_seconds == pytest.approx(tokens.tokens / 1000.0)
     other = time_for_run(store, config(**{"method.name": "dora"}), tokens, device=CPU)
     assert "assumed" in other.source
+
+
+@pytest.mark.parametrize("mixed,bf16,expected", [("auto", 420e9, 420e9),  # AVX512-BF16
+                                                 ("auto", 200e9, None),  # bf16 not fast enough
+                                                 ("no", 420e9, None)])  # fp32 asked for
+def test_a_cpu_run_under_bf16_autocast_is_timed_at_the_bf16_peak(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, mixed: str, bf16: float,
+        expected: float | None) -> None:
+    from types import SimpleNamespace
+
+    from workbench.core import time_estimate
+    from workbench.core.train import calibration
+
+    monkeypatch.setattr(calibration, "measure",
+                        lambda dtype, *a, **k: bf16 if dtype == "bf16" else 150e9)
+    store = SimpleNamespace(path=tmp_path / "workbench.db")
+    cfg = _cfg(**{"training.mixed_precision": mixed})
+    peak = time_estimate._cpu_bf16_peak(store, cfg, CPU, 135_000_000)
+    if expected is None:
+        assert peak is None
+        return
+    assert peak == (expected, "this CPU's calibrated bf16 matmul peak",
+                    time_estimate.CPU_BF16_EFFICIENCY)
+    assert time_estimate._cpu_bf16_peak(store, cfg, GPU, 135_000_000) is None
+    fp32 = estimate_time(cfg, device=CPU, examples=800, tokens=40_000, **SHAPE)
+    timed = estimate_time(cfg, device=CPU, examples=800, tokens=40_000, **SHAPE, peak=peak)
+    assert "bf16" in timed.source and "bf16" not in fp32.source
+    assert timed.tokens_per_s / fp32.tokens_per_s == pytest.approx(
+        420e9 * time_estimate.CPU_BF16_EFFICIENCY / (100e9 * 0.35))

@@ -6,8 +6,9 @@ time per epoch = tokens per epoch × training FLOPs per token ÷ throughput, whe
 - FLOPs per token is the telemetry's model (4·matmul params + 2·trained params + attention);
 - throughput is, best first: the tokens/s this workspace's earlier runs of the same model,
   method, precision and device actually reached (median of their steps); else the device's
-  peak FLOP/s (spec table for known GPUs, a short matmul on a CPU) times an efficiency for the
-  kind of run, from our own measurements where we have them (below). The line says which.
+  peak FLOP/s (spec table for known GPUs, a short matmul on a CPU, the calibrated bf16 peak
+  for a CPU run that trains under bf16 autocast) times an efficiency for the kind of run, from
+  our own measurements where we have them (below). The line says which.
 Probe rounds and the final scoring come on top; the Train tab's ETA takes over once steps run.
 """
 
@@ -39,6 +40,10 @@ EFFICIENCY = {
     ("cuda", "none"): 0.30, ("cuda", "4bit"): 0.20, ("cuda", "8bit"): 0.15,
     ("mps", "none"): 0.15,
 }
+# The same for bf16 autocast on a CPU (`calibration.cpu_autocast`), against the calibrated bf16
+# peak: the recipe bench's default run (SmolLM2-135M LoRA, micro-batch 16, 2-core AMD EPYC with
+# AVX512-BF16) ran at median MFU 0.30, fp32 runs there at ~0.35 of the fp32 peak.
+CPU_BF16_EFFICIENCY = 0.30
 WARN_AFTER_S = 3600.0  # past an hour, the estimate is shown as a warning with what to change
 
 
@@ -77,9 +82,12 @@ def duration_text(seconds: float) -> str:
 
 def estimate_time(cfg: RunConfig, *, device: DeviceInfo, examples: int, tokens: int,
                   trained_params: int, matmul_params: int, n_layers: int, attn_dim: int,
-                  measured_tokens_per_s: float | None = None) -> TimeEstimate:
+                  measured_tokens_per_s: float | None = None,
+                  peak: tuple[float, str, float] | None = None) -> TimeEstimate:
     """`examples` and `tokens`: one epoch of the rendered set (replay included);
-    `trained_params` etc. from the memory estimate's model shape."""
+    `trained_params` etc. from the memory estimate's model shape; `peak`: (FLOP/s, its
+    description, the share a step reaches) where the run's precision is not the device's
+    default (bf16 autocast on a CPU)."""
     from workbench.core.train.loop import planned_steps, steps_per_epoch
     from workbench.core.train.flops import flops_per_token
 
@@ -87,12 +95,14 @@ def estimate_time(cfg: RunConfig, *, device: DeviceInfo, examples: int, tokens: 
     if measured_tokens_per_s:
         rate, source = measured_tokens_per_s, "measured by earlier runs of this model here"
     else:
-        peak, where = device_peak(device)
+        flops, where = device_peak(device)
         share = EFFICIENCY.get((device.kind, quant), 0.1)
+        if peak is not None:
+            flops, where, share = peak
         per_token = flops_per_token(matmul_params=matmul_params, trainable_params=trained_params,
                                     n_layers=n_layers, attn_dim=attn_dim,
                                     seq_len=tokens / max(1, examples))
-        rate = peak * share / per_token
+        rate = flops * share / per_token
         kind = {"4bit": "4-bit", "8bit": "8-bit"}.get(quant, "")
         source = f"assumed {share:.0%} of {where}" + (f" ({kind} weights)" if kind else "")
     step_size = cfg.training.micro_batch_size * cfg.training.gradient_accumulation_steps
@@ -137,9 +147,28 @@ def time_for_run(store: Store, cfg: RunConfig, tokens: SetTokens, *, device: Dev
     shape = model_shape(cfg.model)
     memory = memory or estimate_memory(cfg, device=device, seq_len=tokens.longest, shape=shape)
     head = shape.head_params or shape.embedding_params  # a tied head still multiplies
+    measured = measured_tokens_per_s(store, model=cfg.model.name_or_path, method=cfg.method.name,
+                                     device=device.kind)
     return estimate_time(
         cfg, device=device, examples=tokens.examples, tokens=tokens.tokens,
         trained_params=memory.trainable_params, matmul_params=shape.linear_params + head,
-        n_layers=shape.n_layers, attn_dim=shape.q_dim,
-        measured_tokens_per_s=measured_tokens_per_s(
-            store, model=cfg.model.name_or_path, method=cfg.method.name, device=device.kind))
+        n_layers=shape.n_layers, attn_dim=shape.q_dim, measured_tokens_per_s=measured,
+        peak=None if measured else _cpu_bf16_peak(store, cfg, device, shape.total_params))
+
+
+def _cpu_bf16_peak(store: Store, cfg: RunConfig, device: DeviceInfo,
+                   params: int) -> tuple[float, str, float] | None:
+    """The peak and share for a CPU run that will train under bf16 autocast, as the run
+    settles it from the workspace's calibration (calibrating once, ~2 s, where it has none
+    for this CPU and the model is large enough to ask); None for any other run."""
+    from workbench.core.train.calibration import CALIBRATION_FILE, cpu_peak, cpu_precision
+
+    if device.kind != "cpu":
+        return None
+    calibration = store.path.parent / CALIBRATION_FILE
+    precision, _ = cpu_precision(cfg.training.mixed_precision, cfg.effective_quantization,
+                                 params, calibration)
+    if precision != "bf16":
+        return None
+    return (cpu_peak("bf16", calibration)[0], "this CPU's calibrated bf16 matmul peak",
+            CPU_BF16_EFFICIENCY)

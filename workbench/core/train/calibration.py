@@ -84,6 +84,15 @@ def cpu_peak(dtype: str, path: Path | None, *, again: bool = False,
     return peak, f"calibrated {entry['date']}" + (", again" if again else "")
 
 
+def cpu_precision(mixed: str, quantization: str, params: int,
+                  path: Path | None) -> tuple[str, str]:
+    """(mixed precision, why) a CPU run of a `params`-parameter model trains in: `mixed` as
+    set, except auto on unquantized weights, which `cpu_autocast` settles."""
+    if mixed != "auto" or quantization != "none":
+        return mixed, f"mixed precision {mixed}, as set"
+    return cpu_autocast(params, path)
+
+
 def cpu_autocast(params: int, path: Path | None) -> tuple[str, str]:
     """("bf16" or "no", why) for training a model of `params` parameters on this CPU with
     mixed precision left at auto: bf16 autocast (frozen weights multiplied in bf16; the

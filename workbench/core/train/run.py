@@ -249,7 +249,8 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
         loss = anchored(loss)
     checkpoint = _resume_point(out, run_id) if resume else None
     step_size = checkpoint_state(checkpoint).get("step_size") if checkpoint else None
-    loop = TrainLoop(model, examples, _precision(cfg, loaded, calibration),
+    loop = TrainLoop(model, examples,
+                     settled_precision(cfg, loaded.device, loaded.parameters, calibration),
                      pad_id=loaded.tokenizer.pad_token_id,
                      device=loaded.device, loss=loss, optimizer=method.optimizer,
                      trackers=trackers.accelerator_options(cfg.training.report_to, out),
@@ -365,16 +366,18 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
         trackers.finish(loop.accelerator)
 
 
-def _precision(cfg: RunConfig, loaded: LoadedModel, calibration: Path) -> Any:
-    """cfg.training with mixed precision "auto" settled for a CPU (`calibration.cpu_autocast`);
-    elsewhere the loop settles it."""
-    from workbench.core.train.calibration import cpu_autocast
+def settled_precision(cfg: RunConfig, device: str, parameters: int, calibration: Path) -> Any:
+    """cfg.training with mixed precision "auto" settled for a CPU (`calibration.cpu_autocast`)
+    for a model of `parameters`; elsewhere the loop settles it."""
+    from workbench.core.train.calibration import cpu_precision
 
     training = cfg.training
-    if (training.mixed_precision != "auto" or loaded.device != "cpu"
-            or cfg.effective_quantization != "none"):
+    if device != "cpu":
         return training
-    choice, why = cpu_autocast(loaded.parameters, calibration)
+    choice, why = cpu_precision(training.mixed_precision, cfg.effective_quantization,
+                                parameters, calibration)
+    if choice == training.mixed_precision:
+        return training
     log.info("%s", why)
     return dataclasses.replace(training, mixed_precision=choice)
 
