@@ -122,6 +122,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                "adopted: it kept less"),
     "kl-3": ({}, "the replay rows' KL to the base weighed three times against the facts' "
                  "cross-entropy"),
+    "learned-0.9": ({}, "a fact's answer token that the model already gives 90% probability "
+                        "carries no loss, so facts once learned stop pulling the weights"),
     "seed-1": ({"training.seed": 1}, "the default with another seed (adapter initialisation "
                                      "and batch order): the spread of one recipe between runs"),
     "dora": ({"method.name": "dora"},
@@ -137,6 +139,7 @@ CONSTANTS: dict[str, dict[str, Any]] = {
                     "workbench.core.train.tracker.WIDE_SAMPLE": 1},
     "more-general": {"workbench.core.train.replay.MORE_GENERAL": True},
     "kl-3": {"workbench.core.train.replay.KL_WEIGHT": 3.0},
+    "learned-0.9": {"workbench.core.train.head_loss.LEARNED_P": 0.9},
     "coarse-shrink": {"workbench.core.train.shrink.SHARES": [0.85, 0.7, 0.55],
                       "workbench.core.train.tracker.WIDE_SAMPLE": 1},
 }

@@ -17,6 +17,7 @@ loss, since the head alone would not give their logits.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +32,9 @@ LOGITS_BUDGET = 256 * 2**20  # bytes of fp32 logits per chunk before it is check
 # Config fields of architectures whose logits are not simply head(hidden): Gemma 2/3
 # soft-capping, Cohere's logit_scale, Granite's logits_scaling.
 LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+# A label token the model already gives at least this probability carries no loss (None: every
+# token does), so a fact once learned stops pulling the weights further its way.
+LEARNED_P: float | None = None
 
 
 def causal_model(model: Any) -> Any:
@@ -66,7 +70,10 @@ def head_replaced(model: Any, replacement: Any) -> Iterator[None]:
 
 
 def _chunk_loss(head: Any, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(head(hidden).float(), targets, reduction="sum")
+    if LEARNED_P is None:
+        return F.cross_entropy(head(hidden).float(), targets, reduction="sum")
+    losses = F.cross_entropy(head(hidden).float(), targets, reduction="none")
+    return (losses * (losses.detach() > -math.log(LEARNED_P))).sum()
 
 
 def selected_head_loss(head: Any, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
