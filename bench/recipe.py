@@ -124,6 +124,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                  "cross-entropy"),
     "learned-0.9": ({}, "a fact's answer token that the model already gives 90% probability "
                         "carries no loss, so facts once learned stop pulling the weights"),
+    "wordings-3": ({}, "each known neighbour replayed in three wordings instead of two"),
     "seed-1": ({"training.seed": 1}, "the default with another seed (adapter initialisation "
                                      "and batch order): the spread of one recipe between runs"),
     "dora": ({"method.name": "dora"},
@@ -140,6 +141,7 @@ CONSTANTS: dict[str, dict[str, Any]] = {
     "more-general": {"workbench.core.train.replay.MORE_GENERAL": True},
     "kl-3": {"workbench.core.train.replay.KL_WEIGHT": 3.0},
     "learned-0.9": {"workbench.core.train.head_loss.LEARNED_P": 0.9},
+    "wordings-3": {"workbench.core.train.replay.WORDINGS_PER_NEIGHBOUR": 3},
     "coarse-shrink": {"workbench.core.train.shrink.SHARES": [0.85, 0.7, 0.55],
                       "workbench.core.train.tracker.WIDE_SAMPLE": 1},
 }
