@@ -136,14 +136,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
 CONSTANTS: dict[str, dict[str, Any]] = {
     "few-anchors": {"workbench.core.train.replay.MAX_ASKED": 40,
                     "workbench.core.train.replay.WORDINGS_PER_NEIGHBOUR": 1,
-                    "workbench.core.train.shrink.SHARES": [0.85, 0.7, 0.55],
-                    "workbench.core.train.tracker.WIDE_SAMPLE": 1},
+                    "workbench.core.train.shrink.SHARES": [0.85, 0.7, 0.55]},
     "more-general": {"workbench.core.train.replay.MORE_GENERAL": True},
     "kl-3": {"workbench.core.train.replay.KL_WEIGHT": 3.0},
     "learned-0.9": {"workbench.core.train.head_loss.LEARNED_P": 0.9},
     "wordings-3": {"workbench.core.train.replay.WORDINGS_PER_NEIGHBOUR": 3},
-    "coarse-shrink": {"workbench.core.train.shrink.SHARES": [0.85, 0.7, 0.55],
-                      "workbench.core.train.tracker.WIDE_SAMPLE": 1},
+    "coarse-shrink": {"workbench.core.train.shrink.SHARES": [0.85, 0.7, 0.55]},
 }
 
 
@@ -216,7 +214,7 @@ def precision(cfg: Any, params: int, ws: Any) -> str:
 
 def run_variant(name: str, ws: Any, store: Any, model: Path) -> dict[str, Any]:
     from workbench.core.inject import recommended_config
-    from workbench.core.train import history, replay, shrink, tracker
+    from workbench.core.train import history, replay, shrink
     from workbench.core.train.run import create_run, execute_run
 
     overrides, why = VARIANTS[name]
@@ -228,7 +226,7 @@ def run_variant(name: str, ws: Any, store: Any, model: Path) -> dict[str, Any]:
         started = time.perf_counter()
         summary = execute_run(store, ws, run_id)
         anchors = {"per_relation": replay.MAX_ASKED, "wordings": replay.WORDINGS_PER_NEIGHBOUR}
-        searched = {"shares": list(shrink.SHARES), "samples": tracker.WIDE_SAMPLE}
+        searched = {"shares": list(shrink.SHARES), "judged_on": "facts"}
     seconds = time.perf_counter() - started
     step = history.last_probed_step(store, run_id)
     neighbours = store.db.execute(
@@ -331,6 +329,8 @@ def _measured_before(v: dict[str, Any]) -> str:
         older.append("with 40 neighbours per relation replayed, in one wording")
     if "shrink" not in v and "shrink_update" in v["config"] and "shrink" not in v["variant"]:
         older.append("with the coarse shrink search")
+    elif "judged_on" not in v.get("shrink", {"judged_on": ""}) and v["config"].get("shrink_update"):
+        older.append("the share kept chosen by a sample's locality")
     if "precision" not in v and v["variant"] != "fp32":
         older.append("in fp32")
     return f" (measured {'; '.join(older)})" if older else ""

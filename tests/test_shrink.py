@@ -22,44 +22,42 @@ def _scripted(table: dict[float, dict[str, float]]):
     return ask, set_share, state, asked
 
 
-# (efficacy, held-out, locality) per share. 0.7 loses a twentieth of the facts (its
-# locality not kept); 0.8 and 0.75 keep them, so the cliff lies between 0.75 and 0.7.
-BEST_BEFORE_THE_CLIFF = {1.0: (1.0, 1.0, 0.85), 0.85: (1.0, 0.98, 0.88), 0.8: (0.98, 0.98, 0.90),
-                         0.75: (0.98, 0.99, 0.89), 0.7: (0.95, 0.97, 0.95),
-                         0.65: (0.45, 0.5, 0.93)}
-# 0.8 and 0.75 tie on locality: the larger share recalls the facts with more margin.
-A_TIE = {1.0: (1.0, 1.0, 0.90), 0.85: (1.0, 1.0, 0.93), 0.8: (1.0, 0.99, 0.95),
-         0.75: (1.0, 0.99, 0.95), 0.7: (0.93, 0.96, 0.96)}
+# (efficacy, held-out) per share: 0.7 loses a twentieth of the facts, 0.8 and 0.75 keep them,
+# so the cliff lies between 0.75 and 0.7.
+CLIFF = {1.0: (1.0, 1.0), 0.85: (1.0, 0.98), 0.8: (0.98, 0.98), 0.75: (0.98, 0.99),
+         0.7: (0.95, 0.97), 0.65: (0.45, 0.5)}
 
 
-@pytest.mark.parametrize("table,kept", [(BEST_BEFORE_THE_CLIFF, 0.8), (A_TIE, 0.8)])
-def test_keeps_the_best_locality_before_the_facts_go(table: dict[float, tuple[float, ...]],
-                                                      kept: float) -> None:
-    ask, set_share, state, asked = _scripted(
-        {share: dict(zip(("efficacy", "generalization", "locality"), row))
-         for share, row in table.items()})
+def _table(rows: dict[float, tuple[float, float]]) -> dict[float, dict[str, float]]:
+    return {share: {"efficacy": e, "generalization": g} for share, (e, g) in rows.items()}
+
+
+def test_keeps_one_step_above_where_the_facts_go() -> None:
+    ask, set_share, state, asked = _scripted(_table(CLIFF))
     share, scores = choose_share(ask, set_share)
-    assert share == kept and state["share"] == kept and scores["locality"] == table[kept][2]
-    # Bisection: 0.85 and 0.65 are never asked.
-    assert asked == [1.0, 0.7, 0.8, 0.75]
+    # Bisection: 0.7 loses them, 0.8 and 0.75 keep them; 0.8 is kept, a step of margin.
+    assert asked == [1.0, 0.7, 0.8, 0.75]  # 0.85 and 0.65 are never asked
+    assert share == 0.8 and state["share"] == 0.8 and scores == {"efficacy": 0.98,
+                                                                 "generalization": 0.98}
 
 
-def test_keeps_the_whole_update_when_shrinking_does_not_help() -> None:
-    table = {1.0: {"efficacy": 1.0, "generalization": 0.9, "locality": 0.95},
-             0.85: {"efficacy": 0.9, "generalization": 0.9, "locality": 0.97},
-             0.8: {"efficacy": 0.8, "generalization": 0.8, "locality": 0.97},
-             0.7: {"efficacy": 0.6, "generalization": 0.6, "locality": 0.96}}
-    ask, set_share, state, asked = _scripted(table)
+def test_keeps_the_whole_update_when_no_share_keeps_the_facts() -> None:
+    ask, set_share, state, asked = _scripted(_table(
+        {1.0: (1.0, 0.9), 0.85: (0.9, 0.9), 0.8: (0.8, 0.8), 0.7: (0.6, 0.6)}))
     share, _ = choose_share(ask, set_share)
     assert share == 1.0 and state["share"] == 1.0 and asked == [1.0, 0.7, 0.8, 0.85]
 
 
-def test_without_a_cliff_three_rounds_reach_the_smallest_share() -> None:
-    table = {s: {"efficacy": 1.0, "generalization": 1.0, "locality": 0.9 + (1 - s) / 10}
-             for s in (1.0, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55)}
-    ask, set_share, state, asked = _scripted(table)
-    share, _ = choose_share(ask, set_share)
-    assert share == 0.55 and asked == [1.0, 0.7, 0.6, 0.55]
+def test_the_margin_step_need_not_have_been_asked() -> None:
+    # Only 0.85 keeps the facts: its step of margin is the whole update.
+    ask, set_share, state, _ = _scripted(_table(
+        {1.0: (1.0, 1.0), 0.85: (0.99, 0.99), 0.8: (0.9, 0.9), 0.7: (0.5, 0.5)}))
+    assert choose_share(ask, set_share) == (1.0, {"efficacy": 1.0, "generalization": 1.0})
+    # The cliff below 0.6: 0.65 is kept, which bisection did not ask.
+    rows = {s: (1.0, 1.0) for s in (1.0, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)} | {0.55: (0.5, 0.5)}
+    ask, set_share, state, asked = _scripted(_table(rows))
+    assert choose_share(ask, set_share) == (0.65, {}) and state["share"] == 0.65
+    assert asked == [1.0, 0.7, 0.6, 0.55]
 
 
 def test_lora_share_scales_only_the_b_matrices(tiny_llama) -> None:
@@ -94,6 +92,7 @@ def test_a_run_with_the_shrink_search_completes_and_logs_its_choice(bench) -> No
     assert summary.status == "completed" and summary.scores
     log = (ws.run_dir(run_id) / jobs.LOG_FILE).read_text()
     assert "update shrunk to 0.70" in log  # bisection asks the middle share first
+    assert "locality" not in log.split("update shrunk to 0.70")[1].splitlines()[0]  # facts only
     # The search's rounds are recorded nowhere: the curve has the live and final rounds only.
     steps = sorted({r["step"] for r in store.db.query(
         "SELECT DISTINCT step FROM probe_results WHERE run_id = ?", [run_id])})

@@ -36,12 +36,15 @@ def test_each_probe_is_asked_once_per_set_of_weights(tiny_llama: Path, tmp_path:
     cfg = RunConfig().with_values({"training.probe_sample": 3})
     tracker = Tracker(None, 1, None, lambda: model, tmp_path, 1, adapter=True,  # type: ignore[arg-type]
                       cfg=cfg, should_stop=lambda: False, state={})
-    assert len(tracker.live) == 3 and len(tracker.wide) == 9
-    tracker.ask_wide()
-    tracker.ask_wide()
-    assert [len(a) for a in asked] == [9]  # the same weights: answered already
-    LoraShare(model)(0.5)
-    tracker.ask_wide()
-    assert [len(a) for a in asked] == [9, 9]  # other weights: asked afresh
+    assert len(tracker.live) == 3 and len(tracker.facts) == 16  # every fact probe
+    assert all(item.metric != "locality" for item in tracker.facts)
+    tracker.ask_facts()
+    tracker.ask_facts()
+    assert [len(a) for a in asked] == [16]  # the same weights: answered already
+    share = LoraShare(model)
+    share(0.5)
+    tracker.ask_facts()
+    assert [len(a) for a in asked] == [16, 16]  # other weights: asked afresh
+    share(1.0)  # back to weights asked before (the shrink search's kept share)
     assert tracker._ask(items) == ["gold"] * len(items)
-    assert sorted(asked[-1]) == sorted(i.probe_id for i in items if i not in tracker.wide)
+    assert sorted(asked[-1]) == sorted(i.probe_id for i in items if i.metric == "locality")

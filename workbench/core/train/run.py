@@ -347,7 +347,7 @@ def _train(store: Store, cfg: RunConfig, run_id: int, out: Path, *, resume: bool
                 # DoRA also learns a magnitude: scaling B alone is no interpolation to the base.
                 if cfg.training.shrink_update and method.adapter and tracker.live and \
                         not getattr(method.settings, "use_dora", False):
-                    choose_share(tracker.ask_wide, LoraShare(loop.unwrapped))
+                    choose_share(tracker.ask_facts, LoraShare(loop.unwrapped))
                 scores = tracker.probe(result.steps, final=True)
                 trackers.send(loop.accelerator, scores, result.steps, "final/")
             except Interrupted:  # a Stop (or SIGTERM) during the final scoring

@@ -39,7 +39,7 @@ SCORED = SCORE_METRICS
 # differ by a probe or two by chance.
 KEEP_BEST_MARGIN = 0.02
 LOW_ROUNDS = 2  # rounds in a row under the locality floor before the run stops
-WIDE_SAMPLE = 3  # the shrink search's sample, in live samples (192 probes at the default 64)
+KEPT_ANSWERS = 8  # sets of weights whose answers are kept (`_ask`): the shrink search's shares
 
 
 def trained_fingerprint(model: Any) -> tuple[float, ...]:
@@ -79,16 +79,13 @@ class Tracker:
         self.stop_reason = ""
         items = probing.probe_items(store, sid, locality=True)
         self.live = probing.live_sample(items, cfg.training.probe_sample, seed=cfg.training.seed)
-        # The shrink search's sample: its candidates differ by a few points of locality, less
-        # than one probe of a live round's ~21 per metric moves it.
-        self.wide = probing.live_sample(items, WIDE_SAMPLE * cfg.training.probe_sample,
-                                        seed=cfg.training.seed)
-        # Answers of the weights as they are (`_ask`): after training, the closing round, the
-        # shrink search's rounds and the final round ask many of the same probes of the same
-        # weights, and greedy answers to them are the same; asked once, that is 255 of the
-        # bench run's ~1,300 questions after its last step.
-        self._answers: dict[int, str] = {}
-        self._answered_by: tuple[float, ...] | None = None
+        # The shrink search asks every fact probe and no locality probe (`shrink`).
+        self.facts = [item for item in items if item.metric != ScoreMetric.LOCALITY]
+        # Answers per set of weights (`_ask`): after training, the closing round, the shrink
+        # search's rounds and the final round ask many of the same probes of the same
+        # weights, and greedy answers to them are the same; the final round's share was
+        # asked all its fact probes in the search.
+        self._answers: dict[tuple[float, ...], dict[int, str]] = {}
 
     def probe(self, step: int, *, final: bool = False, closing: bool = False) -> dict[str, float]:
         """One round; raises `generate.Interrupted` on a Stop. Sets `stop_reason` when a live
@@ -114,11 +111,12 @@ class Tracker:
             self._after_live_round(step, scores, decide=not closing)
         return scores
 
-    def ask_wide(self) -> dict[str, float]:
-        """The wide sample's shares for the model as it is now, recorded nowhere (the shrink
-        search compares weights that are not a step of the run)."""
-        answers = self._ask(self.wide)
-        return self.ranks.shared(probing.shares(probing.marks(self.wide, answers)))
+    def ask_facts(self) -> dict[str, float]:
+        """Efficacy and held-out recall over every fact probe for the model as it is now,
+        recorded nowhere (the shrink search compares weights that are not a step of the
+        run)."""
+        answers = self._ask(self.facts)
+        return self.ranks.shared(probing.shares(probing.marks(self.facts, answers)))
 
     def _ask(self, items: list[probing.ProbeItem]) -> list[str]:
         """The answers of the model as it is now, asking only the probes these weights have
@@ -130,14 +128,16 @@ class Tracker:
         if not weights:
             return probing.ask_items(self.loaded, model, items, should_stop=self.should_stop,
                                      ranks=self.ranks)
-        if weights != self._answered_by:
-            self._answers, self._answered_by = {}, weights
-        todo = [item for item in items if item.probe_id not in self._answers]
+        known = self._answers.pop(weights, {})
+        self._answers[weights] = known  # the latest last, so the oldest goes first
+        while len(self._answers) > KEPT_ANSWERS:
+            del self._answers[next(iter(self._answers))]
+        todo = [item for item in items if item.probe_id not in known]
         if todo:
             answers = probing.ask_items(self.loaded, model, todo, should_stop=self.should_stop,
                                         ranks=self.ranks)
-            self._answers.update((item.probe_id, a) for item, a in zip(todo, answers))
-        return [self._answers[item.probe_id] for item in items]
+            known.update((item.probe_id, a) for item, a in zip(todo, answers))
+        return [known[item.probe_id] for item in items]
 
     def _after_live_round(self, step: int, scores: dict[str, float], *, decide: bool) -> None:
         score = combined_score(scores)
