@@ -121,9 +121,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                "rsLoRA scaling (the update scaled by alpha/sqrt(r), larger at r 16); not "
                "adopted: it kept less"),
     "kl-3": ({}, "the replay rows' KL to the base weighed three times against the facts' "
-                 "cross-entropy"),
+                 "cross-entropy; not adopted: the facts were learned later (19% at step 80 "
+                 "against 38%) and it kept less"),
     "learned-0.9": ({}, "a fact's answer token that the model already gives 90% probability "
-                        "carries no loss, so facts once learned stop pulling the weights"),
+                        "carries no loss, so facts once learned stop pulling the weights; not "
+                        "adopted: it kept 0.8 of its update and 92%, as the default's own update "
+                        "does at 0.8 (`bench/shrink_curve.py`)"),
     "wordings-3": ({}, "each known neighbour replayed in three wordings instead of two"),
     "seed-1": ({"training.seed": 1}, "the default with another seed (adapter initialisation "
                                      "and batch order): the spread of one recipe between runs"),

@@ -239,10 +239,11 @@ class TrainingConfig(Section):
     )
     shrink_update: bool = setting(
         False,
-        "After training, try keeping 85%, 70% or 55% of the adapter's learned update (the "
-        "base moved part of the way to the trained weights, WiSE-FT) and keep the share that "
-        "keeps most of what the model knew while the facts stay recalled (a few live rounds; "
-        "LoRA-family adapters only).", advanced=True,
+        "After training, shrink the adapter's learned update toward the base (the base moved "
+        "part of the way to the trained weights, WiSE-FT) as far as the facts stay recalled, "
+        "one step of 5% short of where they go: the smaller the share, the more of what the "
+        "model knew is kept (a few rounds of the facts' probes; LoRA-family adapters only).",
+        advanced=True,
         label="Shrink the update after training",
     )
     protect_known: float = setting(

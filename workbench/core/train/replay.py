@@ -65,7 +65,8 @@ WORDINGS_PER_NEIGHBOUR = 2
 # the base 650 questions more adds ~2.5 min to a set's preparation on two CPU cores.
 MORE_GENERAL = False
 # The replay rows' KL to the base, weighed against the knowledge rows' cross-entropy (both
-# summed over their answer tokens, the step normalising by all of them).
+# summed over their answer tokens, the step normalising by all of them). 3 (the bench's kl-3)
+# learned the facts later and kept less: 97% of them, 87% of known answers.
 KL_WEIGHT = 1.0
 
 

@@ -14,8 +14,8 @@ bench run it kept the whole update: 88% of known answers kept, where every probe
 So bisection finds the smallest share that keeps the facts, and the share one step (0.05)
 above it is kept, for margin: next to the cliff an adapter's quantized export lost 2 of 16
 held-out answers. Cost: 4 rounds of the facts' short answers (the unshrunk adapter and 3
-shares), ~10 s each on two CPU cores; the final round asks only locality anew when the kept
-share was among those asked.
+shares; 360 probes on the bench set, 20-30 s a round on two CPU cores); the final round then
+asks only locality anew when the kept share was among those asked.
 The saved adapter is the shrunk one, so every consumer (Compare, export, the final scoring)
 sees the same weights without knowing about it.
 """
