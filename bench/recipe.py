@@ -127,7 +127,6 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                         "carries no loss, so facts once learned stop pulling the weights; not "
                         "adopted: it kept 0.8 of its update and 92%, as the default's own update "
                         "does at 0.8 (`bench/shrink_curve.py`)"),
-    "wordings-3": ({}, "each known neighbour replayed in three wordings instead of two"),
     "seed-1": ({"training.seed": 1}, "the default with another seed (adapter initialisation "
                                      "and batch order): the spread of one recipe between runs"),
     "dora": ({"method.name": "dora"},
@@ -143,7 +142,6 @@ CONSTANTS: dict[str, dict[str, Any]] = {
     "more-general": {"workbench.core.train.replay.MORE_GENERAL": True},
     "kl-3": {"workbench.core.train.replay.KL_WEIGHT": 3.0},
     "learned-0.9": {"workbench.core.train.head_loss.LEARNED_P": 0.9},
-    "wordings-3": {"workbench.core.train.replay.WORDINGS_PER_NEIGHBOUR": 3},
     "coarse-shrink": {"workbench.core.train.shrink.SHARES": [0.85, 0.7, 0.55]},
 }
 
@@ -333,7 +331,7 @@ def _measured_before(v: dict[str, Any]) -> str:
     if "shrink" not in v and "shrink_update" in v["config"] and "shrink" not in v["variant"]:
         older.append("with the coarse shrink search")
     elif "judged_on" not in v.get("shrink", {"judged_on": ""}) and v["config"].get("shrink_update"):
-        older.append("the share kept chosen by a sample's locality")
+        older.append("with the share kept chosen by a sample's locality")
     if "precision" not in v and v["variant"] != "fp32":
         older.append("in fp32")
     return f" (measured {'; '.join(older)})" if older else ""
