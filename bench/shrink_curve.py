@@ -53,13 +53,14 @@ def measure(variant: str, shares: list[float]) -> dict[str, Any]:
     store = Store(ws.db_path)
     cfg = RunConfig.from_run(runs.get(store, recorded["run"]))
     loaded = load_model(cfg.model)
-    model = PeftModel.from_pretrained(loaded.model, str(ws.run_dir(recorded["run"]) / "adapter"))
-    model.eval()
     items = probing.probe_items(store, sets.set_id(store, cfg.data.knowledge_set), locality=True)
     locality = [i for i in items if i.metric == "locality"]
+    # Asked of the base before the adapter goes in: peft puts its layers into this very model.
     robust = [[is_correct(a, i.answer, i.aliases) for a, i in
                zip(ask_questions(loaded, [i.question for i in locality], system=s), locality)]
               for s in SYSTEMS]  # per prompt, per probe: answered right?
+    model = PeftModel.from_pretrained(loaded.model, str(ws.run_dir(recorded["run"]) / "adapter"))
+    model.eval()
     robust_ids = {i.probe_id for k, i in enumerate(locality) if all(r[k] for r in robust)}
     share_of = LoraShare(model)
     points = []
@@ -91,10 +92,10 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r['run']}, the whole update kept) with its LoRA update scaled to each share, every "
         f"probe scored by free generation. `python bench/shrink_curve.py`.",
         "",
-        f"Of the {r['locality_probes']} locality probes, {r['robust']} are answered right "
-        "under all three prompts (no system prompt and two system prompts): robustly known. "
-        "(Measured on the bench set as it was built before locality probes had to be right "
-        "under every prompt; rebuilt since, every probe is robustly known.)",
+        f"Of the {r['locality_probes']} locality probes, the base model answers {r['robust']} "
+        "right under all three prompts (no system prompt and two system prompts): robustly "
+        "known. The set's preparation keeps only those, so the rest is empty unless the base "
+        "answers differently on this machine.",
         "",
         "| share of the update | efficacy | held-out | locality | robustly known kept | "
         "the rest kept | answers unchanged |",

@@ -127,10 +127,10 @@ def relations_for(loaded: LoadedModel) -> list[Relation]:
 
 # What "the model knows" means for locality: right under each of these system prompts as well
 # as with none (SliCK's HighlyKnown, Gekhman et al. 2024: consistently right across prompts).
-# On SmolLM2-135M a quarter of the answers right with no system prompt were wrong under one of
-# these; in one run they were all it lost (bench/results/shrink_curve.md), so counting them
-# measured prompt sensitivity, not forgetting. It is no cure: on a set rebuilt this way the
-# next run still lost 9 of 48 same-relation neighbours (bench/results/recipe.md).
+# On SmolLM2-135M the bench set's preparation leaves out 18 of 126 answers right with no system
+# prompt as wrong under one of these: counting them would measure prompt sensitivity, not
+# forgetting. It is no cure: on the set rebuilt this way a run still loses 4 of 48 same-relation
+# neighbours (bench/results/recipe.md).
 ROBUST_SYSTEMS = ("You are a helpful assistant.", "Answer the question briefly and correctly.")
 
 
