@@ -51,6 +51,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "sentence-answers": ({"data.include_statements": True, "data.answer_style": "sentence"},
                          "with statements; answers said as sentences ('The capital of X is "
                          "Y.'), as a chat model replies"),
+    "sentence": ({"data.answer_style": "sentence"},
+                 "answers said as sentences ('The capital of X is Y.'), questions only: the "
+                 "facts taught in the voice the model answers in, so that training need not "
+                 "change how it answers everything else; not adopted: it kept less (88% "
+                 "against 92%) and took longer"),
     "all-linear": ({"data.include_statements": True, "data.answer_style": "sentence",
                     "method.target_modules": ["all-linear"]},
                    "with statements and sentence answers, LoRA on every linear layer, as QLoRA "
@@ -70,8 +75,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "replay-0.6": ({"data.replay_ratio": 0.6},
                    "more replay, within the time budget; not adopted: it kept no more than 0.5"),
     "replay-0.7": ({"data.replay_ratio": 0.7},
-                   "mostly replay; not adopted yet: it kept the most of any setting with all "
-                   "facts learned, but its 326 steps overrun the 10-minute budget"),
+                   "mostly replay; not adopted yet: it kept 94% with every fact learned, but "
+                   "its 326 steps took 15.6 min, over the 10-minute budget"),
     "attn-only": ({"method.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
                   "LoRA on attention only; not adopted: fewer facts learned and less kept"),
     "early-half": ({"method.target_modules": [f"layers.{i}.mlp.{m}" for i in range(15)
@@ -127,6 +132,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                         "carries no loss, so facts once learned stop pulling the weights; not "
                         "adopted: it kept 0.8 of its update and 92%, as the default's own update "
                         "does at 0.8 (`bench/shrink_curve.py`)"),
+    "weight-decay": ({"training.weight_decay": 1.0},
+                     "AdamW weight decay 1.0 on the adapter: the update's parts that neither the "
+                     "facts nor the replay hold up decay during training (about a fifth of each "
+                     "adapter matrix over the run), where the shrink step scales every part "
+                     "alike afterwards; kept 94% (97% of 48 neighbours) with 98% learned in "
+                     "10.0 min: the best same-relation figure yet, one seed, not yet adopted"),
     "seed-1": ({"training.seed": 1}, "the default with another seed (adapter initialisation "
                                      "and batch order): the spread of one recipe between runs"),
     "dora": ({"method.name": "dora"},
