@@ -129,8 +129,8 @@ def relations_for(loaded: LoadedModel) -> list[Relation]:
 # as with none (SliCK's HighlyKnown, Gekhman et al. 2024: consistently right across prompts).
 # On SmolLM2-135M the bench set's preparation leaves out 18 of 126 answers right with no system
 # prompt as wrong under one of these: counting them would measure prompt sensitivity, not
-# forgetting. It is no cure: on the set rebuilt this way a run still loses 4 of 48 same-relation
-# neighbours (bench/results/recipe.md).
+# forgetting. It is no cure: on the set rebuilt this way the default still loses 3 of 48
+# same-relation neighbours under one seed and 8 under another (bench/results/recipe.md).
 ROBUST_SYSTEMS = ("You are a helpful assistant.", "Answer the question briefly and correctly.")
 
 
