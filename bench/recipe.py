@@ -19,6 +19,7 @@ timed once, separately).
 
     python bench/recipe.py                      # every variant (hours on a CPU)
     python bench/recipe.py default no-replay    # some; results merge into bench/results/recipe.*
+    python bench/recipe.py --rewrite            # no run: the rows' why texts as they now read
 """
 
 from __future__ import annotations
