@@ -87,8 +87,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                                 "whether the two together reach 95% at any time cost; the "
                                 "most kept of any setting (96%, and 93% under seed 1, where "
                                 "the default kept 92% and 87%), in 17 min: not adopted while "
-                                "it takes that long, nor before weight decay is kept off "
-                                "DoRA's magnitudes and full weights"),
+                                "it takes that long (weight decay now spares DoRA's "
+                                "magnitudes, but would still pull a full-weight method's "
+                                "weights toward zero)"),
     "replay-0.7-weight-decay-seed-1": ({"data.replay_ratio": 0.7, "training.weight_decay": 1.0,
                                         "training.seed": 1},
                                        "`replay-0.7-weight-decay` with another seed: its spread "
