@@ -79,9 +79,6 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                    "mostly replay; not adopted yet: it kept 94% with every fact learned (92% "
                    "under seed 1, where the default kept 87%), but its 326 steps took 15.6 "
                    "min, over the 10-minute budget"),
-    "replay-0.7-seed-1": ({"data.replay_ratio": 0.7, "training.seed": 1},
-                          "`replay-0.7` with another seed: its spread between runs (92% here, the "
-                          "default 87% under the same seed)"),
     "replay-0.7-weight-decay": ({"data.replay_ratio": 0.7, "training.weight_decay": 1.0},
                                 "replay 0.7 with AdamW weight decay 1.0 on the adapter: "
                                 "whether the two together reach 95% at any time cost; the "
@@ -90,10 +87,6 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                                 "it takes that long (weight decay now spares DoRA's "
                                 "magnitudes, but would still pull a full-weight method's "
                                 "weights toward zero)"),
-    "replay-0.7-weight-decay-seed-1": ({"data.replay_ratio": 0.7, "training.weight_decay": 1.0,
-                                        "training.seed": 1},
-                                       "`replay-0.7-weight-decay` with another seed: its spread "
-                                       "between runs"),
     "attn-only": ({"method.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
                   "LoRA on attention only; not adopted: fewer facts learned and less kept"),
     "early-half": ({"method.target_modules": [f"layers.{i}.mlp.{m}" for i in range(15)
@@ -160,14 +153,28 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                        "AdamW weight decay 3.0 on the adapter: as `weight-decay`, stronger; not "
                        "adopted: it kept less (92%), and its smaller update could not be "
                        "shrunk (the facts went at 0.85)"),
-    "weight-decay-seed-1": ({"training.weight_decay": 1.0, "training.seed": 1},
-                            "`weight-decay` with another seed: its spread between runs (its 196 steps "
-                            "took 8.8 min here, seed 42's 7.1: this machine's speed varies)"),
     "seed-1": ({"training.seed": 1}, "the default with another seed (adapter initialisation "
                                      "and batch order): the spread of one recipe between runs"),
     "dora": ({"method.name": "dora"},
              "DoRA (a learned magnitude per output); not adopted: within 2 points of the "
              "default's locality, slower, and the shrink step cannot scale its update"),
+}
+
+
+def _another_seed(name: str, note: str = "") -> tuple[dict[str, Any], str]:
+    """Variant `name` under seed 1 (adapter initialisation and batch order), its overrides
+    taken from it: the spread of one setting between runs, which one run cannot show."""
+    return (VARIANTS[name][0] | {"training.seed": 1},
+            f"`{name}` with another seed: its spread between runs{note}")
+
+
+VARIANTS |= {
+    "replay-0.7-seed-1": _another_seed("replay-0.7", " (92% here, the default 87% under the "
+                                                     "same seed)"),
+    "replay-0.7-weight-decay-seed-1": _another_seed("replay-0.7-weight-decay"),
+    "weight-decay-seed-1": _another_seed("weight-decay", " (its 196 steps took 8.8 min here, "
+                                                         "seed 42's 7.1: this machine's speed "
+                                                         "varies)"),
 }
 
 # Variants that change a constant of the code rather than a setting: name → {module.NAME: value}
