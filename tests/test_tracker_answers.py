@@ -48,3 +48,24 @@ def test_each_probe_is_asked_once_per_set_of_weights(tiny_llama: Path, tmp_path:
     share(1.0)  # back to weights asked before (the shrink search's kept share)
     assert tracker._ask(items) == ["gold"] * len(items)
     assert sorted(asked[-1]) == sorted(i.probe_id for i in items if i.metric == "locality")
+
+
+def test_the_shrink_search_asks_one_question_per_fact_and_metric(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.core.train import tracker as tracker_module
+
+    # 6 facts, each with two questions of its own and two held-out phrasings.
+    items = [ProbeItem(i, i // 4, "efficacy" if i % 4 < 2 else "generalization",
+                       f"question {i}?", "gold", ()) for i in range(24)]
+    items.append(ProbeItem(99, None, "locality", "known?", "yes", ()))
+    monkeypatch.setattr(probing, "probe_items", lambda *a, **k: items)
+    cfg = RunConfig()
+    tracker = Tracker(None, 1, None, lambda: None, tmp_path, 1, adapter=True,  # type: ignore[arg-type]
+                      cfg=cfg, should_stop=lambda: False, state={})
+    assert sorted((i.fact_id, i.metric) for i in tracker.facts) == sorted(
+        {(f, m) for f in range(6) for m in ("efficacy", "generalization")})
+    monkeypatch.setattr(tracker_module, "SEARCH_PROBES", 4)  # a large set: capped, both metrics
+    tracker = Tracker(None, 1, None, lambda: None, tmp_path, 1, adapter=True,  # type: ignore[arg-type]
+                      cfg=cfg, should_stop=lambda: False, state={})
+    assert sorted(i.metric for i in tracker.facts) == ["efficacy"] * 2 + ["generalization"] * 2
+    assert len({i.fact_id for i in tracker.facts if i.metric == "efficacy"}) == 2

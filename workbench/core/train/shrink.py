@@ -4,7 +4,8 @@ interpolated between the base and the fine-tuned model are more robust than eith
 
 For a LoRA adapter the interpolation is exact and free: W + s·BA for 0 < s ≤ 1 is the base's
 W moved a share s of the way to the trained weights, and scaling B alone gives it. Shares are
-judged on the facts alone (every fact probe, unrecorded: the run's curve is not touched): a
+judged on the facts alone (one question per fact and metric, `tracker.SEARCH_PROBES`;
+unrecorded: the run's curve is not touched): a
 share loses them when efficacy or held-out recall falls more than `KEEP_LEARNED` below the
 unshrunk adapter's. Locality rises as the share falls, down to where the facts go (below);
 judged on a sample of locality probes instead, the choice followed the sample's noise: a
@@ -14,8 +15,8 @@ bench run it kept the whole update: 88% of known answers kept, where every probe
 So bisection finds the smallest share that keeps the facts, and the share one step (0.05)
 above it is kept, for margin: next to the cliff an adapter's quantized export lost 2 of 16
 held-out answers. Cost: 4 rounds of the facts' short answers (the unshrunk adapter and 3
-shares; 360 probes on the bench set, 20-30 s a round on two CPU cores); the final round then
-asks only locality anew when the kept share was among those asked.
+shares; 180 probes on the bench set, ~12-23 s a round on two CPU cores); the final round then
+asks the other fact probes and locality.
 The saved adapter is the shrunk one, so every consumer (Compare, export, the final scoring)
 sees the same weights without knowing about it.
 """
