@@ -36,7 +36,8 @@ def test_each_probe_is_asked_once_per_set_of_weights(tiny_llama: Path, tmp_path:
     cfg = RunConfig().with_values({"training.probe_sample": 3})
     tracker = Tracker(None, 1, None, lambda: model, tmp_path, 1, adapter=True,  # type: ignore[arg-type]
                       cfg=cfg, should_stop=lambda: False, state={})
-    assert len(tracker.live) == 3 and len(tracker.facts) == 16  # every fact probe
+    # One probe per fact and metric here, so the search asks every fact probe.
+    assert len(tracker.live) == 3 and len(tracker.facts) == 16
     assert all(item.metric != "locality" for item in tracker.facts)
     tracker.ask_facts()
     tracker.ask_facts()

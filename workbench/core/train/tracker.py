@@ -93,7 +93,7 @@ class Tracker:
         # Answers per set of weights (`_ask`): after training, the closing round, the shrink
         # search's rounds and the final round ask many of the same probes of the same
         # weights, and greedy answers to them are the same; the final round's share was
-        # asked all its fact probes in the search.
+        # asked one fact probe per fact and metric in the search, so only the rest is new.
         self._answers: dict[tuple[float, ...], dict[int, str]] = {}
 
     def probe(self, step: int, *, final: bool = False, closing: bool = False) -> dict[str, float]:
