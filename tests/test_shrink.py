@@ -41,18 +41,24 @@ def test_keeps_one_step_above_where_the_facts_go() -> None:
                                                                  "generalization": 0.98}
 
 
-def test_keeps_the_whole_update_when_no_share_keeps_the_facts() -> None:
+def test_keeps_the_whole_update_when_no_share_keeps_the_facts(caplog) -> None:
     ask, set_share, state, asked = _scripted(_table(
         {1.0: (1.0, 0.9), 0.85: (0.9, 0.9), 0.8: (0.8, 0.8), 0.7: (0.6, 0.6)}))
-    share, _ = choose_share(ask, set_share)
+    with caplog.at_level("INFO", logger="workbench.train"):
+        share, _ = choose_share(ask, set_share)
     assert share == 1.0 and state["share"] == 1.0 and asked == [1.0, 0.7, 0.8, 0.85]
+    # The log's last word is the choice, not the last share tried.
+    assert caplog.messages[-1] == "keeping the whole learned update: the facts went at 0.85"
 
 
-def test_the_margin_step_need_not_have_been_asked() -> None:
+def test_the_margin_step_need_not_have_been_asked(caplog) -> None:
     # Only 0.85 keeps the facts: its step of margin is the whole update.
     ask, set_share, state, _ = _scripted(_table(
         {1.0: (1.0, 1.0), 0.85: (0.99, 0.99), 0.8: (0.9, 0.9), 0.7: (0.5, 0.5)}))
-    assert choose_share(ask, set_share) == (1.0, {"efficacy": 1.0, "generalization": 1.0})
+    with caplog.at_level("INFO", logger="workbench.train"):
+        assert choose_share(ask, set_share) == (1.0, {"efficacy": 1.0, "generalization": 1.0})
+    assert caplog.messages[-1].startswith("keeping the whole learned update: the facts held "
+                                          "at 0.85")
     # The cliff below 0.6: 0.65 is kept, which bisection did not ask.
     rows = {s: (1.0, 1.0) for s in (1.0, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)} | {0.55: (0.5, 0.5)}
     ask, set_share, state, asked = _scripted(_table(rows))

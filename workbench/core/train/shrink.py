@@ -83,4 +83,8 @@ def choose_share(ask: Callable[[], dict[str, float]], set_share: Callable[[float
     if best < 1.0:
         log.info("keeping %.2f of the learned update: the facts held down to %.2f%s", best,
                  shares[kept], f" and went at {shares[lost]:.2f}" if lost < len(shares) else "")
+    else:  # said too, or the log ends on the last share tried as if that one were kept
+        log.info("keeping the whole learned update: %s", f"the facts went at {shares[lost]:.2f}"
+                 if kept < 0 else f"the facts held at {shares[kept]:.2f}, a step short of "
+                                  "where they go, and the step above it is kept for margin")
     return best, asked.get(best, {})
