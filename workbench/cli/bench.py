@@ -49,6 +49,9 @@ BENCHMARKS = (
     Benchmark("shrink-curve", "shrink_curve.py", "a recipe run's update scaled from 0 to 1 on "
               "SmolLM2-135M: efficacy, held-out and locality at each share (needs "
               "`bench/recipe.py no-shrink` first)", 12),
+    Benchmark("repair-phase", "repair_phase.py", "more steps of mostly replay after a recipe "
+              "run on SmolLM2-135M (a repair phase): efficacy, held-out and locality before and "
+              "after (needs `bench/recipe.py no-shrink` first)", 10),
     Benchmark("export", "export_rescore.py", "a recipe run on SmolLM2-135M exported (merged, "
               "f16 and q8_0 GGUF) and each file scored again against the run (needs "
               "`bench/recipe.py default` first)", 8),

@@ -47,7 +47,7 @@ questions, scored by free generation; `python bench/recipe.py`):
 
 What it does not reach yet: on SmolLM2-135M, 92% of what the base reliably knew (right under
 every prompt) is still answered right once the facts are learned (93% of 48 neighbours), in
-9.6 min on two AMD EPYC cores, against the goal of 95%; what turns wrong differs from run to
+9.6-10.1 min on two AMD EPYC cores, against the goal of 95%; what turns wrong differs from run to
 run, mostly general questions answered at length and a few neighbours answered in the set's
 made-up style.
 """
