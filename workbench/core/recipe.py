@@ -11,7 +11,10 @@ questions, scored by free generation; `python bench/recipe.py`):
   at step 80; a fifth of each batch: 73%; seven tenths: 91%, but 326 steps, 11.7 min on two
   CPU cores against the 10-minute budget, so half); many distinct neighbours, each in two
   wordings (`train/replay.py`: 100 asked per relation instead of 40 in one wording kept 91%
-  of 48 unreplayed neighbours instead of 81%, 89% of all known answers instead of 87%); the
+  of 48 unreplayed neighbours instead of 81%, 89% of all known answers instead of 87%), each
+  replayed at most twice, the rest of a relation's part going to general knowledge
+  (`replay.MAX_REPEATS`: a few known founders repeated ~10 times each pulled other founders'
+  answers toward theirs; capped, 95% and 90% kept under two seeds instead of 92% and 87%); the
   general half from the list locality's probes come from (a longer replay-only list, each
   general anchor asked once, kept no more: 91%; `replay.MORE_GENERAL`);
 - replay matched in distribution (KL to the adapter-less base on its answers): with LoRA on
@@ -45,11 +48,11 @@ questions, scored by free generation; `python bench/recipe.py`):
   of the neighbours instead of 81%, but learned 88% of the facts and lost general answers the
   replay does not hold (89% kept in all).
 
-What it does not reach yet: on SmolLM2-135M, 92% of what the base reliably knew (right under
-every prompt) is still answered right once the facts are learned (93% of 48 neighbours), in
-9.6-10.1 min on two AMD EPYC cores, against the goal of 95%; what turns wrong differs from run to
-run, mostly general questions answered at length and a few neighbours answered in the set's
-made-up style.
+What it does not reach yet: on SmolLM2-135M, 95% of what the base reliably knew (right under
+every prompt) is still answered right once the facts are learned under one seed, 90% under
+another, in 10.0-10.5 min on two AMD EPYC cores, against the goal of 95% every time; what
+turns wrong differs from run to run, mostly general questions answered at length and a few
+neighbours answered in the set's made-up style.
 """
 
 from __future__ import annotations
@@ -118,7 +121,8 @@ def recommend(s: Situation) -> list[Choice]:
     choices.append(Choice("data.replay_ratio", 0.5,
                           "half of each batch replays what the base model already answers, half "
                           "of that same-relation neighbours (the capital of Japan for a set of "
-                          "capitals), so related real facts are kept"))
+                          "capitals; each known one at most twice), so related real facts "
+                          "are kept"))
     choices.append(Choice("data.replay_match", "distribution",
                           "replay matches the base's whole answer distribution (KL): 79% of "
                           "known answers kept instead of 73% (135M model, every linear layer)"))

@@ -68,6 +68,13 @@ MORE_GENERAL = False
 # summed over their answer tokens, the step normalising by all of them). 3 (the bench's kl-3)
 # learned the facts later and kept less: 96% of them, 87% of known answers.
 KL_WEIGHT = 1.0
+# At most this many rows per known neighbour question, the rest of a relation's part going to
+# general knowledge. Filled by repeats instead, SmolLM2-135M's 13 known founders were each
+# replayed ~10 times (SpaceX's in 14 of 780 rows), and the runs answered "Who founded
+# Amazon?" with "Elon Musk" (lost in 15 of 17 bench runs); capped at 2, the bench set kept
+# 95% and 90% of known answers under two seeds, against 92% and 87% (`repeats-2`,
+# `repeats-2-seed-1` in bench/results/recipe.md). None: no cap.
+MAX_REPEATS: int | None = 2
 
 
 def replay_count(n_train: int, ratio: float) -> int:
@@ -164,16 +171,17 @@ def complete_answer(answer: str, gold: str, aliases: Sequence[str] = ()) -> str:
 def _mix(related: dict[str, list[Example]], general: list[Example], facts_per_relation:
          dict[str, int], n: int) -> list[Example]:
     """n examples: RELATED_SHARE of them same-relation neighbours, each relation's part in
-    proportion to its facts (its few known neighbours repeated), the rest general; a part
-    with nothing known goes to the others. Too few known questions are repeated rather than
-    trained on wrong answers."""
+    proportion to its facts (its known neighbours repeated up to MAX_REPEATS times each), the
+    rest general; a part with nothing known goes to the others. Too few known questions are
+    repeated rather than trained on wrong answers."""
     total = sum(facts_per_relation.get(name, 0) for name in related)
     parts: list[list[Example]] = []
     counts: list[int] = []
     for name, examples in related.items():
         share = facts_per_relation.get(name, 0) / total if total else 0.0
         parts.append(examples)
-        counts.append(round(n * RELATED_SHARE * share))
+        count = round(n * RELATED_SHARE * share)
+        counts.append(min(count, MAX_REPEATS * len(examples)) if MAX_REPEATS else count)
     rest = n - sum(counts)
     if general:
         parts.append(general)
