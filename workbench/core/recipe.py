@@ -121,8 +121,7 @@ def recommend(s: Situation) -> list[Choice]:
     choices.append(Choice("data.replay_ratio", 0.5,
                           "half of each batch replays what the base model already answers, half "
                           "of that same-relation neighbours (the capital of Japan for a set of "
-                          "capitals; each known one at most twice), so related real facts "
-                          "are kept"))
+                          "capitals), each at most twice, so related real facts are kept"))
     choices.append(Choice("data.replay_match", "distribution",
                           "replay matches the base's whole answer distribution (KL): 79% of "
                           "known answers kept instead of 73% (135M model, every linear layer)"))
