@@ -61,23 +61,26 @@ def measure(variant: str, steps: int, rates: list[float]) -> dict[str, Any]:
 
     def score(loaded: Any, model: Any) -> dict[str, Any]:
         model.eval()
-        answers = probing.ask_items(loaded, model, items)
-        marks = [(i, probing.score(i, a)) for i, a in zip(items, answers)]
-        return probing.shares([(i.metric, m) for i, m in marks]) | {
-            "lost": [i.question for i, m in marks if i.metric == "locality" and not m.correct]}
+        marked = probing.marks(items, probing.ask_items(loaded, model, items))
+        return probing.shares(marked) | {
+            "lost": [i.question for i, (metric, m) in zip(items, marked)
+                     if metric == "locality" and not m.correct]}
 
     points = []
+    rows: list[Any] = []  # the repair's rows: the same for every rate, built once
     for rate in [0.0, *rates]:  # 0: the run's own adapter, no repair
         torch.manual_seed(0)
-        loaded = load_model(cfg.model)
+        loaded = load_model(cfg.model)  # afresh: the adapter is trained into this model
         model = PeftModel.from_pretrained(loaded.model, str(adapter), is_trainable=True)
         seconds = 0.0
         if rate:
-            facts = render_knowledge(store, cfg, loaded.tokenizer).rendered
-            known = replay.replay_examples(store, sid, loaded, len(facts), seed=cfg.training.seed)
-            rows = render_set(known, loaded.tokenizer, cfg.data.max_seq_len).rendered
-            n_facts = round(len(rows) * FACT_SHARE / (1 - FACT_SHARE))
-            rows += random.Random(0).sample(facts, min(n_facts, len(facts)))
+            if not rows:
+                facts = render_knowledge(store, cfg, loaded.tokenizer).rendered
+                known = replay.replay_examples(store, sid, loaded, len(facts),
+                                               seed=cfg.training.seed)
+                rows = render_set(known, loaded.tokenizer, cfg.data.max_seq_len).rendered
+                n_facts = round(len(rows) * FACT_SHARE / (1 - FACT_SHARE))
+                rows += random.Random(0).sample(facts, min(n_facts, len(facts)))
             training = settled_precision(
                 cfg.with_values({"training.learning_rate": rate, "training.max_steps": steps,
                                  "training.warmup_ratio": 0.0,
