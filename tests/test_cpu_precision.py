@@ -4,6 +4,7 @@ loop itself, so runs of one process may differ in precision."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,10 @@ from tests.test_head_loss import batch, model_for
 def _rates(monkeypatch: pytest.MonkeyPatch, fp32: float, bf16: float) -> list[str]:
     measured: list[str] = []
 
-    def measure(dtype: str, sizes: tuple[int, ...] = calibration.SIZES, repeats: int = 5) -> float:
+    def measure(dtype: str, sizes: tuple[int, ...] = calibration.SIZES, repeats: int = 5,
+                **_: float) -> tuple[float, list[int]]:
         measured.append(dtype)
-        return bf16 if dtype == "bf16" else fp32
+        return bf16 if dtype == "bf16" else fp32, list(sizes)
 
     monkeypatch.setattr(calibration, "measure", measure)
     return measured
@@ -38,6 +40,40 @@ def test_bf16_only_where_this_cpu_multiplies_it_fast(tmp_path: Path, monkeypatch
     assert sorted(measured) == ["bf16", "fp32"]
     calibration.cpu_autocast(135_000_000, path)
     assert len(measured) == 2  # kept in the workspace's calibration, not measured again
+
+
+def test_emulated_bf16_is_timed_at_the_smallest_size_only(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where bf16 is emulated a 2048² matmul takes seconds (14 s on a CPU without AVX512), so
+    its calibration stops after the first size that runs far below the fp32 rate."""
+    from workbench.core.train import flops
+
+    timed: list[tuple[str, int]] = []
+
+    def rate(device: str, dtype: str, size: int, repeats: int = 3) -> float:
+        timed.append((dtype, size))
+        return 1.2e9 if dtype == "bf16" else 139e9
+
+    monkeypatch.setattr(calibration, "measure_peak_flops", rate)
+    path = tmp_path / "cpu-peak.json"
+    choice, why = calibration.cpu_autocast(135_000_000, path)
+    assert choice == "no" and "0.0x" in why
+    assert timed == [("fp32", 512), ("fp32", 1024), ("fp32", 2048), ("bf16", 512)]
+    entries = json.loads(path.read_text())
+    assert [e["sizes"] for e in entries.values()] == [[512, 1024, 2048], [512]]
+
+
+def test_native_bf16_is_timed_at_every_size(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    timed: list[int] = []
+
+    def rate(device: str, dtype: str, size: int, repeats: int = 3) -> float:
+        timed.append(size)
+        return (300e9 if dtype == "bf16" else 139e9) * size / 2048  # small sizes run below peak
+
+    monkeypatch.setattr(calibration, "measure_peak_flops", rate)
+    choice, _ = calibration.cpu_autocast(135_000_000, tmp_path / "cpu-peak.json")
+    assert choice == "bf16" and timed == [512, 1024, 2048] * 2
 
 
 def test_a_tiny_model_stays_fp32_without_measuring(tmp_path: Path,

@@ -282,8 +282,8 @@ def test_the_cpu_peak_is_calibrated_once_per_machine_and_kept(llama: Any, tmp_pa
     path = tmp_path / "cpu-peak.json"
     calls: list[tuple[int, ...]] = []
     monkeypatch.setattr(calibration, "measure",
-                        lambda dtype, sizes=calibration.SIZES, repeats=5: calls.append(sizes)
-                        or 100e9)
+                        lambda dtype, sizes=calibration.SIZES, repeats=5, **k:
+                        calls.append(sizes) or (100e9, list(sizes)))
     first = tm.Telemetry(llama, "cpu", "float32", calibration=path)
     assert first.peak == 100e9 and calls == [(512, 1024, 2048)]
     stored = json.loads(path.read_text())
@@ -301,7 +301,7 @@ def test_an_mfu_above_the_peak_recalibrates_then_is_capped_and_marked(llama: Any
 
     path = tmp_path / "cpu-peak.json"
     readings = iter([1e9, 2e9])  # calibrated on a busy machine, then a little higher
-    monkeypatch.setattr(calibration, "measure", lambda *a, **k: next(readings))
+    monkeypatch.setattr(calibration, "measure", lambda *a, **k: (next(readings), [512]))
     telemetry = tm.Telemetry(llama, "cpu", "float32", calibration=path)
     fast = 10 * 1e9 / telemetry.flops_per_token(64)  # tokens/s worth 10 GFLOP/s
     row = telemetry.row(tokens=int(fast), seconds=1.0, seq_len=64)

@@ -91,7 +91,7 @@ def test_a_cpu_run_under_bf16_autocast_is_timed_at_the_bf16_peak(
     from workbench.core.train import calibration
 
     monkeypatch.setattr(calibration, "measure",
-                        lambda dtype, *a, **k: bf16 if dtype == "bf16" else 150e9)
+                        lambda dtype, *a, **k: (bf16 if dtype == "bf16" else 150e9, [512]))
     store = SimpleNamespace(path=tmp_path / "workbench.db")
     cfg = _cfg(**{"training.mixed_precision": mixed})
     peak = time_estimate._cpu_bf16_peak(store, cfg, CPU, 135_000_000)

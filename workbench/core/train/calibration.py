@@ -28,6 +28,12 @@ CALIBRATION_FILE = "cpu-peak.json"
 # faster (`bench/results/recipe.md`: the fp32 row). Where bf16 is emulated it is slower than
 # fp32, so it is used only when the calibration measures at least BF16_GAIN times the rate.
 BF16_GAIN = 2.0
+# Where bf16 is emulated, its calibration stops after the first size that runs below this
+# share of the fp32 rate: no larger matmul brings it near BF16_GAIN (a small matmul runs
+# below the peak, hence the wide margin). On a 2-core AMD EPYC without AVX512, bf16 matmuls
+# ran at 1.2 GFLOP/s against fp32's 139, and timing all of SIZES took 313 s between pressing
+# Train and a real model's first step; the smallest alone takes ~1.5 s there.
+BF16_GIVE_UP = 0.25
 # Below this many parameters training stays fp32 on every CPU: a step takes tens of
 # milliseconds either way (the 4.7M demo model, LoRA, 16 rows: 0.09 s fp32, 0.07 s bf16 on the
 # AMD EPYC), and the demo's and the tests' tiny models then give the same results on any CPU.
@@ -43,9 +49,18 @@ def machine() -> str:
     return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
-def measure(dtype: str, sizes: tuple[int, ...] = SIZES, repeats: int = REPEATS) -> float:
-    """The best FLOP/s over matmuls of each size, best of `repeats` each (~1 s in all)."""
-    return max(measure_peak_flops("cpu", dtype, size, repeats=repeats) for size in sizes)
+def measure(dtype: str, sizes: tuple[int, ...] = SIZES, repeats: int = REPEATS, *,
+            give_up_below: float = 0.0) -> tuple[float, list[int]]:
+    """(the best FLOP/s over matmuls of each size, best of `repeats` each, ~1 s in all; the
+    sizes timed). Sizes are timed smallest first, and none after one whose best rate so far
+    is below `give_up_below`: an emulated dtype would take minutes at the larger ones."""
+    best, timed = 0.0, []
+    for size in sizes:
+        best = max(best, measure_peak_flops("cpu", dtype, size, repeats=repeats))
+        timed.append(size)
+        if best < give_up_below:
+            break
+    return best, timed
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -63,18 +78,20 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def cpu_peak(dtype: str, path: Path | None, *, again: bool = False,
-             at_least: float = 0.0) -> tuple[float, str]:
+             at_least: float = 0.0, give_up_below: float = 0.0) -> tuple[float, str]:
     """(peak FLOP/s, where it comes from) for `dtype` matmuls on this CPU: the workspace's
     calibration when it has one for this CPU, else (or when `again`) a new one, saved.
-    A recalibration keeps the higher of the old and new figures and `at_least`."""
+    A recalibration keeps the higher of the old and new figures and `at_least`. A new one
+    stops early below `give_up_below` FLOP/s (`measure`)."""
     key = f"{machine()} {dtype}"
     stored = _read(path) if path is not None else {}
     entry = stored.get(key)
     if entry and not again:
         return float(entry["peak_flops"]), f"calibrated {entry['date']}"
     started = time.perf_counter()
-    peak = max(measure(dtype), at_least, float(entry["peak_flops"]) if entry else 0.0)
-    entry = {"peak_flops": peak, "date": date.today().isoformat(), "sizes": list(SIZES),
+    measured, sizes = measure(dtype, give_up_below=give_up_below)
+    peak = max(measured, at_least, float(entry["peak_flops"]) if entry else 0.0)
+    entry = {"peak_flops": peak, "date": date.today().isoformat(), "sizes": sizes,
              "repeats": REPEATS, "seconds": round(time.perf_counter() - started, 2)}
     if path is not None:
         try:
@@ -99,8 +116,8 @@ def cpu_autocast(params: int, path: Path | None) -> tuple[str, str]:
     trained weights, their gradients and the optimizer stay fp32) only where it is faster."""
     if params < BF16_MIN_PARAMS:
         return "no", f"fp32: a {params / 1e6:.0f}M-parameter model trains in fp32 on a CPU"
-    bf16, _ = cpu_peak("bf16", path)
     fp32, _ = cpu_peak("fp32", path)
+    bf16, _ = cpu_peak("bf16", path, give_up_below=BF16_GIVE_UP * fp32)
     gain = bf16 / fp32 if fp32 else 0.0
     if gain < BF16_GAIN:
         return "no", f"fp32: this CPU multiplies bf16 at {gain:.1f}x its fp32 rate"
