@@ -61,8 +61,10 @@ WORDINGS_PER_NEIGHBOUR = 2
 # General anchors also from a list for replay only (`locality.replay_pool`: 650 questions
 # more, 310 of them known to SmolLM2-135M, so each general anchor is a distinct question
 # instead of ~100 known ones each repeated ~4 times). Not adopted: on the bench set it kept
-# 91% of known answers against 92-93% without (within a run's spread), and asking
-# the base 650 questions more adds ~2.5 min to a set's preparation on two CPU cores.
+# 91% of known answers against 92-93% without (within a run's spread); with MAX_REPEATS's
+# cap, on a CPU training in fp32, 90% as the capped default there, and 1.7 min slower (the
+# base's KL targets for more distinct rows). Asking the base 650 questions more adds ~2.5 min
+# to a set's preparation on two CPU cores.
 MORE_GENERAL = False
 # The replay rows' KL to the base, weighed against the knowledge rows' cross-entropy (both
 # summed over their answer tokens, the step normalising by all of them). 3 (the bench's kl-3)
