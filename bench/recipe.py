@@ -209,6 +209,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                                    "it kept 90%, as the default did on the same machine "
                                    "(`fp32`), and took 1.7 min longer (more distinct replay "
                                    "rows for the base's KL targets)"),
+    "wordings-3": ({}, "each known neighbour asked and replayed in three wordings instead of "
+                       "two (its own and two template paraphrases): more distinct anchors in "
+                       "the forms the facts are trained in, at no step more; not adopted: "
+                       "it kept 89% (85% of 48 neighbours), the default 90% (87%) on the same "
+                       "machine (`fp32`)"),
 }
 
 
@@ -245,6 +250,7 @@ CONSTANTS: dict[str, dict[str, Any]] = {
     "repeats-2-seed-1": {"workbench.core.train.replay.MAX_REPEATS": 2},
     "repeats-uncapped": {"workbench.core.train.replay.MAX_REPEATS": None},
     "repeats-2-more-general": {"workbench.core.train.replay.MORE_GENERAL": True},
+    "wordings-3": {"workbench.core.train.replay.WORDINGS_PER_NEIGHBOUR": 3},
 }
 
 

@@ -46,8 +46,6 @@ def test_emulated_bf16_is_timed_at_the_smallest_size_only(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Where bf16 is emulated a 2048² matmul takes seconds (14 s on a CPU without AVX512), so
     its calibration stops after the first size that runs far below the fp32 rate."""
-    from workbench.core.train import flops
-
     timed: list[tuple[str, int]] = []
 
     def rate(device: str, dtype: str, size: int, repeats: int = 3) -> float:
