@@ -393,15 +393,19 @@ def main() -> None:
         write_results("recipe", result, markdown(result))  # after each: partial runs count
 
 
-def bf16_emulated(ws: Any) -> str:
-    """", bf16 emulated" where this CPU's bf16 matmuls are too slow for autocast, so the
-    recipe trains in fp32 (~1.7x the step time): such a machine is another machine for the
-    table's times, whatever its CPU's name, and its scores come from other arithmetic."""
-    from workbench.core.train.calibration import CALIBRATION_FILE, cpu_autocast
+# Added to a machine whose CPU's bf16 matmuls are too slow for autocast (`bf16_emulated`).
+EMULATED = ", bf16 emulated (trains in fp32)"
 
-    params = 135_000_000  # the bench's model: above the size where a CPU always trains fp32
-    return "" if cpu_autocast(params, ws.root / CALIBRATION_FILE)[0] == "bf16" else \
-        ", bf16 emulated (trains in fp32)"
+
+def bf16_emulated(ws: Any) -> str:
+    """EMULATED where this CPU's bf16 matmuls are too slow for autocast, so the recipe trains
+    a model of the bench's size in fp32 (~1.7x the step time): such a machine is another
+    machine for the table's times, whatever its CPU's name, and its scores come from other
+    arithmetic."""
+    from workbench.core.train.calibration import BF16_MIN_PARAMS, CALIBRATION_FILE, cpu_autocast
+
+    autocast, _ = cpu_autocast(BF16_MIN_PARAMS, ws.root / CALIBRATION_FILE)
+    return "" if autocast == "bf16" else EMULATED
 
 
 def rewrite() -> None:
@@ -508,8 +512,8 @@ def markdown(r: dict[str, Any]) -> str:
             + "."]
     for machine, sign in _machines(r).items():
         lines += ["", f"{sign} Time taken on {machine}; compare times on one machine only"
-                  + (", and scores best with rows of the same sign." if "fp32" in machine
-                     and "fp32" not in r["machine"] else ".")]
+                  + (", and scores best with rows of the same sign."
+                     if machine.endswith(EMULATED) != r["machine"].endswith(EMULATED) else ".")]
     missing = [n for n in VARIANTS if n not in r["runs"]]
     if missing:
         lines += ["", f"Not measured with this recipe yet: {', '.join(missing)}."]

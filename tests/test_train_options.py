@@ -225,16 +225,22 @@ def test_live_samples_draw_locality_probes_at_random_not_the_first_stored() -> N
     assert live_sample(items, 40) == chosen  # the same sample every round
 
 
+def _mixed_replay(capital: list[Example]) -> list[Example]:
+    """80 replay rows for facts of three relations (30 capitals, 10 founders, 5 authors), the
+    model knowing these capitals, one founder and 50 general questions."""
+    founder = [Example("qa", "Who founded Microsoft?", "Bill Gates")]
+    general = [Example("qa", f"General question {i}?", f"answer {i}") for i in range(50)]
+    return replay._mix({"capital": capital, "founder": founder}, general,
+                       {"capital": 30, "founder": 10, "author": 5}, 80)
+
+
 def test_replay_weighs_each_relation_as_the_facts_do(monkeypatch) -> None:
     """Half of the replay is same-relation neighbours split as the facts are (without a cap, a
     relation's few known neighbours repeated), the rest general knowledge; every part is
     covered early."""
     monkeypatch.setattr(replay, "MAX_REPEATS", None)
     capital = [Example("qa", f"What is the capital of C{i}?", f"City {i}") for i in range(3)]
-    founder = [Example("qa", "Who founded Microsoft?", "Bill Gates")]
-    general = [Example("qa", f"General question {i}?", f"answer {i}") for i in range(50)]
-    mixed = replay._mix({"capital": capital, "founder": founder}, general,
-                        {"capital": 30, "founder": 10, "author": 5}, 80)
+    mixed = _mixed_replay(capital)
     prompts = [e.prompt for e in mixed]
     assert len(mixed) == 80
     assert sum("capital" in p for p in prompts) == 30 and prompts.count("Who founded Microsoft?") == 10
@@ -260,12 +266,9 @@ def test_replayed_answers_end_where_they_become_correct() -> None:
 
 
 def test_the_repeat_cap_gives_the_rest_of_a_relations_part_to_general_knowledge() -> None:
-    capital = [Example("qa", f"What is the capital of C{i}?", f"City {i}") for i in range(3)]
-    founder = [Example("qa", "Who founded Microsoft?", "Bill Gates")]
-    general = [Example("qa", f"General question {i}?", f"answer {i}") for i in range(50)]
     assert replay.MAX_REPEATS == 2  # the default this test describes
-    mixed = replay._mix({"capital": capital, "founder": founder}, general,
-                        {"capital": 30, "founder": 10, "author": 5}, 80)
+    mixed = _mixed_replay([Example("qa", f"What is the capital of C{i}?", f"City {i}")
+                           for i in range(3)])
     prompts = [e.prompt for e in mixed]
     # 3 capitals and 1 founder at most twice each; the 34 rows they leave go to general.
     assert len(mixed) == 80 and prompts.count("Who founded Microsoft?") == 2
