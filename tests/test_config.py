@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import yaml
 
 from workbench.core.config import (
     METHODS,
@@ -36,6 +37,19 @@ def test_non_default_values_survive_save_and_load(tmp_path) -> None:
     assert loaded.method.target_modules == ["q_proj", "v_proj"]
 
 
+def test_a_run_saved_with_the_retired_phrasing_settings_still_loads() -> None:
+    """Runs stored before `data.paraphrases_per_fact` / `data.holdout_per_fact` left the run
+    config (no run ever read them) load without them; set as an override they are refused
+    with where the choice lives now."""
+    saved = RunConfig().to_dict()
+    saved["data"].update(paraphrases_per_fact=5, holdout_per_fact=2)
+    assert RunConfig.from_yaml(yaml.safe_dump(saved), source="run 3") == RunConfig()
+    assert not {"data.paraphrases_per_fact", "data.holdout_per_fact"} & {
+        info.path for info in iter_settings()}
+    with pytest.raises(ConfigError, match="no longer a run setting.*Paraphrase and Split"):
+        RunConfig().with_values({"data.holdout_per_fact": 3})
+
+
 def test_every_setting_has_help_text_and_a_default() -> None:
     infos = list(iter_settings())
     assert len(infos) > 25
@@ -67,7 +81,7 @@ def test_every_setting_has_a_human_label() -> None:
         ({"training.learning_rate": math.nan}, "training.learning_rate must be a positive number"),
         ({"training.warmup_ratio": 1.0}, "training.warmup_ratio must be a number from 0 up to"),
         ({"method.name": "magic"}, "method.name must be one of lora, qlora"),
-        ({"data.holdout_per_fact": -2}, "data.holdout_per_fact must be a non-negative integer"),
+        ({"training.max_steps": -2}, "training.max_steps must be a non-negative integer"),
         ({"model.trust_remote_code": "yes"}, "model.trust_remote_code must be true or false"),
         ({"method.target_modules": "q_proj"}, "method.target_modules must be a list of str"),
         ({"method.target_modules": []}, "method.target_modules must be a non-empty list"),

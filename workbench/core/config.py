@@ -44,6 +44,15 @@ SECTIONS: dict[str, type[Any]] = {
     "training": TrainingConfig,
 }
 
+# Keys a run config once had and no longer has, dropped when a saved config is read so that
+# every stored run and exported YAML still loads. `data.paraphrases_per_fact` and
+# `data.holdout_per_fact` were never read by a run: phrasings and the held-out split belong to
+# the knowledge set (its Paraphrase and Split steps, or `inject`'s preparation), shared by
+# every run on it so that their scores compare; as run settings they only misled.
+RETIRED: dict[str, frozenset[str]] = {
+    "data": frozenset({"paraphrases_per_fact", "holdout_per_fact"}),
+}
+
 
 @dataclass
 class RunConfig:
@@ -94,6 +103,7 @@ class RunConfig:
             raw = data.get(key) or {}
             if not isinstance(raw, dict):
                 raise ConfigError(f"{source}: section '{key}' must be a mapping, got {_kind(raw)}")
+            raw = {k: v for k, v in raw.items() if k not in RETIRED.get(key, ())}
             names = [f.name for f in dataclasses.fields(section_cls)]
             _reject_unknown(raw, names, f"section '{key}'", source)
             try:
@@ -160,6 +170,10 @@ class RunConfig:
             if section not in SECTIONS or not name:
                 raise ConfigError(f"unknown setting '{dotted}' (use section.field, e.g. "
                                   f"training.learning_rate)")
+            if name in RETIRED.get(section, ()):
+                raise ConfigError(f"'{dotted}' is no longer a run setting: phrasings and the "
+                                  "held-out split are the knowledge set's (its Paraphrase and "
+                                  "Split steps)")
             data[section][name] = value
         return RunConfig.from_dict(data, source=source)
 

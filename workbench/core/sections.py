@@ -85,20 +85,6 @@ class DataConfig(Section):
         choices=("qa", "document"),
         label="Training data",
     )
-    paraphrases_per_fact: int = setting(
-        5,
-        "Question phrasings trained per fact. More diverse phrasings generalise better than "
-        "repeating one.",
-        minimum=0,
-        label="Paraphrases per fact",
-    )
-    holdout_per_fact: int = setting(
-        2,
-        "Phrasings per fact held out as probes and never trained on; they measure "
-        "generalization.",
-        minimum=0,
-        label="Held-out phrasings per fact",
-    )
     include_statements: bool = setting(
         True, "Also train on statement sentences of each fact ('The capital of X is Y.').",
         label="Train statement sentences too",
