@@ -88,7 +88,7 @@ def report(r: dict[str, Any]) -> str:
     return (
         f"# Time from pressing Train to the first optimizer step ({r['date']})\n\n"
         f"Machine: {r['machine']}, {r['threads']} torch threads. The embedded demo model with "
-        f"the demo set and its default recipe (LoRA, half of each batch replay); {r['rounds']} "
+        f"the demo set and its default recipe (LoRA, half of the examples replay); {r['rounds']} "
         "interleaved rounds, medians. Counted: start of the worker, model load, rendering, the "
         "replay questions asked of the base model, method, loop and step 1 itself. Target: "
         f"≤ {r['target_s']:.0f} s.\n\nCommand: `python bench/first_step.py`\n\n"

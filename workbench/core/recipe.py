@@ -8,7 +8,7 @@ questions, scored by free generation; `python bench/recipe.py`):
 - replay of what the base model already answers on by default, half of it same-relation
   neighbours weighed as the facts' relations are: without replay a real model forgets related
   real facts first (no replay: 14% of known answers kept, the locality floor stopping the run
-  at step 80; a fifth of each batch: 73%; seven tenths: 91%, but 326 steps, 11.7 min on two
+  at step 80; a fifth of the examples: 73%; seven tenths: 91%, but 326 steps, 11.7 min on two
   CPU cores against the 10-minute budget, so half); many distinct neighbours, each in two
   wordings (`train/replay.py`: 100 asked per relation instead of 40 in one wording kept 91%
   of 48 unreplayed neighbours instead of 81%, 89% of all known answers instead of 87%), each
@@ -120,9 +120,10 @@ def recommend(s: Situation) -> list[Choice]:
                           "the bare answer as the reply: 87% of known answers kept on a 135M "
                           "model, 85% with answers said as sentences"))
     choices.append(Choice("data.replay_ratio", 0.5,
-                          "half of each batch replays what the base model already answers, half "
-                          "of that same-relation neighbours (the capital of Japan for a set of "
-                          "capitals), each at most twice, so related real facts are kept"))
+                          "half of the training examples replay what the base model already "
+                          "answers, half of that same-relation neighbours (the capital of Japan "
+                          "for a set of capitals), each at most twice, so related real facts "
+                          "are kept"))
     choices.append(Choice("data.replay_match", "distribution",
                           "replay matches the base's whole answer distribution (KL): 79% of "
                           "known answers kept instead of 73% (135M model, every linear layer)"))

@@ -99,11 +99,11 @@ class DataConfig(Section):
     )
     replay_ratio: float = setting(
         0.0,
-        "Share of each batch drawn from questions the base model already answers correctly, "
-        "to protect what it knows (0 = off).",
+        "Share of the training examples drawn from questions the base model already answers "
+        "correctly, to protect what it knows (0 = off).",
         minimum=0,
         below=1,
-        label="Replay share of each batch",
+        label="Replay share of the examples",
     )
     replay_match: str = setting(
         "answers",

@@ -30,7 +30,7 @@ def demo_run_config(device: str = "auto", **training: Any) -> RunConfig:
 
     LoRA on the MLP projections only: MLPs are where a transformer stores facts, and leaving
     attention alone changes less of what the model already knows (the LocFT-BF finding that
-    one well-chosen module edits well). Half of each batch replays questions about known
+    one well-chosen module edits well). Half of the examples replay questions about known
     people, neighbours of the new ones first (same first name or surname), with the model's
     own answers as targets: that is what keeps locality high. A high learning rate reaches
     full recall on a CPU in well under a minute, and the run stops as soon as every fact is
