@@ -1,0 +1,152 @@
+"""Does one part of a trained update carry the forgetting and not the facts? If so, cutting it
+after training would keep more of what SmolLM2-135M knew at no training cost.
+
+Takes finished runs of `bench/recipe.py` (their saved LoRA adapters, shrunk as the recipe
+leaves them), cuts each adapter's update in one way at a time and scores every probe of the
+bench set by free generation: efficacy, held-out and locality (known answers still right).
+The cuts: the top singular directions of each module's update only (the rest being the
+small, diffuse part), one kind of MLP projection left out, one third of the layers left out.
+
+    python bench/recipe.py fp32 fp32-seed-1      # the runs to read
+    python bench/update_parts.py [--runs VARIANT…] [--cuts CUT…]
+                                 # bench/results/update_parts.*
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from results_io import RESULTS, write_results  # noqa: E402
+
+# name → what is left of each module's update
+CUTS: dict[str, str] = {
+    "whole": "the adapter as the run saved it",
+    "rank-8": "each module's update cut to its top 8 singular directions (of 16)",
+    "rank-4": "each module's update cut to its top 4 singular directions",
+    "no-down": "the down projections' update left out",
+    "no-gate-up": "the gate and up projections' update left out",
+    "no-layers-0-9": "the first third of the layers' update left out",
+    "no-layers-20-29": "the last third of the layers' update left out",
+}
+
+
+def _cut(name: str) -> Callable[[str, Any, Any], tuple[Any, Any]]:
+    """(module name, A, B) → the (A, B) kept: B·A is the module's update."""
+    import torch
+
+    def top(k: int) -> Callable[[str, Any, Any], tuple[Any, Any]]:
+        def keep(_: str, a: Any, b: Any) -> tuple[Any, Any]:
+            qb, rb = torch.linalg.qr(b)  # B·A = Qb (Rb Raᵀ) Qaᵀ, an r×r SVD away
+            qa, ra = torch.linalg.qr(a.T)
+            u, s, vh = torch.linalg.svd(rb @ ra.T)
+            new_b, new_a = torch.zeros_like(b), torch.zeros_like(a)
+            new_b[:, :k] = qb @ u[:, :k] * s[:k]
+            new_a[:k] = (qa @ vh[:k].T).T
+            return new_a, new_b
+        return keep
+
+    def without(test: Callable[[str], bool]) -> Callable[[str, Any, Any], tuple[Any, Any]]:
+        return lambda n, a, b: (a, torch.zeros_like(b) if test(n) else b)
+
+    def layer(n: str) -> int:
+        return int(n.split("layers.")[1].split(".")[0])
+
+    return {"whole": lambda n, a, b: (a, b), "rank-8": top(8), "rank-4": top(4),
+            "no-down": without(lambda n: "down_proj" in n),
+            "no-gate-up": without(lambda n: "gate_proj" in n or "up_proj" in n),
+            "no-layers-0-9": without(lambda n: layer(n) <= 9),
+            "no-layers-20-29": without(lambda n: 20 <= layer(n) <= 29)}[name]
+
+
+def measure(variant: str, cuts: list[str]) -> dict[str, Any]:
+    import torch
+    from peft import PeftModel
+
+    from recipe import SCRATCH
+    from workbench.core.config import RunConfig
+    from workbench.core.data import runs
+    from workbench.core.knowledge import sets
+    from workbench.core.methods.lora import lora_layers
+    from workbench.core.models import load_model
+    from workbench.core.store import Store
+    from workbench.core.train import probing
+    from workbench.core.workspace import resolve_workspace
+
+    recorded = json.loads((RESULTS / "recipe.json").read_text())["runs"][variant]
+    ws = resolve_workspace(SCRATCH / "ws")
+    store = Store(ws.db_path)
+    cfg = RunConfig.from_run(runs.get(store, recorded["run"]))
+    loaded = load_model(cfg.model)
+    items = probing.probe_items(store, sets.set_id(store, cfg.data.knowledge_set), locality=True)
+    model = PeftModel.from_pretrained(loaded.model, str(ws.run_dir(recorded["run"]) / "adapter"))
+    model.eval()
+    wrapped = {id(m) for m in lora_layers(model)}
+    modules = [(n, m) for n, m in model.named_modules() if id(m) in wrapped]
+    saved = {n: (m.lora_A["default"].weight.detach().clone(),
+                 m.lora_B["default"].weight.detach().clone()) for n, m in modules}
+    points = []
+    for name in cuts:
+        keep = _cut(name)
+        with torch.no_grad():
+            for n, m in modules:
+                a, b = keep(n, *saved[n])
+                m.lora_A["default"].weight.copy_(a)
+                m.lora_B["default"].weight.copy_(b)
+        started = time.perf_counter()
+        answers = probing.ask_items(loaded, model, items)
+        marks = [(i, probing.score(i, a)) for i, a in zip(items, answers)]
+        points.append({"cut": name, **probing.shares([(i.metric, m) for i, m in marks]),
+                       "lost": [i.question for i, m in marks
+                                if i.metric == "locality" and not m.correct],
+                       "seconds": time.perf_counter() - started})
+        print(json.dumps(points[-1]), flush=True)
+    return {"variant": variant, "run": recorded["run"], "points": points}
+
+
+def markdown(r: dict[str, Any]) -> str:
+    from recipe import _pct
+
+    lines = [
+        "# What is left of a trained update, part by part (SmolLM2-135M-Instruct)",
+        "",
+        f"{r['machine']}; {r['date']}. The saved adapters of `bench/recipe.py` runs, each cut "
+        "one way at a time, every probe scored by free generation. "
+        "`python bench/update_parts.py`.",
+        "",
+        "| run | what is kept | efficacy | held-out | locality | answers unchanged |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in r["runs"]:
+        for p in run["points"]:
+            lines.append(f"| `{run['variant']}` | {CUTS[p['cut']]} | {_pct(p.get('efficacy'))} | "
+                         f"{_pct(p.get('generalization'))} | {_pct(p.get('locality'))} | "
+                         f"{_pct(p.get('locality_unchanged'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="+", default=["fp32", "fp32-seed-1"],
+                        help="recipe variants whose saved adapters to cut")
+    parser.add_argument("--cuts", nargs="+", choices=list(CUTS), default=list(CUTS))
+    args = parser.parse_args()
+    from workbench.demo.build import machine_summary
+
+    result = {"runs": [measure(v, args.cuts) for v in args.runs],
+              "date": str(date.today()), "machine": machine_summary("cpu")}
+    write_results("update_parts", result, markdown(result))
+
+
+if __name__ == "__main__":
+    main()
