@@ -439,6 +439,26 @@ def _goals(v: dict[str, Any]) -> list[tuple[str, bool]]:
             (f"≤{GOALS['minutes']:.0f} min", v["seconds"] / 60 <= GOALS["minutes"])]
 
 
+def recorded_run(variant: str) -> tuple[Any, list[Any], Path]:
+    """A recorded variant's run, for the scripts that re-score it (`shrink_curve.py`,
+    `update_parts.py`): its base model, loaded afresh; every probe of the bench set (locality
+    included); its run folder."""
+    from workbench.core.config import RunConfig
+    from workbench.core.data import runs
+    from workbench.core.knowledge import sets
+    from workbench.core.models import load_model
+    from workbench.core.store import Store
+    from workbench.core.train import probing
+    from workbench.core.workspace import resolve_workspace
+
+    run_id = json.loads((RESULTS / "recipe.json").read_text())["runs"][variant]["run"]
+    ws = resolve_workspace(SCRATCH / "ws")
+    store = Store(ws.db_path)
+    cfg = RunConfig.from_run(runs.get(store, run_id))
+    items = probing.probe_items(store, sets.set_id(store, cfg.data.knowledge_set), locality=True)
+    return load_model(cfg.model), items, ws.run_dir(run_id)
+
+
 def _pct(value: float | None) -> str:
     from workbench.core.scoring import percent
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from results_io import RESULTS, write_results  # noqa: E402
+from results_io import write_results  # noqa: E402
 from workbench.core.knowledge.locality import ROBUST_SYSTEMS  # noqa: E402
 
 SHARES = (0.0, 0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 1.0)
@@ -36,30 +36,19 @@ SYSTEMS = ("", *ROBUST_SYSTEMS)  # no system prompt, then the ones locality prob
 def measure(variant: str, shares: list[float]) -> dict[str, Any]:
     from peft import PeftModel
 
-    from recipe import SCRATCH
-    from workbench.core.config import RunConfig
-    from workbench.core.data import runs
+    from recipe import recorded_run
     from workbench.core.generate import ask_questions
-    from workbench.core.knowledge import sets
-    from workbench.core.models import load_model
     from workbench.core.scoring import is_correct
-    from workbench.core.store import Store
     from workbench.core.train import probing
     from workbench.core.train.shrink import LoraShare
-    from workbench.core.workspace import resolve_workspace
 
-    recorded = json.loads((RESULTS / "recipe.json").read_text())["runs"][variant]
-    ws = resolve_workspace(SCRATCH / "ws")
-    store = Store(ws.db_path)
-    cfg = RunConfig.from_run(runs.get(store, recorded["run"]))
-    loaded = load_model(cfg.model)
-    items = probing.probe_items(store, sets.set_id(store, cfg.data.knowledge_set), locality=True)
+    loaded, items, run_dir = recorded_run(variant)
     locality = [i for i in items if i.metric == "locality"]
     # Asked of the base before the adapter goes in: peft puts its layers into this very model.
     robust = [[is_correct(a, i.answer, i.aliases) for a, i in
                zip(ask_questions(loaded, [i.question for i in locality], system=s), locality)]
               for s in SYSTEMS]  # per prompt, per probe: answered right?
-    model = PeftModel.from_pretrained(loaded.model, str(ws.run_dir(recorded["run"]) / "adapter"))
+    model = PeftModel.from_pretrained(loaded.model, str(run_dir / "adapter"))
     model.eval()
     robust_ids = {i.probe_id for k, i in enumerate(locality) if all(r[k] for r in robust)}
     share_of = LoraShare(model)
@@ -78,7 +67,7 @@ def measure(variant: str, shares: list[float]) -> dict[str, Any]:
                        "fragile_kept": sum(fragile) / len(fragile) if fragile else None,
                        "seconds": time.perf_counter() - started})
         print(json.dumps(points[-1]), flush=True)
-    return {"variant": variant, "run": recorded["run"], "points": points,
+    return {"variant": variant, "run": int(run_dir.name), "points": points,
             "locality_probes": len(locality), "robust": len(robust_ids)}
 
 

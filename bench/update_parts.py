@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from results_io import RESULTS, write_results  # noqa: E402
+from results_io import write_results  # noqa: E402
 
 # name → what is left of each module's update
 CUTS: dict[str, str] = {
@@ -73,23 +73,12 @@ def measure(variant: str, cuts: list[str]) -> dict[str, Any]:
     import torch
     from peft import PeftModel
 
-    from recipe import SCRATCH
-    from workbench.core.config import RunConfig
-    from workbench.core.data import runs
-    from workbench.core.knowledge import sets
+    from recipe import recorded_run
     from workbench.core.methods.lora import lora_layers
-    from workbench.core.models import load_model
-    from workbench.core.store import Store
     from workbench.core.train import probing
-    from workbench.core.workspace import resolve_workspace
 
-    recorded = json.loads((RESULTS / "recipe.json").read_text())["runs"][variant]
-    ws = resolve_workspace(SCRATCH / "ws")
-    store = Store(ws.db_path)
-    cfg = RunConfig.from_run(runs.get(store, recorded["run"]))
-    loaded = load_model(cfg.model)
-    items = probing.probe_items(store, sets.set_id(store, cfg.data.knowledge_set), locality=True)
-    model = PeftModel.from_pretrained(loaded.model, str(ws.run_dir(recorded["run"]) / "adapter"))
+    loaded, items, run_dir = recorded_run(variant)
+    model = PeftModel.from_pretrained(loaded.model, str(run_dir / "adapter"))
     model.eval()
     wrapped = {id(m) for m in lora_layers(model)}
     modules = [(n, m) for n, m in model.named_modules() if id(m) in wrapped]
@@ -111,7 +100,7 @@ def measure(variant: str, cuts: list[str]) -> dict[str, Any]:
                                 if i.metric == "locality" and not m.correct],
                        "seconds": time.perf_counter() - started})
         print(json.dumps(points[-1]), flush=True)
-    return {"variant": variant, "run": recorded["run"], "points": points}
+    return {"variant": variant, "run": int(run_dir.name), "points": points}
 
 
 def markdown(r: dict[str, Any]) -> str:
