@@ -36,8 +36,10 @@ def plan_epoch(items: Sequence[Rendered], step_size: int, *, seed: int,
     """The examples of each optimizer step of one epoch (the last step may be short). With
     BALANCED, each step holds replay at the epoch's share (±1 example)."""
     rng = random.Random(seed * 7919 + epoch)
-    replay = [r for r in items if r.example.replay and BALANCED]
-    knowledge = [r for r in items if not (r.example.replay and BALANCED)]
+    replay: list[Rendered] = []
+    knowledge: list[Rendered] = []
+    for r in items:
+        (replay if BALANCED and r.example is not None and r.example.replay else knowledge).append(r)
     order = _interleave(_pooled(replay, step_size, rng), _pooled(knowledge, step_size, rng))
     steps = [order[i:i + step_size] for i in range(0, len(order), step_size)]
     rng.shuffle(steps)
