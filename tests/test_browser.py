@@ -406,12 +406,14 @@ def test_runs_tab_exports_a_run_and_shows_the_rescore(page, served_app: ServedAp
     expect(page.locator("#runs-message")).to_contain_text(f"Run {run_id}", timeout=20_000)
     page.locator("#runs-export").get_by_text("Export: GGUF").click()
     page.locator("#runs-export-btn").click()
+    # The summary is written when the export and its scoring are done; the table shows the
+    # progress ("scoring model-q8_0.gguf again…") before that, file names included.
+    message = page.locator("#runs-export-msg")
+    expect(message).to_contain_text("Exported to", timeout=120_000)
     deltas = page.locator("#runs-export-deltas")
-    expect(deltas).to_contain_text("model-q8_0.gguf", timeout=120_000)
+    expect(deltas).to_contain_text("model-q8_0.gguf")
     expect(deltas).to_contain_text("merged")
     expect(deltas).to_contain_text("(±0)")
-    message = page.locator("#runs-export-msg")
-    expect(message).to_contain_text("Exported to")
     expect(message).to_contain_text("Modelfile")
     expect(message).to_contain_text("ollama create")
     assert (workspace.run_dir(run_id) / "export" / "model-q8_0.gguf").is_file()
