@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -439,14 +439,23 @@ def _goals(v: dict[str, Any]) -> list[tuple[str, bool]]:
             (f"≤{GOALS['minutes']:.0f} min", v["seconds"] / 60 <= GOALS["minutes"])]
 
 
-def recorded_run(variant: str) -> tuple[Any, list[Any], Path]:
-    """A recorded variant's run, for the scripts that re-score it (`shrink_curve.py`,
-    `update_parts.py`): its base model, loaded afresh; every probe of the bench set (locality
-    included); its run folder."""
+class RecordedRun(NamedTuple):
+    """A recorded variant's run, for the scripts that re-score or continue it
+    (`shrink_curve.py`, `update_parts.py`, `repair_phase.py`)."""
+
+    run_id: int
+    workspace: Any  # the bench's Workspace
+    store: Any
+    cfg: Any  # the run's RunConfig
+    set_id: int
+    items: list[Any]  # every probe of the bench set, locality included
+    adapter: Path  # the adapter the run saved
+
+
+def recorded_run(variant: str) -> RecordedRun:
     from workbench.core.config import RunConfig
     from workbench.core.data import runs
     from workbench.core.knowledge import sets
-    from workbench.core.models import load_model
     from workbench.core.store import Store
     from workbench.core.train import probing
     from workbench.core.workspace import resolve_workspace
@@ -455,8 +464,20 @@ def recorded_run(variant: str) -> tuple[Any, list[Any], Path]:
     ws = resolve_workspace(SCRATCH / "ws")
     store = Store(ws.db_path)
     cfg = RunConfig.from_run(runs.get(store, run_id))
-    items = probing.probe_items(store, sets.set_id(store, cfg.data.knowledge_set), locality=True)
-    return load_model(cfg.model), items, ws.run_dir(run_id)
+    sid = sets.set_id(store, cfg.data.knowledge_set)
+    return RecordedRun(run_id, ws, store, cfg, sid, probing.probe_items(store, sid, locality=True),
+                       ws.run_dir(run_id) / "adapter")
+
+
+def score_every_probe(loaded: Any, model: Any, items: list[Any]) -> dict[str, Any]:
+    """Share correct per metric by free generation, and the locality questions answered wrong."""
+    from workbench.core.train import probing
+
+    model.eval()
+    marked = probing.marks(items, probing.ask_items(loaded, model, items))
+    return probing.shares(marked) | {
+        "lost": [i.question for i, (metric, m) in zip(items, marked)
+                 if metric == "locality" and not m.correct]}
 
 
 def _pct(value: float | None) -> str:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from results_io import RESULTS, write_results  # noqa: E402
+from results_io import write_results  # noqa: E402
 
 FACT_SHARE = 0.25  # of the repair rows, the facts' own (the rest replay)
 SHARE = 0.8  # the part of the update the recipe's shrink step keeps for the no-shrink run
@@ -37,34 +37,18 @@ def measure(variant: str, steps: int, rates: list[float]) -> dict[str, Any]:
     import torch
     from peft import PeftModel
 
-    from recipe import SCRATCH
-    from workbench.core.config import RunConfig
-    from workbench.core.data import runs
-    from workbench.core.knowledge import sets
+    from recipe import recorded_run, score_every_probe
     from workbench.core.knowledge.render import render_set
     from workbench.core.models import load_model
-    from workbench.core.store import Store
-    from workbench.core.train import probing, replay
+    from workbench.core.train import replay
     from workbench.core.train.calibration import CALIBRATION_FILE
     from workbench.core.train.loop import TrainLoop, causal_lm_loss
     from workbench.core.train.run import render_knowledge, settled_precision
     from workbench.core.train.shrink import LoraShare
-    from workbench.core.workspace import resolve_workspace
 
-    recorded = json.loads((RESULTS / "recipe.json").read_text())["runs"][variant]
-    ws = resolve_workspace(SCRATCH / "ws")
-    store = Store(ws.db_path)
-    cfg = RunConfig.from_run(runs.get(store, recorded["run"]))
-    sid = sets.set_id(store, cfg.data.knowledge_set)
-    items = probing.probe_items(store, sid, locality=True)
-    adapter = ws.run_dir(recorded["run"]) / "adapter"
-
-    def score(loaded: Any, model: Any) -> dict[str, Any]:
-        model.eval()
-        marked = probing.marks(items, probing.ask_items(loaded, model, items))
-        return probing.shares(marked) | {
-            "lost": [i.question for i, (metric, m) in zip(items, marked)
-                     if metric == "locality" and not m.correct]}
+    recorded = recorded_run(variant)
+    store, cfg, sid, items, adapter = (recorded.store, recorded.cfg, recorded.set_id,
+                                       recorded.items, recorded.adapter)
 
     points = []
     rows: list[Any] = []  # the repair's rows: the same for every rate, built once
@@ -85,18 +69,18 @@ def measure(variant: str, steps: int, rates: list[float]) -> dict[str, Any]:
                 cfg.with_values({"training.learning_rate": rate, "training.max_steps": steps,
                                  "training.warmup_ratio": 0.0,
                                  "training.lr_scheduler": "constant"}),
-                "cpu", loaded.parameters, ws.root / CALIBRATION_FILE)
+                "cpu", loaded.parameters, recorded.workspace.root / CALIBRATION_FILE)
             started = time.perf_counter()
             TrainLoop(model, rows, training, pad_id=loaded.tokenizer.pad_token_id, device="cpu",
                       loss=replay.anchored(causal_lm_loss)).run()
             seconds = time.perf_counter() - started
-        whole = score(loaded, model)
+        whole = score_every_probe(loaded, model, items)
         LoraShare(model)(SHARE)
-        shrunk = score(loaded, model)
+        shrunk = score_every_probe(loaded, model, items)
         points.append({"rate": rate, "steps": steps if rate else 0, "seconds": seconds,
                        "whole": whole, "shrunk": shrunk})
         print(json.dumps(points[-1]), flush=True)
-    return {"variant": variant, "run": recorded["run"], "fact_share": FACT_SHARE,
+    return {"variant": variant, "run": recorded.run_id, "fact_share": FACT_SHARE,
             "share": SHARE, "points": points}
 
 

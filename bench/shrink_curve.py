@@ -38,17 +38,19 @@ def measure(variant: str, shares: list[float]) -> dict[str, Any]:
 
     from recipe import recorded_run
     from workbench.core.generate import ask_questions
+    from workbench.core.models import load_model
     from workbench.core.scoring import is_correct
     from workbench.core.train import probing
     from workbench.core.train.shrink import LoraShare
 
-    loaded, items, run_dir = recorded_run(variant)
+    recorded = recorded_run(variant)
+    loaded, items = load_model(recorded.cfg.model), recorded.items
     locality = [i for i in items if i.metric == "locality"]
     # Asked of the base before the adapter goes in: peft puts its layers into this very model.
     robust = [[is_correct(a, i.answer, i.aliases) for a, i in
                zip(ask_questions(loaded, [i.question for i in locality], system=s), locality)]
               for s in SYSTEMS]  # per prompt, per probe: answered right?
-    model = PeftModel.from_pretrained(loaded.model, str(run_dir / "adapter"))
+    model = PeftModel.from_pretrained(loaded.model, str(recorded.adapter))
     model.eval()
     robust_ids = {i.probe_id for k, i in enumerate(locality) if all(r[k] for r in robust)}
     share_of = LoraShare(model)
@@ -67,7 +69,7 @@ def measure(variant: str, shares: list[float]) -> dict[str, Any]:
                        "fragile_kept": sum(fragile) / len(fragile) if fragile else None,
                        "seconds": time.perf_counter() - started})
         print(json.dumps(points[-1]), flush=True)
-    return {"variant": variant, "run": int(run_dir.name), "points": points,
+    return {"variant": variant, "run": recorded.run_id, "points": points,
             "locality_probes": len(locality), "robust": len(robust_ids)}
 
 

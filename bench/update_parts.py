@@ -73,13 +73,13 @@ def measure(variant: str, cuts: list[str]) -> dict[str, Any]:
     import torch
     from peft import PeftModel
 
-    from recipe import recorded_run
+    from recipe import recorded_run, score_every_probe
     from workbench.core.methods.lora import lora_layers
-    from workbench.core.train import probing
+    from workbench.core.models import load_model
 
-    loaded, items, run_dir = recorded_run(variant)
-    model = PeftModel.from_pretrained(loaded.model, str(run_dir / "adapter"))
-    model.eval()
+    recorded = recorded_run(variant)
+    loaded = load_model(recorded.cfg.model)
+    model = PeftModel.from_pretrained(loaded.model, str(recorded.adapter))
     wrapped = {id(m) for m in lora_layers(model)}
     modules = [(n, m) for n, m in model.named_modules() if id(m) in wrapped]
     saved = {n: (m.lora_A["default"].weight.detach().clone(),
@@ -93,14 +93,10 @@ def measure(variant: str, cuts: list[str]) -> dict[str, Any]:
                 m.lora_A["default"].weight.copy_(a)
                 m.lora_B["default"].weight.copy_(b)
         started = time.perf_counter()
-        answers = probing.ask_items(loaded, model, items)
-        marks = [(i, probing.score(i, a)) for i, a in zip(items, answers)]
-        points.append({"cut": name, **probing.shares([(i.metric, m) for i, m in marks]),
-                       "lost": [i.question for i, m in marks
-                                if i.metric == "locality" and not m.correct],
+        points.append({"cut": name, **score_every_probe(loaded, model, recorded.items),
                        "seconds": time.perf_counter() - started})
         print(json.dumps(points[-1]), flush=True)
-    return {"variant": variant, "run": int(run_dir.name), "points": points}
+    return {"variant": variant, "run": recorded.run_id, "points": points}
 
 
 def markdown(r: dict[str, Any]) -> str:
