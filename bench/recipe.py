@@ -544,6 +544,48 @@ def _measured_before(v: dict[str, Any]) -> str:
     return f" (measured {'; '.join(older)})" if older else ""
 
 
+def seed_pairs(r: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """(setting, locality under seed 42, under seed 1) for each setting recorded under both
+    seeds on one machine and with one measure (`_measured_before`)."""
+    pairs = []
+    for name, v in r["runs"].items():
+        w = r["runs"].get(f"{name}-seed-1")
+        if w and v["machine"] == w["machine"] and _measured_before(v) == _measured_before(w):
+            pairs.append((name, v["scores"]["locality"], w["scores"]["locality"]))
+    return pairs
+
+
+def _seed_spread(r: dict[str, Any]) -> list[str]:
+    """How far one setting's locality moves between two seeds (adapter initialisation and
+    batch order), from the recorded pairs: the noise any candidate must beat. Two runs of one
+    setting differ by d with variance 2σ², so a run's own spread σ is the pairs' root mean
+    square d over √2; part of it is the probe count alone (binomial, at the pairs' mean)."""
+    pairs = seed_pairs(r)
+    if len(pairs) < 2:
+        return []
+    rms = (sum((a - b) ** 2 for _, a, b in pairs) / len(pairs)) ** 0.5
+    sigma = rms / 2 ** 0.5
+    mean = sum(a + b for _, a, b in pairs) / (2 * len(pairs))
+    probes = r["prepared"]["kept_general"] + r["prepared"]["kept_neighbours"]  # locality's
+    binomial = (mean * (1 - mean) / probes) ** 0.5
+    lines = ["", "## Locality between two seeds", "",
+             "| setting | seed 42 | seed 1 | difference |", "|---|---|---|---|"]
+    lines += [f"| {name} | {_pct(a)} | {_pct(b)} | {abs(a - b) * 100:.1f} points |"
+              for name, a, b in pairs]
+    lines += ["", f"Over these {len(pairs)} settings, one run's locality lies about "
+              f"{sigma * 100:.1f} points (one standard deviation) from its setting's mean "
+              f"(the pairs' root-mean-square difference, {rms * 100:.1f} points, over √2); "
+              f"the {probes} probes alone would give {binomial * 100:.1f} (binomial, at the "
+              f"pairs' mean of {mean:.0%}). So a setting whose mean is {mean:.0%} keeps ≥95% "
+              "under a given seed by chance; keeping it under each of two seeds nine times in "
+              f"ten (each one √0.9 = 0.95: 1.64 σ) takes a mean of ~{95 + 164 * sigma:.0f}% at "
+              "this spread (it narrows as the mean nears 100%). A candidate differing from the "
+              f"default by less than ~{sigma * 100:.0f} points on one seed has shown nothing: "
+              "candidates are judged by both seeds against the default's two runs on the same "
+              "machine."]
+    return lines
+
+
 def markdown(r: dict[str, Any]) -> str:
     order = [n for n in VARIANTS if n in r["runs"]]
     lines = [
@@ -577,6 +619,7 @@ def markdown(r: dict[str, Any]) -> str:
         lines += ["", f"{sign} Time taken on {machine}; compare times on one machine only"
                   + (", and scores best with rows of the same sign."
                      if machine.endswith(EMULATED) != r["machine"].endswith(EMULATED) else ".")]
+    lines += _seed_spread(r)
     missing = [n for n in VARIANTS if n not in r["runs"]]
     if missing:
         lines += ["", f"Not measured with this recipe yet: {', '.join(missing)}."]

@@ -53,7 +53,9 @@ What it does not reach yet: on SmolLM2-135M, 95% of what the base reliably knew 
 every prompt) is still answered right once the facts are learned under one seed, 90% under
 another, in 10.0-10.5 min on two AMD EPYC cores, against the goal of 95% every time; what
 turns wrong differs from run to run, mostly general questions answered at length and a few
-neighbours answered in the set's made-up style.
+neighbours answered in the set's made-up style. One run's locality lies ~4 points from its
+setting's mean (8 settings measured under two seeds), and no setting tried has a mean above
+~95%, so none keeps 95% under every seed.
 """
 
 from __future__ import annotations

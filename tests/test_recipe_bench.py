@@ -1,0 +1,48 @@
+"""The recipe benchmark's spread between seeds: computed from the recorded pairs, not typed in,
+so the noise a candidate must beat stays true as rows are added."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "recipe.py"
+
+
+@pytest.fixture(scope="module")
+def recipe() -> Any:
+    spec = importlib.util.spec_from_file_location("recipe_bench", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(name: str, locality: float, machine: str = "cpu A") -> dict[str, Any]:
+    return {"variant": name, "machine": machine, "scores": {"locality": locality},
+            "config": {"shrink_update": True}, "consistent_locality": True,
+            "anchors": {}, "precision": "fp32",
+            "shrink": {"judged_on": "a question per fact and metric"}}
+
+
+def test_seed_pairs_take_one_setting_under_both_seeds_on_one_machine(recipe) -> None:
+    runs = {"a": _row("a", 0.90), "a-seed-1": _row("a-seed-1", 0.94),
+            "b": _row("b", 0.95), "b-seed-1": _row("b-seed-1", 0.80, machine="cpu B"),
+            "c": _row("c", 0.92)}
+    assert recipe.seed_pairs({"runs": runs}) == [("a", 0.90, 0.94)]
+
+
+def test_the_spread_is_the_pairs_root_mean_square_over_root_two(recipe) -> None:
+    runs = {"a": _row("a", 0.90), "a-seed-1": _row("a-seed-1", 0.94),
+            "b": _row("b", 0.96), "b-seed-1": _row("b-seed-1", 0.93)}
+    r = {"runs": runs, "prepared": {"kept_general": 60, "kept_neighbours": 40}}
+    text = "\n".join(recipe._seed_spread(r))
+    sigma = math.sqrt((0.04 ** 2 + 0.03 ** 2) / 2) / math.sqrt(2)
+    assert f"about {sigma * 100:.1f} points" in text and "| a | 90% | 94% | 4.0 points |" in text
+    assert "the 100 probes alone" in text
+    assert recipe._seed_spread({"runs": {"a": runs["a"], "a-seed-1": runs["a-seed-1"]},
+                                "prepared": r["prepared"]}) == []  # one pair shows no spread
