@@ -6,10 +6,14 @@ leaves them), cuts each adapter's update in one way at a time and scores every p
 bench set by free generation: efficacy, held-out and locality (known answers still right).
 The cuts: the top singular directions of each module's update only (the rest being the
 small, diffuse part), one kind of MLP projection left out, one third of the layers left out.
+And the two seeds' updates averaged (each adapter active, its B scaled by a weight): if what a
+run loses were the seed's noise around a shared update, the average would keep the facts and
+lose less.
 
     python bench/recipe.py fp32 fp32-seed-1      # the runs to read
     python bench/update_parts.py [--runs VARIANT…] [--cuts CUT…]
                                  # bench/results/update_parts.*
+    python bench/update_parts.py --average       # the two runs averaged, merged into them
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from results_io import write_results  # noqa: E402
+from results_io import RESULTS, write_results  # noqa: E402
 
 # name → what is left of each module's update
 CUTS: dict[str, str] = {
@@ -99,6 +103,38 @@ def measure(variant: str, cuts: list[str]) -> dict[str, Any]:
     return {"variant": variant, "run": recorded.run_id, "points": points}
 
 
+def average(variants: list[str], weights: list[float]) -> dict[str, Any]:
+    """Every probe scored with the runs' adapters active together, each B scaled by each
+    weight in turn: at 0.5 each, the runs' mean update."""
+    import torch
+    from peft import PeftModel
+
+    from recipe import recorded_run, score_every_probe
+    from workbench.core.methods.lora import lora_layers
+    from workbench.core.models import load_model
+
+    recorded = [recorded_run(v) for v in variants]
+    loaded = load_model(recorded[0].cfg.model)
+    names = [f"run{r.run_id}" for r in recorded]
+    model = PeftModel.from_pretrained(loaded.model, str(recorded[0].adapter),
+                                      adapter_name=names[0])
+    for name, r in zip(names[1:], recorded[1:]):
+        model.load_adapter(str(r.adapter), adapter_name=name)
+    model.base_model.set_adapter(names)
+    saved = [(m.lora_B[n].weight, m.lora_B[n].weight.detach().clone())
+             for m in lora_layers(model) for n in names]
+    points = []
+    for weight in weights:
+        with torch.no_grad():
+            for live, original in saved:
+                live.copy_(original * weight)
+        started = time.perf_counter()
+        points.append({"weight": weight, **score_every_probe(loaded, model, recorded[0].items),
+                       "seconds": time.perf_counter() - started})
+        print(json.dumps(points[-1]), flush=True)
+    return {"variants": variants, "runs": [r.run_id for r in recorded], "points": points}
+
+
 def markdown(r: dict[str, Any]) -> str:
     from recipe import _pct
 
@@ -117,6 +153,16 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(f"| `{run['variant']}` | {CUTS[p['cut']]} | {_pct(p.get('efficacy'))} | "
                          f"{_pct(p.get('generalization'))} | {_pct(p.get('locality'))} | "
                          f"{_pct(p.get('locality_unchanged'))} |")
+    if "average" in r:
+        a = r["average"]
+        runs = " and ".join(f"`{v}`" for v in a["variants"])
+        lines += ["", f"The updates of {runs} averaged: both adapters active, each B scaled by "
+                  "the weight (0.5: their mean).", "",
+                  "| weight of each | efficacy | held-out | locality | answers unchanged |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {p['weight']:.2f} | {_pct(p.get('efficacy'))} | "
+                  f"{_pct(p.get('generalization'))} | {_pct(p.get('locality'))} | "
+                  f"{_pct(p.get('locality_unchanged'))} |" for p in a["points"]]
     return "\n".join(lines) + "\n"
 
 
@@ -125,11 +171,20 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=["fp32", "fp32-seed-1"],
                         help="recipe variants whose saved adapters to cut")
     parser.add_argument("--cuts", nargs="+", choices=list(CUTS), default=list(CUTS))
+    parser.add_argument("--average", action="store_true",
+                        help="only the runs' updates averaged, added to the recorded results")
+    parser.add_argument("--weights", nargs="+", type=float, default=[0.5, 0.6],
+                        help="with --average: each adapter's weight")
     args = parser.parse_args()
     from workbench.demo.build import machine_summary
 
-    result = {"runs": [measure(v, args.cuts) for v in args.runs],
-              "date": str(date.today()), "machine": machine_summary("cpu")}
+    if args.average:
+        result = json.loads((RESULTS / "update_parts.json").read_text())
+        result["average"] = average(args.runs, args.weights) | {
+            "date": str(date.today()), "machine": machine_summary("cpu")}
+    else:
+        result = {"runs": [measure(v, args.cuts) for v in args.runs],
+                  "date": str(date.today()), "machine": machine_summary("cpu")}
     write_results("update_parts", result, markdown(result))
 
 

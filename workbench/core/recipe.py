@@ -8,8 +8,9 @@ questions, scored by free generation; `python bench/recipe.py`):
 - replay of what the base model already answers on by default, half of it same-relation
   neighbours weighed as the facts' relations are: without replay a real model forgets related
   real facts first (no replay: 14% of known answers kept, the locality floor stopping the run
-  at step 80; a fifth of the examples: 73%; seven tenths: 91%, but 326 steps, 11.7 min on two
-  CPU cores against the 10-minute budget, so half); many distinct neighbours, each in two
+  at step 80; a fifth of the examples: 73%; seven tenths, with weight decay: 96% and 93%
+  under two seeds, then 87% and 96% with the repeat cap below, the default's mean, in 1.7x the
+  steps, so half); many distinct neighbours, each in two
   wordings (`train/replay.py`: 100 asked per relation instead of 40 in one wording kept 91%
   of 48 unreplayed neighbours instead of 81%, 89% of all known answers instead of 87%), each
   replayed at most twice, the rest of a relation's part going to general knowledge
