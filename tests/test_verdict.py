@@ -6,7 +6,7 @@ from conftest import run_cli
 from workbench.core.store import now
 from workbench.core.train import control, run as run_module
 from workbench.core.train.explain import explain_run
-from workbench.core.train.verdict import Forgotten, run_verdict, verdict
+from workbench.core.train.verdict import Forgotten, Replay, _replay, run_verdict, verdict
 
 
 def test_good_warning_and_broken() -> None:
@@ -18,6 +18,14 @@ def test_good_warning_and_broken() -> None:
     assert warn.level == "warning" and "forgot some" in warn.headline
     assert "now answers 'What is the capital of Japan?' with 'Senri City'" in warn.details[0]
     assert "replay_ratio" in warn.advice
+    # Replay already as the recipe sets it: more of it is not what to try.
+    at_recipe = verdict({"efficacy": 1.0, "generalization": 0.9, "locality": 0.9}, forgot,
+                        replay=Replay(0.5, "distribution"))
+    assert "Raise data.replay_ratio" not in at_recipe.advice
+    assert "Replay is on at 0.5" in at_recipe.advice and "min_locality" in at_recipe.advice
+    low = verdict({"efficacy": 1.0, "generalization": 0.9, "locality": 0.9}, forgot,
+                  replay=Replay(0.2, "distribution"))
+    assert low.advice.startswith("Raise data.replay_ratio (the recipe's 0.5)")
     broken = verdict({"efficacy": 1.0, "generalization": 0.9, "locality": 0.4}, forgot)
     assert broken.level == "broken" and broken.flag == "broke the model"
     weak = verdict({"efficacy": 0.5, "generalization": 0.3, "locality": 1.0})
@@ -37,6 +45,10 @@ def test_a_finished_runs_verdict_reads_its_final_round_everywhere(bench) -> None
     run = control.run_status(store, run_id)["run"]
     first = run_verdict(store, run)
     assert first is not None and first.headline.startswith("Injected ")
+    # The advice reads the run's own replay settings; a config that no longer parses has none.
+    cfg = config(**{"training.epochs": 2})
+    assert _replay(run) == Replay(cfg.data.replay_ratio, cfg.data.replay_match)
+    assert _replay({**run, "config_yaml": "data: [unclosed"}) is None
     # The final round found a known answer gone: the verdict names it.
     step = store.db.execute("SELECT max(step) FROM probe_results WHERE run_id = ?",
                             [run_id]).fetchone()[0]
