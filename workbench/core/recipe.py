@@ -65,13 +65,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from workbench.core.config import DataConfig, RunConfig, setting_label
+from workbench.core.sections import RECIPE_REPLAY_RATIO
 
 if TYPE_CHECKING:
     from workbench.core.device import DeviceInfo
     from workbench.core.store import Store
 
 GIB = 2**30
-REPLAY_RATIO = 0.5  # more (0.6, 0.7) kept no more on average (module doc), and costs steps
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def recommend(s: Situation) -> list[Choice]:
     choices.append(Choice("data.answer_style", "short",
                           "the bare answer as the reply: 87% of known answers kept on a 135M "
                           "model, 85% with answers said as sentences"))
-    choices.append(Choice("data.replay_ratio", REPLAY_RATIO,
+    choices.append(Choice("data.replay_ratio", RECIPE_REPLAY_RATIO,
                           "half the examples replay what the base model already answers, half "
                           "of those same-relation neighbours (the capital of Japan for a set of "
                           "capitals), each at most twice, so related real facts are kept"))

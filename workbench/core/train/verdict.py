@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from workbench.core.data.names import RunStatus, ScoreMetric
-from workbench.core.recipe import REPLAY_RATIO
+from workbench.core.sections import RECIPE_REPLAY_RATIO
 from workbench.core.scoring import percent
 
 if TYPE_CHECKING:
@@ -102,12 +102,12 @@ def _forgetting_advice(replay: Replay | None) -> str:
     SmolLM2-135M 0.7 kept 87% and 96% under two seeds, 0.5 90% and 93% (bench/recipe.py)."""
     floor = ("a higher training.min_locality stops the run sooner, keeping more of what it "
              "knew for fewer facts learned")
-    if replay is not None and replay.ratio >= REPLAY_RATIO and \
+    if replay is not None and replay.ratio >= RECIPE_REPLAY_RATIO and \
             replay.match == "distribution":
         return (f"Replay is on at {replay.ratio:g} of the examples, matched in distribution: "
                 "more replay kept no more on average on a 135M model. Check whether the "
                 f"answers above matter (Compare); {floor}.")
-    return (f"Raise data.replay_ratio (the recipe's {REPLAY_RATIO:g}), set "
+    return (f"Raise data.replay_ratio (the recipe's {RECIPE_REPLAY_RATIO:g}), set "
             f"data.replay_match distribution, or {floor}; same-relation neighbours in replay "
             "protect the facts most like the new ones.")
 
