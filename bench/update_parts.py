@@ -106,12 +106,11 @@ def measure(variant: str, cuts: list[str]) -> dict[str, Any]:
 def average(variants: list[str], weights: list[float]) -> dict[str, Any]:
     """Every probe scored with the runs' adapters active together, each B scaled by each
     weight in turn: at 0.5 each, the runs' mean update."""
-    import torch
     from peft import PeftModel
 
     from recipe import recorded_run, score_every_probe
-    from workbench.core.methods.lora import lora_layers
     from workbench.core.models import load_model
+    from workbench.core.train.shrink import LoraShare
 
     recorded = [recorded_run(v) for v in variants]
     loaded = load_model(recorded[0].cfg.model)
@@ -121,13 +120,10 @@ def average(variants: list[str], weights: list[float]) -> dict[str, Any]:
     for name, r in zip(names[1:], recorded[1:]):
         model.load_adapter(str(r.adapter), adapter_name=name)
     model.base_model.set_adapter(names)
-    saved = [(m.lora_B[n].weight, m.lora_B[n].weight.detach().clone())
-             for m in lora_layers(model) for n in names]
+    share = LoraShare(model)  # every active adapter's B, each scaled alike
     points = []
     for weight in weights:
-        with torch.no_grad():
-            for live, original in saved:
-                live.copy_(original * weight)
+        share(weight)
         started = time.perf_counter()
         points.append({"weight": weight, **score_every_probe(loaded, model, recorded[0].items),
                        "seconds": time.perf_counter() - started})
