@@ -26,6 +26,11 @@ def test_good_warning_and_broken() -> None:
     low = verdict({"efficacy": 1.0, "generalization": 0.9, "locality": 0.9}, forgot,
                   replay=Replay(0.2, "distribution"))
     assert low.advice.startswith("Raise data.replay_ratio (the recipe's 0.5)")
+    assert "set data.replay_match distribution" in low.advice
+    # A full-weight run has no adapter to disable: matching in distribution is not offered.
+    full = verdict({"efficacy": 1.0, "generalization": 0.9, "locality": 0.9}, forgot,
+                   replay=Replay(0.5, "answers", adapter=False))
+    assert "replay_match distribution" not in full.advice and "adapter method" in full.advice
     broken = verdict({"efficacy": 1.0, "generalization": 0.9, "locality": 0.4}, forgot)
     assert broken.level == "broken" and broken.flag == "broke the model"
     weak = verdict({"efficacy": 0.5, "generalization": 0.3, "locality": 1.0})
@@ -47,7 +52,9 @@ def test_a_finished_runs_verdict_reads_its_final_round_everywhere(bench) -> None
     assert first is not None and first.headline.startswith("Injected ")
     # The advice reads the run's own replay settings; a config that no longer parses has none.
     cfg = config(**{"training.epochs": 2})
-    assert _replay(run) == Replay(cfg.data.replay_ratio, cfg.data.replay_match)
+    assert _replay(run) == Replay(cfg.data.replay_ratio, cfg.data.replay_match, adapter=True)
+    full = cfg.with_values({"method.name": "full", "data.replay_match": "answers"})
+    assert _replay({**run, "config_yaml": full.to_yaml()}).adapter is False
     assert _replay({**run, "config_yaml": "data: [unclosed"}) is None
     # The final round found a known answer gone: the verdict names it.
     step = store.db.execute("SELECT max(step) FROM probe_results WHERE run_id = ?",

@@ -9,6 +9,7 @@ broke the model is flagged wherever runs are listed.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,9 @@ class Replay:
 
     ratio: float
     match: str  # answers | distribution
+    # Whether the method trains an adapter: matching in distribution needs one to disable
+    # (full and located train the base's own weights, and their config refuses it).
+    adapter: bool = True
 
 
 def verdict(scores: dict[str, float], forgotten: list[Forgotten] | None = None, *,
@@ -107,9 +111,12 @@ def _forgetting_advice(replay: Replay | None) -> str:
         return (f"Replay is on at {replay.ratio:g} of the examples, matched in distribution: "
                 "more replay kept no more on average on a 135M model. Check whether the "
                 f"answers above matter (Compare); {floor}.")
-    return (f"Raise data.replay_ratio (the recipe's {RECIPE_REPLAY_RATIO:g}), set "
-            f"data.replay_match distribution, or {floor}; same-relation neighbours in replay "
-            "protect the facts most like the new ones.")
+    match = ("set data.replay_match distribution" if replay is None or replay.adapter else
+             "train an adapter method instead (lora), whose replay can be matched in "
+             "distribution")
+    return (f"Raise data.replay_ratio (the recipe's {RECIPE_REPLAY_RATIO:g}), {match}, or "
+            f"{floor}; same-relation neighbours in replay protect the facts most like the new "
+            "ones.")
 
 
 def run_verdict(store: Store, run: dict[str, Any]) -> Verdict | None:
@@ -132,11 +139,21 @@ def run_verdict(store: Store, run: dict[str, Any]) -> Verdict | None:
 
 def _replay(run: dict[str, Any]) -> Replay | None:
     """The run's replay settings, or None where its stored config no longer parses."""
+    return _replay_of(run.get("config_yaml"))
+
+
+@functools.lru_cache(maxsize=64)
+def _replay_of(config_yaml: str | None) -> Replay | None:
+    """Parsed once per stored config: the Train and Runs tabs ask on every status poll."""
     from workbench.core.config import RunConfig
     from workbench.core.errors import WorkbenchError
+    from workbench.core.methods.registry import get_method
 
-    try:
-        data = RunConfig.from_yaml(run["config_yaml"], source=f"run {run['id']}").data
-    except (KeyError, WorkbenchError):
+    if config_yaml is None:
         return None
-    return Replay(data.replay_ratio, data.replay_match)
+    try:
+        cfg = RunConfig.from_yaml(config_yaml, source="the run's stored config")
+        adapter = get_method(cfg.method.name).adapter
+    except WorkbenchError:
+        return None
+    return Replay(cfg.data.replay_ratio, cfg.data.replay_match, adapter)
