@@ -5,7 +5,8 @@ Takes finished runs of `bench/recipe.py` (their saved LoRA adapters, shrunk as t
 leaves them), cuts each adapter's update in one way at a time and scores every probe of the
 bench set by free generation: efficacy, held-out and locality (known answers still right).
 The cuts: the top singular directions of each module's update only (the rest being the
-small, diffuse part), one kind of MLP projection left out, one third of the layers left out.
+small, diffuse part), one kind of MLP projection left out, one third of the layers left out,
+and a random update of the same size in its place.
 And the two seeds' updates averaged (each adapter active, its B scaled by a weight): if what a
 run loses were the seed's noise around a shared update, the average would keep the facts and
 lose less.
@@ -14,6 +15,7 @@ lose less.
     python bench/update_parts.py [--runs VARIANT…] [--cuts CUT…]
                                  # bench/results/update_parts.*
     python bench/update_parts.py --average       # the two runs averaged, merged into them
+    (what a later invocation does not measure again on the same runs is kept)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import json
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -42,6 +45,8 @@ CUTS: dict[str, str] = {
     "no-gate-up": "the gate and up projections' update left out",
     "no-layers-0-9": "the first third of the layers' update left out",
     "no-layers-20-29": "the last third of the layers' update left out",
+    "random": "each module's update replaced by a random one of its rank and size (Frobenius "
+              "norm): what an update of that size loses whatever it learned",
 }
 
 
@@ -66,11 +71,19 @@ def _cut(name: str) -> Callable[[str, Any, Any], tuple[Any, Any]]:
     def layer(n: str) -> int:
         return int(n.split("layers.")[1].split(".")[0])
 
+    def random(n: str, a: Any, b: Any) -> tuple[Any, Any]:
+        # Seeded by the module's name: the same random update on every run of the bench.
+        generator = torch.Generator().manual_seed(zlib.crc32(n.encode()))
+        new_a = torch.randn(a.shape, generator=generator, dtype=a.dtype)
+        new_b = torch.randn(b.shape, generator=generator, dtype=b.dtype)
+        scale = torch.linalg.matrix_norm(b @ a) / torch.linalg.matrix_norm(new_b @ new_a)
+        return new_a, new_b * scale
+
     return {"whole": lambda n, a, b: (a, b), "rank-8": top(8), "rank-4": top(4),
             "no-down": without(lambda n: "down_proj" in n),
             "no-gate-up": without(lambda n: "gate_proj" in n or "up_proj" in n),
             "no-layers-0-9": without(lambda n: layer(n) <= 9),
-            "no-layers-20-29": without(lambda n: 20 <= layer(n) <= 29)}[name]
+            "no-layers-20-29": without(lambda n: 20 <= layer(n) <= 29), "random": random}[name]
 
 
 def measure(variant: str, cuts: list[str]) -> dict[str, Any]:
@@ -162,6 +175,21 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _keep_recorded(result: dict[str, Any]) -> None:
+    """Merge in what the recorded results measured on these very runs (the same saved
+    adapters) and this invocation did not: the other cuts, in CUTS order, and the average."""
+    before = RESULTS / "update_parts.json"
+    recorded = json.loads(before.read_text()) if before.exists() else {}
+    old = {(r["variant"], r["run"]): r["points"] for r in recorded.get("runs", [])}
+    for run in result["runs"]:
+        points = {p["cut"]: p for p in old.get((run["variant"], run["run"]), [])}
+        points |= {p["cut"]: p for p in run["points"]}
+        run["points"] = [points[c] for c in CUTS if c in points]
+    average = recorded.get("average")
+    if average and average["runs"] == [run["run"] for run in result["runs"]]:
+        result["average"] = average
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", default=["fp32", "fp32-seed-1"],
@@ -181,6 +209,7 @@ def main() -> None:
     else:
         result = {"runs": [measure(v, args.cuts) for v in args.runs],
                   "date": str(date.today()), "machine": machine_summary("cpu")}
+        _keep_recorded(result)
     write_results("update_parts", result, markdown(result))
 
 

@@ -1,0 +1,60 @@
+"""The update-parts benchmark's cuts and its results file: a random update of the trained one's
+size, and a partial re-run that keeps what it did not measure again."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "update_parts.py"
+
+
+@pytest.fixture(scope="module")
+def parts() -> Any:
+    spec = importlib.util.spec_from_file_location("update_parts_bench", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_random_cut_has_the_updates_rank_and_size(parts) -> None:
+    a, b = torch.randn(4, 12), torch.randn(9, 4) * 0.01
+    new_a, new_b = parts._cut("random")("model.layers.3.mlp.up_proj", a, b)
+    assert new_a.shape == a.shape and new_b.shape == b.shape
+    torch.testing.assert_close(torch.linalg.matrix_norm(new_b @ new_a),
+                               torch.linalg.matrix_norm(b @ a))
+    cosine = torch.nn.functional.cosine_similarity((new_b @ new_a).flatten(), (b @ a).flatten(), 0)
+    assert abs(cosine) < 0.5  # not the trained direction
+    again = parts._cut("random")("model.layers.3.mlp.up_proj", a, b)
+    torch.testing.assert_close(again[1] @ again[0], new_b @ new_a)  # seeded by the module
+    other = parts._cut("random")("model.layers.4.mlp.up_proj", a, b)
+    assert not torch.allclose(other[1] @ other[0], new_b @ new_a)
+
+
+def test_a_partial_rerun_keeps_the_recorded_cuts_and_average(parts, tmp_path,
+                                                             monkeypatch) -> None:
+    def point(cut: str, locality: float) -> dict[str, Any]:
+        return {"cut": cut, "locality": locality}
+
+    recorded = {"runs": [{"variant": "fp32", "run": 6,
+                          "points": [point("whole", 0.9), point("rank-8", 0.9)]}],
+                "average": {"variants": ["fp32"], "runs": [6], "points": []}}
+    (tmp_path / "update_parts.json").write_text(json.dumps(recorded))
+    monkeypatch.setattr(parts, "RESULTS", tmp_path)
+    now = {"runs": [{"variant": "fp32", "run": 6,
+                     "points": [point("random", 0.95), point("whole", 0.91)]}]}
+    parts._keep_recorded(now)
+    assert [(p["cut"], p["locality"]) for p in now["runs"][0]["points"]] == [
+        ("whole", 0.91), ("rank-8", 0.9), ("random", 0.95)]  # CUTS order, the new measure wins
+    assert now["average"] == recorded["average"]
+    # Another run of the same variant (retrained): nothing recorded is carried over.
+    retrained = {"runs": [{"variant": "fp32", "run": 9, "points": [point("random", 0.95)]}]}
+    parts._keep_recorded(retrained)
+    assert [p["cut"] for p in retrained["runs"][0]["points"]] == ["random"]
+    assert "average" not in retrained
