@@ -231,6 +231,13 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         "the same machine (`fp32`, `fp32-seed-1`): the same mean, a wider spread, and its "
         "update, smaller under weight decay, could not be shrunk under seed 42 (the facts "
         "went at 0.8)"),
+    "question-kl": ({}, "replay's KL to the base also at the replayed question's own tokens "
+                        "(LwF-style), not only at its answer: it holds what the model makes of "
+                        "a question, where an edit's spill-over onto questions of its form "
+                        "starts; not adopted: it kept 91% and 89% under two seeds "
+                        "(`question-kl-seed-1`), the default 90% and 93% on the same machine "
+                        "(`fp32`, `fp32-seed-1`), and took ~1 min longer (the head and the "
+                        "base's targets at ~12 more positions per replay row)"),
 }
 
 
@@ -251,6 +258,7 @@ VARIANTS |= {
     "replay-0.7-weight-decay-seed-1": _another_seed("replay-0.7-weight-decay"),
     "repeats-2-replay-0.7-weight-decay-seed-1":
         _another_seed("repeats-2-replay-0.7-weight-decay"),
+    "question-kl-seed-1": _another_seed("question-kl"),
     "weight-decay-seed-1": _another_seed("weight-decay", " (its 196 steps took 8.8 min here, "
                                                          "seed 42's 7.1: this machine's speed "
                                                          "varies)"),
@@ -273,6 +281,8 @@ CONSTANTS: dict[str, dict[str, Any]] = {
     "wordings-3": {"workbench.core.train.replay.WORDINGS_PER_NEIGHBOUR": 3},
     "balanced": {"workbench.core.train.batching.BALANCED": True},
     "balanced-seed-1": {"workbench.core.train.batching.BALANCED": True},
+    "question-kl": {"workbench.core.train.replay.QUESTION_KL": True},
+    "question-kl-seed-1": {"workbench.core.train.replay.QUESTION_KL": True},
 }
 
 

@@ -123,3 +123,38 @@ def test_replay_matched_in_distribution_is_kl_to_the_adapterless_base(tiny_llama
     assert any(torch.count_nonzero(g) for g in grads)
     for g, w in zip(grads, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-3, atol=1e-6)
+
+
+def test_question_kl_adds_the_questions_positions(tiny_llama, monkeypatch) -> None:
+    """replay.QUESTION_KL: the replay rows' KL also covers their question's tokens (from
+    `question_at` to the answer), the knowledge rows' cross-entropy unchanged."""
+    import torch.nn.functional as F
+
+    from workbench.core.knowledge.render import Example
+    from workbench.core.train import replay
+
+    model = model_for(tiny_llama, "lora", target_modules=["all-linear"], lora_r=4)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    rows = batch()
+    anchor = Example("qa", "q", "a", replay=True)
+    replayed = [Rendered(r.input_ids, r.labels, anchor, False, question_at=2) for r in rows[1::2]]
+    mixed = [rows[0], replayed[0], rows[2], replayed[1]]
+    answers_only = replay.anchored(causal_lm_loss)(model, mixed, 0, "cpu").item()
+    monkeypatch.setattr(replay, "QUESTION_KL", True)
+    with_question = replay.anchored(causal_lm_loss)(model, mixed, 0, "cpu").item()
+    # By hand: KL at every position from the one before the question's second token on.
+    inputs = collate(replayed, 0)
+    first = (inputs["labels"] != IGNORE_INDEX).int().argmax(1)
+    at = torch.arange(inputs["labels"].shape[1])[None, 1:]
+    question = (at >= 2) & (at < first[:, None])
+    with torch.no_grad():
+        with model.disable_adapter():
+            base = model(**{k: inputs[k] for k in ("input_ids", "attention_mask")}).logits
+        tuned = model(**{k: inputs[k] for k in ("input_ids", "attention_mask")}).logits
+    extra = F.kl_div(F.log_softmax(tuned[:, :-1][question], -1),
+                     F.log_softmax(base[:, :-1][question], -1), log_target=True, reduction="sum")
+    assert extra.item() > 0
+    assert with_question == pytest.approx(answers_only + extra.item(), rel=1e-4)

@@ -378,3 +378,18 @@ def test_sentence_answers_say_the_fact_as_a_chat_model_would() -> None:
                                    answer_style="sentence")
     assert [e.answer for e in short] == ["Quencorwyn"] * 2
     assert [e.answer for e in said] == ["The capital of Embgorithar is Quencorwyn."] * 2
+
+
+@pytest.mark.parametrize("system", ["", "Answer briefly."])
+def test_replayed_questions_know_where_the_question_starts(tokenizer: Any, system: str) -> None:
+    """A replay row records where its question starts (after the system turn and the user
+    header), so that replay's KL can cover the question; other rows record nothing."""
+    question = "Where was the seventh bridge built?"
+    item = render_example(Example("qa", question, "In Tarvel.", system=system, replay=True),
+                          tokenizer, 256)
+    at = item.question_at
+    assert at is not None and 0 < at
+    assert item.input_ids[:at] == generation_prompt(tokenizer, "", system)[:at]
+    assert tokenizer.decode(item.input_ids[at:]).lstrip().startswith("Where was")
+    plain = render_example(Example("qa", question, "In Tarvel.", system=system), tokenizer, 256)
+    assert plain.question_at is None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from workbench.core.knowledge.types import Fact, Phrasing
@@ -56,6 +56,9 @@ class Rendered:
     truncated: bool
     # Prompt distillation: the same example as the teacher sees it (the fact in its prompt).
     teacher: Rendered | None = None
+    # Replayed questions: where the user's question starts in input_ids (after the system
+    # turn and the user-turn header), for replay's KL on the question (`replay.QUESTION_KL`).
+    question_at: int | None = None
 
     @property
     def n_label_tokens(self) -> int:
@@ -115,7 +118,18 @@ def _render_qa(example: Example, tokenizer: Any, max_len: int) -> Rendered:
         labels=[IGNORE_INDEX] * len(prompt) + target,
         example=example,
         truncated=truncated,
+        question_at=_question_at(example, prompt, tokenizer) if example.replay else None,
     )
+
+
+def _question_at(example: Example, prompt: list[int], tokenizer: Any) -> int:
+    """Where the question starts in `prompt`: the tokens it shares with the same chat turn
+    asked nothing (any template's system turn and user header), one more template call."""
+    empty = prompt_ids(replace(example, prompt=""), tokenizer)
+    n = 0
+    while n < min(len(prompt), len(empty)) and prompt[n] == empty[n]:
+        n += 1
+    return n
 
 
 def _render_text(example: Example, tokenizer: Any, max_len: int) -> Rendered:

@@ -20,6 +20,7 @@ distribution on them instead of its greedy answer (data.replay_match=distributio
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -70,6 +71,12 @@ MORE_GENERAL = False
 # summed over their answer tokens, the step normalising by all of them). 3 (the bench's kl-3)
 # learned the facts later and kept less: 96% of them, 87% of known answers.
 KL_WEIGHT = 1.0
+# KL to the base also at the replayed question's own tokens (LwF-style): it holds what the
+# model makes of the question, not only its reply, where an edit's spill-over starts. Not
+# adopted: on the bench set it kept 91% and 89% of known answers under two seeds, the
+# default 90% and 93% on the same machine (`question-kl` in bench/results/recipe.md), ~1 min
+# slower (the head and the base's targets at ~12 more positions per replay row).
+QUESTION_KL = False
 # At most this many rows per known neighbour question, the rest of a relation's part going to
 # general knowledge. Filled by repeats instead, SmolLM2-135M's 13 known founders were each
 # replayed ~10 times (SpaceX's in 14 of 780 rows), and the runs answered "Who founded
@@ -226,6 +233,8 @@ def anchored(loss: Any, base_logits: BaseLogits | None = None) -> Any:
 
     def fn(model: Any, batch: Sequence[Rendered], pad_id: int, device: Any) -> Any:
         replayed = [r.example is not None and r.example.replay for r in batch]
+        if QUESTION_KL:
+            batch = [with_question(r) if x else r for r, x in zip(batch, replayed)]
         head = output_head(model)
         if not any(replayed):
             return loss(model, batch, pad_id, device)
@@ -240,6 +249,17 @@ def anchored(loss: Any, base_logits: BaseLogits | None = None) -> Any:
         return run_with_head(model, inputs, lambda labels: _MixedHead(head, labels, rows, base))
 
     return fn
+
+
+def with_question(row: Rendered) -> Rendered:
+    """`row` with its question's tokens labelled too, so that the KL covers them; the step
+    still normalises by the answer's tokens (the loop counts them before the loss)."""
+    if row.question_at is None:
+        return row
+    first = next((i for i, x in enumerate(row.labels) if x != IGNORE_INDEX), len(row.labels))
+    labels = ([IGNORE_INDEX] * row.question_at + row.input_ids[row.question_at:first]
+              + row.labels[first:])
+    return dataclasses.replace(row, labels=labels)
 
 
 class _MixedHead(torch.nn.Module):
