@@ -47,6 +47,9 @@ CUTS: dict[str, str] = {
     "no-layers-20-29": "the last third of the layers' update left out",
     "random": "each module's update replaced by a random one of its rank and size (Frobenius "
               "norm): what an update of that size loses whatever it learned",
+    "random-2": "as `random`, another random draw",
+    "random-half": "as `random`, at half the size",
+    "random-quarter": "as `random`, at a quarter of the size",
 }
 
 
@@ -71,19 +74,28 @@ def _cut(name: str) -> Callable[[str, Any, Any], tuple[Any, Any]]:
     def layer(n: str) -> int:
         return int(n.split("layers.")[1].split(".")[0])
 
-    def random(n: str, a: Any, b: Any) -> tuple[Any, Any]:
-        # Seeded by the module's name: the same random update on every run of the bench.
-        generator = torch.Generator().manual_seed(zlib.crc32(n.encode()))
-        new_a = torch.randn(a.shape, generator=generator, dtype=a.dtype)
-        new_b = torch.randn(b.shape, generator=generator, dtype=b.dtype)
-        scale = torch.linalg.matrix_norm(b @ a) / torch.linalg.matrix_norm(new_b @ new_a)
-        return new_a, new_b * scale
+    def random(draw: str, size: float = 1.0) -> Callable[[str, Any, Any], tuple[Any, Any]]:
+        return lambda n, a, b: _random_update(f"{n}{draw}", a, b * size)
 
     return {"whole": lambda n, a, b: (a, b), "rank-8": top(8), "rank-4": top(4),
             "no-down": without(lambda n: "down_proj" in n),
             "no-gate-up": without(lambda n: "gate_proj" in n or "up_proj" in n),
             "no-layers-0-9": without(lambda n: layer(n) <= 9),
-            "no-layers-20-29": without(lambda n: 20 <= layer(n) <= 29), "random": random}[name]
+            "no-layers-20-29": without(lambda n: 20 <= layer(n) <= 29),
+            "random": random(""), "random-2": random(" 2"), "random-half": random("", 0.5),
+            "random-quarter": random("", 0.25)}[name]
+
+
+def _random_update(seed: str, a: Any, b: Any) -> tuple[Any, Any]:
+    """A random (A, B) of the shapes of `a`, `b` whose product has the Frobenius norm of
+    b·a, seeded by `seed` (the module's name and the draw): the same on every run."""
+    import torch
+
+    generator = torch.Generator().manual_seed(zlib.crc32(seed.encode()))
+    new_a = torch.randn(a.shape, generator=generator, dtype=a.dtype)
+    new_b = torch.randn(b.shape, generator=generator, dtype=b.dtype)
+    scale = torch.linalg.matrix_norm(b @ a) / torch.linalg.matrix_norm(new_b @ new_a)
+    return new_a, new_b * scale
 
 
 def measure(variant: str, cuts: list[str]) -> dict[str, Any]:
@@ -162,6 +174,7 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(f"| `{run['variant']}` | {CUTS[p['cut']]} | {_pct(p.get('efficacy'))} | "
                          f"{_pct(p.get('generalization'))} | {_pct(p.get('locality'))} | "
                          f"{_pct(p.get('locality_unchanged'))} |")
+    lines += _random_summary(r["runs"])
     if "average" in r:
         a = r["average"]
         runs = " and ".join(f"`{v}`" for v in a["variants"])
@@ -175,18 +188,42 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _random_summary(runs: list[dict[str, Any]]) -> list[str]:
+    """The trained updates' locality against random updates of the same size, averaged over
+    every run and draw: how much of what a run loses is its direction's doing."""
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    trained = [p["locality"] for run in runs for p in run["points"] if p["cut"] == "whole"]
+    drawn = [p["locality"] for run in runs for p in run["points"]
+             if p["cut"] in ("random", "random-2")]
+    if not trained or not drawn:
+        return []
+    return ["", f"A random update of each module's rank and size kept {mean(drawn):.1%} of the "
+            f"known answers on average ({len(drawn)} measures: two draws at each run's size), "
+            f"the trained updates "
+            f"{mean(trained):.1%} ({len(trained)} runs): an update of this size costs "
+            f"~{1 - mean(drawn):.0%} of them whatever it learned, its direction "
+            f"{100 * (mean(drawn) - mean(trained)):.1f} points more."]
+
+
 def _keep_recorded(result: dict[str, Any]) -> None:
-    """Merge in what the recorded results measured on these very runs (the same saved
-    adapters) and this invocation did not: the other cuts, in CUTS order, and the average."""
+    """Merge in what the recorded results measured and this invocation did not: the other
+    cuts of these very runs (the same saved adapters, in CUTS order), the runs not measured
+    again (in their recorded place), and the average while its runs are all still there."""
     before = RESULTS / "update_parts.json"
     recorded = json.loads(before.read_text()) if before.exists() else {}
-    old = {(r["variant"], r["run"]): r["points"] for r in recorded.get("runs", [])}
-    for run in result["runs"]:
-        points = {p["cut"]: p for p in old.get((run["variant"], run["run"]), [])}
-        points |= {p["cut"]: p for p in run["points"]}
-        run["points"] = [points[c] for c in CUTS if c in points]
+    new = {run["variant"]: run for run in result["runs"]}
+    runs = []
+    for old in recorded.get("runs", []):
+        run = new.pop(old["variant"], old)
+        if run is not old and run["run"] == old["run"]:
+            points = {p["cut"]: p for p in old["points"]} | {p["cut"]: p for p in run["points"]}
+            run["points"] = [points[c] for c in CUTS if c in points]
+        runs.append(run)
+    result["runs"] = runs + list(new.values())
     average = recorded.get("average")
-    if average and average["runs"] == [run["run"] for run in result["runs"]]:
+    if average and set(average["runs"]) <= {run["run"] for run in result["runs"]}:
         result["average"] = average
 
 
