@@ -50,6 +50,7 @@ CUTS: dict[str, str] = {
     "random-2": "as `random`, another random draw",
     "random-half": "as `random`, at half the size",
     "random-quarter": "as `random`, at a quarter of the size",
+    "random-sixteenth": "as `random`, at a sixteenth of the size",
 }
 
 
@@ -83,7 +84,7 @@ def _cut(name: str) -> Callable[[str, Any, Any], tuple[Any, Any]]:
             "no-layers-0-9": without(lambda n: layer(n) <= 9),
             "no-layers-20-29": without(lambda n: 20 <= layer(n) <= 29),
             "random": random(""), "random-2": random(" 2"), "random-half": random("", 0.5),
-            "random-quarter": random("", 0.25)}[name]
+            "random-quarter": random("", 0.25), "random-sixteenth": random("", 1 / 16)}[name]
 
 
 def _random_update(seed: str, a: Any, b: Any) -> tuple[Any, Any]:

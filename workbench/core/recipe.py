@@ -58,8 +58,8 @@ neighbours answered in the set's made-up style. One run's locality lies ~4 point
 setting's mean (9 settings measured under two seeds), and no setting tried has a mean above
 ~95%, so none keeps 95% under every seed. Nor can much be gained on this model: a random
 update of each module's rank and size, which teaches nothing, kept 93-96% (at a quarter of
-that size, 95%; `bench/results/update_parts.md`): of the 7-10 known answers a run loses,
-4-7 go with any update of its size.
+that size 95%, at a sixteenth 100%; `bench/results/update_parts.md`): of the 7-10 known
+answers a run loses, 4-7 go with any update of its size.
 """
 
 from __future__ import annotations
