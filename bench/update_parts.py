@@ -15,7 +15,7 @@ lose less.
     python bench/update_parts.py [--runs VARIANT…] [--cuts CUT…]
                                  # bench/results/update_parts.*
     python bench/update_parts.py --average       # the two runs averaged, merged into them
-    (what a later invocation does not measure again on the same runs is kept)
+    (what a later invocation does not measure again is kept)
 """
 
 from __future__ import annotations
