@@ -76,6 +76,18 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-base"), "llama", chat_template=False)
 
 
+def load_bench_script(name: str) -> Any:
+    """A script of bench/ (not a package) imported as a module, for tests of its helpers."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
             timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """Run `python -m workbench ARGS` as a user would, capturing its output."""

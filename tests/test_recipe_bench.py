@@ -3,23 +3,17 @@ so the noise a candidate must beat stays true as rows are added."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "recipe.py"
+from conftest import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def recipe() -> Any:
-    spec = importlib.util.spec_from_file_location("recipe_bench", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("recipe")
 
 
 def _row(name: str, locality: float, machine: str = "cpu A") -> dict[str, Any]:

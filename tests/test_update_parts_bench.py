@@ -3,24 +3,18 @@ size, and a partial re-run that keeps what it did not measure again."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "update_parts.py"
+from conftest import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def parts() -> Any:
-    spec = importlib.util.spec_from_file_location("update_parts_bench", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("update_parts")
 
 
 def test_random_cut_has_the_updates_rank_and_size(parts) -> None:
