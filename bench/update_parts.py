@@ -124,7 +124,7 @@ def measure(variant: str, cuts: list[str]) -> dict[str, Any]:
                 m.lora_B["default"].weight.copy_(b)
         started = time.perf_counter()
         points.append({"cut": name, **score_every_probe(loaded, model, recorded.items),
-                       "seconds": time.perf_counter() - started})
+                       "seconds": time.perf_counter() - started, "date": str(date.today())})
         print(json.dumps(points[-1]), flush=True)
     return {"variant": variant, "run": recorded.run_id, "points": points}
 
@@ -163,7 +163,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         "# What is left of a trained update, part by part (SmolLM2-135M-Instruct)",
         "",
-        f"{r['machine']}; {r['date']}. The saved adapters of `bench/recipe.py` runs, each cut "
+        f"{r['machine']}; {_dates(r)}. The saved adapters of `bench/recipe.py` runs, each cut "
         "one way at a time, every probe scored by free generation. "
         "`python bench/update_parts.py`.",
         "",
@@ -187,6 +187,15 @@ def markdown(r: dict[str, Any]) -> str:
                   f"{_pct(p.get('generalization'))} | {_pct(p.get('locality'))} | "
                   f"{_pct(p.get('locality_unchanged'))} |" for p in a["points"]]
     return "\n".join(lines) + "\n"
+
+
+def _dates(r: dict[str, Any]) -> str:
+    """When the recorded measures were taken: partial re-runs add to earlier ones, so one day
+    can be a range (a measure recorded without a date counts as the results' own date)."""
+    days = {p.get("date", r["date"]) for run in r["runs"] for p in run["points"]}
+    days |= {r["average"].get("date", r["date"])} if "average" in r else set()
+    first, last = min(days, default=r["date"]), max(days, default=r["date"])
+    return first if first == last else f"measured {first} to {last}"
 
 
 def _random_summary(runs: list[dict[str, Any]]) -> list[str]:

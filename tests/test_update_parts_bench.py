@@ -1,5 +1,6 @@
 """The update-parts benchmark's cuts and its results file: a random update of the trained one's
-size, and a partial re-run that keeps what it did not measure again."""
+size, a partial re-run that keeps what it did not measure again, and the days its measures
+span."""
 
 from __future__ import annotations
 
@@ -75,3 +76,13 @@ def test_random_summary_compares_the_trained_updates_with_random_ones(parts) -> 
     assert "kept 95.0% of the known answers on average (2 measures" in line
     assert "the trained updates 92.0% (2 runs)" in line and "3.0 points more" in line
     assert parts._random_summary([{"points": [{"cut": "whole", "locality": 0.9}]}]) == []
+
+
+def test_the_header_gives_the_days_the_recorded_measures_span(parts) -> None:
+    one_day = {"date": "2026-12-04", "runs": [{"points": [{"cut": "whole", "date": "2026-12-04"},
+                                                         {"cut": "random"}]}]}
+    assert parts._dates(one_day) == "2026-12-04"  # undated measures count as the file's day
+    one_day["runs"][0]["points"][0]["date"] = "2026-12-03"
+    assert parts._dates(one_day) == "measured 2026-12-03 to 2026-12-04"
+    one_day["average"] = {"date": "2026-12-05"}
+    assert parts._dates(one_day) == "measured 2026-12-03 to 2026-12-05"
