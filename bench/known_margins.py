@@ -2,11 +2,11 @@
 ~5% that even a random update of the trained one's size loses (`bench/update_parts.py`) is
 this model's fragility, not the recipe's doing, and no recipe keeps those answers for sure.
 
-For each locality probe of the recipe bench's set, the base's margin on its own answer: its
-reply teacher-forced after the chat prompt, and at each token up to where the gold answer is
-complete (the tokens that decide "correct"), the log-probability of that token minus the
-best other token's; the answer's margin is the smallest (nats; near 0: a coin flip at one
-token). The probes are split into fifths by margin, and each fifth's losses are counted over
+For each locality probe of the recipe bench's set, the base's margin on its own answer
+(`workbench/core/knowledge/certainty.py`: its reply teacher-forced after the chat prompt, and
+at each token up to where the gold answer is complete, the log-probability of that token
+minus the best other token's; the answer's margin is the smallest, in nats; near 0: a coin
+flip at one token). The probes are split into fifths by margin, and each fifth's losses are counted over
 the recorded measures: the trained updates (`bench/update_parts.py`'s whole adapters, and the
 finished runs in the recipe bench's workspace) and random updates of the trained one's size.
 
@@ -34,29 +34,12 @@ RANDOM_SAME_SIZE = ("random", "random-2")
 
 
 def margins(loaded: Any, items: list[Any]) -> dict[str, float]:
-    """question → the base's smallest per-token margin (nats) on its reply, up to where the
-    reply is first marked correct."""
-    import torch
+    """question → the base's margin on its own reply (`knowledge/certainty.py`)."""
+    from workbench.core.knowledge.certainty import answer_margins
 
-    from workbench.core.knowledge.render import Example, prompt_ids
-    from workbench.core.scoring import is_correct
-
-    tok, model = loaded.tokenizer, loaded.model
-    model.eval()
-    result = {}
-    for item in items:
-        prompt = prompt_ids(Example("qa", item.question, ""), tok)
-        reply = tok(item.reference, add_special_tokens=False)["input_ids"]
-        decisive = next((k for k in range(1, len(reply) + 1)
-                         if is_correct(tok.decode(reply[:k]), item.answer, item.aliases)),
-                        len(reply))
-        with torch.no_grad():
-            logits = model(input_ids=torch.tensor([prompt + reply])).logits[0].float()
-        logp = torch.log_softmax(logits[len(prompt) - 1:len(prompt) - 1 + decisive], -1)
-        chosen = logp[torch.arange(decisive), torch.tensor(reply[:decisive])]
-        logp[torch.arange(decisive), torch.tensor(reply[:decisive])] = float("-inf")
-        result[item.question] = float((chosen - logp.max(-1).values).min())
-    return result
+    found = answer_margins(loaded, [(i.question, i.reference, i.answer, i.aliases)
+                                    for i in items])
+    return {i.question: m for i, m in zip(items, found, strict=True)}
 
 
 def lost_lists() -> tuple[dict[str, list[list[str]]], list[str]]:

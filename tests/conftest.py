@@ -76,6 +76,17 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-base"), "llama", chat_template=False)
 
 
+@pytest.fixture
+def fake_model_margins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Locality screening with a fake model (no weights to measure how sure it is of an
+    answer with): each of its answers gets a margin of 1.0; a loaded model is measured."""
+    from workbench.core.knowledge import locality
+
+    measure = locality.answer_margins
+    monkeypatch.setattr(locality, "answer_margins", lambda loaded, rows, **kw: (
+        measure(loaded, rows, **kw) if hasattr(loaded, "model") else [1.0] * len(rows)))
+
+
 def load_bench_script(name: str) -> Any:
     """A script of bench/ (not a package) imported as a module, for tests of its helpers."""
     import importlib.util

@@ -33,6 +33,10 @@ def store(tmp_path) -> Store:
 HUB_MODEL = SimpleNamespace(source=ModelSource("hub", "some/model"))
 
 
+# Its fake models have no weights to measure how sure they are of an answer with.
+pytestmark = pytest.mark.usefixtures("fake_model_margins")
+
+
 def test_cli_import_then_export_jsonl(tmp_path) -> None:
     src = tmp_path / "facts.csv"
     src.write_text(CSV, encoding="utf-8")
@@ -126,6 +130,11 @@ def test_locality_keeps_only_what_the_base_answers_correctly(store, tiny_llama, 
     monkeypatch.undo()
     real = locality.build_locality(store, sid, loaded, general=10, per_fact=1)
     assert real.asked >= 10
+    # Each kept answer carries how sure the model was of it (measured, not the fake's 1.0).
+    margins = store.db.execute("SELECT base_margin FROM probes WHERE set_id = ? AND kind IN "
+                               "('locality', 'neighbour')", [sid]).fetchall()
+    assert len(margins) == real.kept_general + real.kept_neighbours
+    assert all(m is not None and m != 1.0 for (m,) in margins)
 
 
 def test_neighbours_share_the_relation_of_the_fact() -> None:

@@ -139,6 +139,10 @@ def test_the_shipped_relations_are_sound(relations: list[rel.Relation]) -> None:
 # ---- building locality and replay with a stubbed base model ---------------------------------
 
 HUB_MODEL = SimpleNamespace(source=ModelSource("hub", "some/model"))
+
+
+# Its fake models have no weights to measure how sure they are of an answer with.
+pytestmark = pytest.mark.usefixtures("fake_model_margins")
 FACTS = [Fact("What is the capital of Freedonia?", "Fredville", subject="Freedonia"),
          Fact("Which currency does Freedonia use?", "the fredo", subject="Freedonia"),
          Fact("Who founded Zorblax Industries?", "Ada Quill")]
@@ -242,6 +246,11 @@ def test_neighbour_locality_built_for_capitals_currencies_and_founders_on_the_re
                             "ON r.probe_id = p.id WHERE p.set_id = ?", [sid]).fetchall()
     assert len(rows) == counts.kept_neighbours
     assert all(is_correct(base, gold, json.loads(aliases)) for gold, aliases, base in rows)
+    # How sure the base was of each kept answer: measured for every one, and spread (on
+    # SmolLM2 from coin flips near 0 to ~3 nats).
+    margins = [m for (m,) in store.db.execute("SELECT base_margin FROM probes WHERE set_id = ?",
+                                              [sid])]
+    assert all(m is not None for m in margins) and min(margins) < 0.5 < max(margins)
 
 
 def test_base_answers_are_asked_once_per_model_and_question(tmp_path: Path) -> None:

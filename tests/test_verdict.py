@@ -64,7 +64,8 @@ def test_a_finished_runs_verdict_reads_its_final_round_everywhere(bench) -> None
         for i in range(3):
             pid = db["probes"].insert({"set_id": sid, "kind": "neighbour", "split": "probe",
                                        "question": f"What is the capital of Japan {i}?",
-                                       "answer": "Tokyo", "created_at": now()}).last_pk
+                                       "answer": "Tokyo", "created_at": now(),
+                                       "base_margin": [0.1, 0.4, 2.0][i]}).last_pk
             db["probe_results"].insert({"run_id": run_id, "probe_id": pid, "step": step,
                                         "metric": "locality", "answer": "Senri City",
                                         "correct": 0, "exact": 0, "created_at": now()})
@@ -75,8 +76,40 @@ def test_a_finished_runs_verdict_reads_its_final_round_everywhere(bench) -> None
     assert message.level == "error" and "with 'Senri City'" in message.detail
     shown = run_cli("--workspace", str(ws.root), "runs", "show", str(run_id))
     assert "kept 0% of what it knew" in shown.stdout and "with 'Senri City'" in shown.stdout
+    # How sure the base was of each, as the screening stored it: the surest named first.
+    assert "'What is the capital of Japan 2?' with 'Senri City' (was 'Tokyo', and the base " \
+           "was sure of it)" in shown.stdout
+    assert "1 the base barely knew" in shown.stdout
     listed = run_cli("--workspace", str(ws.root), "runs")
     assert "[broke the model]" in listed.stdout
+
+
+def test_lost_answers_say_how_sure_the_base_was_of_them() -> None:
+    """An answer the base was sure of and lost is what the run damaged: named first. One it
+    barely knew (a coin flip any update of this size may turn) is named as such."""
+    scores = {"efficacy": 1.0, "generalization": 0.9, "locality": 0.9}
+    lost = [Forgotten("What currency is used in Italy?", "euro", "the lira", 0.05),
+            Forgotten("Who founded Amazon?", "Jeff Bezos", "Elon Musk", None),
+            Forgotten("What is the capital of Croatia?", "Zagreb", "Zaradzefsk", 1.06),
+            Forgotten("Which planet is the Red Planet?", "Mars", "Kepler-62f", 0.07)]
+    found = verdict(scores, lost)
+    named = found.details[0]
+    assert named.startswith("It now answers 'What is the capital of Croatia?' with "
+                            "'Zaradzefsk' (was 'Zagreb', and the base was sure of it); "
+                            "now answers 'Who founded Amazon?'")
+    assert "(was 'euro', which the base barely knew)" in named  # third of the three named
+    assert found.details[1] == ("Of the 3 answers lost, 2 the base barely knew (any update of "
+                                "this size turns some of those) and 1 it was sure of (what "
+                                "this run damaged).")
+    # Margins not measured (probes screened before): named as before, no such line.
+    plain = verdict(scores, [Forgotten(f.question, f.gold, f.answer) for f in lost])
+    assert plain.details == ("It now answers 'What currency is used in Italy?' with 'the lira' "
+                             "(was 'euro'); now answers 'Who founded Amazon?' with 'Elon "
+                             "Musk' (was 'Jeff Bezos'); now answers 'What is the capital of "
+                             "Croatia?' with 'Zaradzefsk' (was 'Zagreb').",)
+    # Neither sure nor barely known: no line either.
+    middle = verdict(scores, [Forgotten("Q?", "a", "b", 0.4)])
+    assert middle.details == ("It now answers 'Q?' with 'b' (was 'a').",)
 
 
 def test_an_early_stop_says_why_in_the_title() -> None:

@@ -321,7 +321,19 @@ def _migration_10(conn: sqlite3.Connection) -> None:
     run_script(conn, _SCHEMA_RUN_PROCESSES)
 
 
+_SCHEMA_BASE_MARGIN = """
+-- How sure the base model was of its answer to a locality probe (`knowledge/certainty.py`,
+-- nats; NULL for probes screened before it was kept): the verdict tells a lost answer the
+-- base was sure of from a coin flip any update could turn.
+ALTER TABLE probes ADD COLUMN base_margin REAL;
+"""
+
+
+def _migration_11(conn: sqlite3.Connection) -> None:
+    run_script(conn, _SCHEMA_BASE_MARGIN)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6,
-    _migration_7, _migration_8, _migration_9, _migration_10]
+    _migration_7, _migration_8, _migration_9, _migration_10, _migration_11]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -151,14 +151,15 @@ def round_scores(store: Store, run_id: int) -> list[dict[str, Any]]:
         "FROM probe_results WHERE run_id = ? GROUP BY step, metric ORDER BY step", [run_id])
 
 
-def wrong_locality(store: Store, run_id: int, step: int) -> list[tuple[str, str, str]]:
-    """(question, gold, answer) of locality probes answered wrongly at `step`, neighbours
-    first."""
+def wrong_locality(store: Store, run_id: int,
+                   step: int) -> list[tuple[str, str, str, float | None]]:
+    """(question, gold, answer, the base's margin on it or None) of locality probes answered
+    wrongly at `step`, neighbours first."""
     found = store.db.execute(
-        "SELECT p.question, p.answer, r.answer FROM probe_results r JOIN probes p ON "
-        "p.id = r.probe_id WHERE r.run_id = ? AND r.step = ? AND r.metric = 'locality' AND "
-        "r.correct = 0 ORDER BY p.kind = 'neighbour' DESC, p.id", [run_id, step]).fetchall()
-    return [(q, a, answer) for q, a, answer in found]
+        "SELECT p.question, p.answer, r.answer, p.base_margin FROM probe_results r JOIN probes "
+        "p ON p.id = r.probe_id WHERE r.run_id = ? AND r.step = ? AND r.metric = 'locality' "
+        "AND r.correct = 0 ORDER BY p.kind = 'neighbour' DESC, p.id", [run_id, step]).fetchall()
+    return [(q, a, answer, margin) for q, a, answer, margin in found]
 
 
 def answers_by_probe(store: Store, run_id: int, step: int) -> dict[int, tuple[str, bool]]:

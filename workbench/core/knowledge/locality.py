@@ -6,7 +6,9 @@ Japan?"), where an edit is most likely to spill over; then the general-knowledge
 most similar in wording to the set's (a shipped list, or the model's own list when its folder
 has one); then a random sample of that list. The base model answers every candidate; only
 those it answers correctly are kept as locality probes, with its answer stored beside them so
-the scorecard can tell a tuned answer that is still correct from one that is also unchanged.
+the scorecard can tell a tuned answer that is still correct from one that is also unchanged,
+and how sure of it the base was (`certainty.py`), so the verdict can tell a lost answer the
+base was sure of from a coin flip.
 
 Of the same-relation neighbours the base knows, every other one is left out of locality for
 replay (`replay.py`) to train on: training then anchors the relation too, and locality is
@@ -26,6 +28,7 @@ from typing import Any
 from workbench.core.data import phrasings
 from workbench.core.errors import KnowledgeError
 from workbench.core.knowledge.base_answers import ask_base
+from workbench.core.knowledge.certainty import answer_margins
 from workbench.core.generate import ask_questions
 from workbench.core.knowledge.relations import (Neighbour, Relation, asks_about, load_relations,
                                                 same_relation_neighbours)
@@ -243,21 +246,26 @@ def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int 
     fragile = 0
     if consistent and rows and not _ships_own_knowledge(loaded):
         steady = _consistently_right(loaded, [item for _, item, _ in rows],
-                                     lambda f, m: progress(0.95 + 0.05 * f, m))
+                                     lambda f, m: progress(0.95 + 0.03 * f, m))
         asked += len(rows) * len(ROBUST_SYSTEMS)
         fragile = len(rows) - sum(steady)
         rows = [row for row, ok in zip(rows, steady) if ok]
         by_relation = {name: sum(item.get("relation") == name for _, item, _ in rows)
                        for name in by_relation}
+    progress(0.98, f"measuring how sure the base model is of its {len(rows)} answers")
+    margins = answer_margins(loaded, [(item["question"], answer, item["answer"],
+                                       item.get("aliases", [])) for _, item, answer in rows])
     with store.write():
         phrasings.delete_kinds(store, sid, ("locality", "neighbour"))
-        for kind, item, answer in rows:
+        for (kind, item, answer), margin in zip(rows, margins, strict=True):
             aliases = item.get("aliases", [])
-            # With the base model's own answer: what a tuned answer is "unchanged" from.
+            # With the base model's own answer: what a tuned answer is "unchanged" from; and
+            # how sure of it the base was, which the verdict reads when the answer is lost.
             phrasings.add_with_base_answer(store, {
                 "set_id": sid, "kind": kind, "question": item["question"],
                 "answer": item["answer"], "aliases": json.dumps(aliases, ensure_ascii=False),
-                "origin": "screening"}, answer, is_exact(answer, item["answer"], aliases))
+                "origin": "screening", "base_margin": margin}, answer,
+                is_exact(answer, item["answer"], aliases))
         touch(store, sid)
     progress(1.0, "done")
     return LocalityCounts(asked, sum(kind == "locality" for kind, _, _ in rows),

@@ -212,9 +212,10 @@ def record(store: Store, run_id: int, step: int, items: Sequence[ProbeItem],
     return shares(verdicts)
 
 
-def wrong_locality(store: Store, run_id: int, step: int) -> list[tuple[str, str, str]]:
-    """(question, gold answer, the run's answer) of locality probes answered wrongly at
-    `step`: what the run made the model forget, for its verdict."""
+def wrong_locality(store: Store, run_id: int,
+                   step: int) -> list[tuple[str, str, str, float | None]]:
+    """(question, gold answer, the run's answer, the base's margin on it) of locality probes
+    answered wrongly at `step`: what the run made the model forget, for its verdict."""
     return runs.wrong_locality(store, run_id, step)
 
 

@@ -4,7 +4,9 @@
 generation, design §4) and says it in one line, e.g. "Injected 96% · held-out 78% · kept 98%
 of what it knew — good", or warns when locality fell, naming what the model now gets wrong
 ("now answers 'What is the capital of Japan?' with 'Senri City'") and what to try. A run that
-broke the model is flagged wherever runs are listed.
+broke the model is flagged wherever runs are listed. Where the screening measured how sure the
+base was of each answer (`knowledge/certainty.py`), the answers it was sure of are named
+first, and a line counts those apart from the ones it barely knew.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from workbench.core.data.names import RunStatus, ScoreMetric
+from workbench.core.knowledge.certainty import SURE, UNSURE
 from workbench.core.sections import RECIPE_REPLAY_RATIO
 from workbench.core.scoring import percent
 
@@ -32,6 +35,22 @@ class Forgotten:
     question: str
     gold: str
     answer: str  # the tuned model's answer
+    # How sure the base was of its own answer (`knowledge/certainty.py`, nats); None for
+    # probes screened before it was measured.
+    base_margin: float | None = None
+
+    @property
+    def sure(self) -> bool:
+        return self.base_margin is not None and self.base_margin >= SURE
+
+    @property
+    def barely_known(self) -> bool:
+        return self.base_margin is not None and self.base_margin < UNSURE
+
+    def said(self) -> str:
+        how = (", and the base was sure of it" if self.sure else
+               ", which the base barely knew" if self.barely_known else "")
+        return f"now answers {self.question!r} with {self.answer!r} (was {self.gold!r}{how})"
 
 
 @dataclass(frozen=True)
@@ -75,8 +94,10 @@ def verdict(scores: dict[str, float], forgotten: list[Forgotten] | None = None, 
     details: list[str] = []
     if stopped_early:
         details.append(f"Stopped early: {stopped_early}.")
-    examples = [f"now answers {f.question!r} with {f.answer!r} (was {f.gold!r})"
-                for f in (forgotten or [])[:3]]
+    # The answers the base was sure of first: those the run damaged, where a coin flip the
+    # base barely knew may turn under any update of this size (`certainty.py`).
+    lost = sorted(forgotten or [], key=lambda f: 0 if f.sure else 2 if f.barely_known else 1)
+    examples = [f.said() for f in lost[:3]]
     if kept is not None and kept < BROKEN_LOCALITY:
         level, word = "broken", "it broke what the model knew"
         advice = ("Use the recommended recipe (replay 0.5 matched in distribution, a locality "
@@ -97,7 +118,22 @@ def verdict(scores: dict[str, float], forgotten: list[Forgotten] | None = None, 
         level, word, advice = "good", "good", ""
     if level != "good" and examples and kept is not None and kept < GOOD_LOCALITY:
         details.append("It " + "; ".join(examples) + ".")
+        details += _how_sure(lost)
     return Verdict(level, " · ".join(parts) + f" — {word}", tuple(details), advice)
+
+
+def _how_sure(lost: list[Forgotten]) -> list[str]:
+    """One line on how sure the base was of the answers lost, where that was measured."""
+    measured = [f for f in lost if f.base_margin is not None]
+    if not measured:
+        return []
+    sure, barely = sum(f.sure for f in measured), sum(f.barely_known for f in measured)
+    parts = [f"{barely} the base barely knew (any update of this size turns some of those)"
+             ] if barely else []
+    parts += [f"{sure} it was sure of (what this run damaged)"] if sure else []
+    if not parts:
+        return []
+    return [f"Of the {len(measured)} answers lost, " + " and ".join(parts) + "."]
 
 
 def _forgetting_advice(replay: Replay | None) -> str:
@@ -131,8 +167,8 @@ def run_verdict(store: Store, run: dict[str, Any]) -> Verdict | None:
     step = runs.last_probed_step(store, run["id"])
     if not scores or step is None:
         return None
-    forgotten = [Forgotten(q, gold, answer)
-                 for q, gold, answer in probing.wrong_locality(store, run["id"], step)]
+    forgotten = [Forgotten(q, gold, answer, margin)
+                 for q, gold, answer, margin in probing.wrong_locality(store, run["id"], step)]
     return verdict(scores, forgotten, stopped_early=run.get("stop_reason") or "",
                    replay=_replay(run))
 

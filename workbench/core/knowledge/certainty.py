@@ -1,0 +1,74 @@
+"""How sure the base model is of an answer it gives: at each token of its answer, up to where
+the answer is complete (first marked correct), the log-probability of that token minus the
+best other token's; the answer's margin is the smallest (nats; near 0: a coin flip at one
+token). The answer is teacher-forced after the same chat prompt generation uses, so one
+forward pass per answer, no generation.
+
+Why: on SmolLM2-135M the known answers a run loses are mostly the ones the base was least
+sure of (`bench/results/known_margins.md`): of the fifth under 0.13 nats trained updates lost
+18% and random updates of their size 14%; above 0.61 nats random ones lost none. The verdict
+uses the margin to tell an answer the run damaged (the base was sure of it) from one any
+update of that size could flip.
+
+Coarse: a small gap between two wordings that both end right ("The capital…" or the name at
+once) counts as small too, and the answer is re-tokenised from its text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from workbench.core.generate import prompt_ids
+from workbench.core.models import LoadedModel
+from workbench.core.scoring import is_correct
+from workbench.core.tokens import token_ids
+
+# nats. At or above SURE no random update of a trained one's size lost an answer on the
+# bench; below UNSURE (the two least-sure fifths there) trained updates lost 14-18%.
+SURE = 0.6
+UNSURE = 0.25
+
+
+def smallest_gap(logp: Any, tokens: Sequence[int]) -> float:
+    """min over rows of logp[i, tokens[i]] minus the best other entry of row i (logp: one
+    row of log-probabilities per answer token)."""
+    import torch
+
+    rows = torch.arange(len(tokens))
+    chosen = logp[rows, torch.tensor(list(tokens))]
+    others = logp.clone()
+    others[rows, torch.tensor(list(tokens))] = float("-inf")
+    return float((chosen - others.max(-1).values).min())
+
+
+def answer_margins(loaded: LoadedModel, rows: Sequence[tuple[str, str, str, Sequence[str]]],
+                   *, system: str = "") -> list[float]:
+    """(question, the model's answer, gold, aliases) → the model's margin on that answer up
+    to where it is correct (the whole answer where it never is); 0.0 for an empty answer."""
+    import torch
+
+    if not rows:
+        return []
+    tokenizer, model = loaded.tokenizer, loaded.model
+    prefix = [{"role": "system", "content": system}] if system else []
+    margins = []
+    was_training = model.training
+    model.eval()
+    try:
+        for question, answer, gold, aliases in rows:
+            prompt = prompt_ids(tokenizer, [*prefix, {"role": "user", "content": question}])
+            reply = token_ids(tokenizer(answer, add_special_tokens=False))
+            if not reply:
+                margins.append(0.0)
+                continue
+            decisive = next((k for k in range(1, len(reply) + 1)
+                             if is_correct(tokenizer.decode(reply[:k]), gold, aliases)),
+                            len(reply))
+            ids = torch.tensor([prompt + reply], device=loaded.device)
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[0, len(prompt) - 1:len(prompt) - 1 + decisive]
+            margins.append(smallest_gap(torch.log_softmax(logits.float(), -1), reply[:decisive]))
+    finally:
+        model.train(was_training)
+    return margins
