@@ -323,7 +323,7 @@ def _migration_10(conn: sqlite3.Connection) -> None:
 
 _SCHEMA_BASE_MARGIN = """
 -- How sure the base model was of its answer to a locality probe (`knowledge/certainty.py`,
--- nats; NULL for probes screened before it was kept): the verdict tells a lost answer the
+-- nats; NULL for probes screened before it was measured): the verdict tells a lost answer the
 -- base was sure of from a coin flip any update could turn.
 ALTER TABLE probes ADD COLUMN base_margin REAL;
 """

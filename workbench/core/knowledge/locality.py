@@ -252,7 +252,8 @@ def build_locality(store: Store, sid: int, loaded: LoadedModel, *, general: int 
         rows = [row for row, ok in zip(rows, steady) if ok]
         by_relation = {name: sum(item.get("relation") == name for _, item, _ in rows)
                        for name in by_relation}
-    progress(0.98, f"measuring how sure the base model is of its {len(rows)} answers")
+    if rows:
+        progress(0.98, f"measuring how sure the base model is of its {len(rows)} answers")
     margins = answer_margins(loaded, [(item["question"], answer, item["answer"],
                                        item.get("aliases", [])) for _, item, answer in rows])
     with store.write():
