@@ -4,6 +4,7 @@ report, and the clear errors. Commands run in-process for speed; one as a subpro
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -17,7 +18,9 @@ from workbench.core.config import ModelConfig
 from workbench.core.generate import ask_questions
 from workbench.core.models import load_model
 from workbench.core.train.outputs import load_outputs
+from workbench.core.train.jobs import get_run
 from workbench.core.train.run import create_run, execute_run
+from workbench.core.train.verdict import run_verdict
 
 QUESTIONS = ["Where was Ada Lovelace born?", "Who wrote Hamlet?"]
 
@@ -131,6 +134,16 @@ def test_report_is_one_offline_html_file(lora_run, capsys) -> None:
     assert text.count("* plotly.js v") == 1  # inlined once, with the first chart
     assert not re.search(r"<script[^>]*\bsrc=[\"']?https?:", text)
     assert "✓" in text or "✗" in text
+    # The run's verdict, as the Train and Runs tabs say it, leads.
+    found = run_verdict(_store, get_run(_store, run_id))
+    assert found is not None
+    assert f"<h2>Verdict</h2><div class='verdict {found.level}'>" in text
+    assert f"<strong>{html.escape(found.headline)}</strong>" in text
+    assert text.index("Verdict") < text.index("Settings")
+    for line in (*found.details, found.advice):
+        assert html.escape(line) in text
+    if found.level != "good":
+        assert found.advice  # what to try is there too
 
 
 def test_a_full_fine_tuning_run_has_no_adapter_to_export(bench, capsys) -> None:
@@ -157,7 +170,8 @@ def test_a_run_that_has_not_finished_has_nothing_to_export(bench, capsys) -> Non
     assert "has no trained model" in capsys.readouterr().err
     # Its report still shows the settings and charts, without a scorecard.
     assert cli(ws, "export", str(run_id), "--report") == 0
-    assert "no trained model to score" in (ws.run_dir(run_id) / "report.html").read_text()
+    unfinished = (ws.run_dir(run_id) / "report.html").read_text()
+    assert "no trained model to score" in unfinished and "<h2>Verdict</h2>" not in unfinished
 
 
 def test_unknown_run_is_one_clear_error(tmp_path: Path) -> None:

@@ -39,6 +39,12 @@ def test_inject_writes_the_adapter_and_a_scorecard(tmp_path: Path, tiny_llama: P
     card = json.loads((out / "scorecard.json").read_text())
     assert set(card["scores"]) >= {"efficacy", "generalization"}
     assert card["verdict"].startswith("Injected")
+    # Under the headline, what the verdict found and what to try, printed and in the card.
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert said["verdict_details"] == card["verdict_details"]
+    assert "— good" in card["verdict"] or card["verdict_details"]
+    for line in card["verdict_details"]:
+        assert f"  {line}" in done.stdout
     efficacy = [a for a in card["answers"] if a["metric"] == "efficacy"]
     assert len(efficacy) == 4 and {a["subject"] for a in efficacy} == {"Veltria", "Kandora"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out-")]

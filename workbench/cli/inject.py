@@ -39,13 +39,16 @@ def cmd_inject(args: argparse.Namespace) -> int:
           + ", ".join(f"{k} {percent(v)}" for k, v in result.scores.items()))
     if result.verdict:
         print(result.verdict)
+        for line in result.verdict_details:
+            print(f"  {line}")
     if result.stopped_early:
         print(f"stopped early: {result.stopped_early}")
     if result.out is not None:
         print(f"wrote {result.out}/ (adapter or model, and scorecard.json)")
     if args.json:
         print(json.dumps({"run": result.run_id, "scores": result.scores,
-                          "verdict": result.verdict}))
+                          "verdict": result.verdict,
+                          "verdict_details": list(result.verdict_details)}))
     return 0
 
 

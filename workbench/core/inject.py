@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench.core.config import RunConfig
 from workbench.core.data.names import RunStatus
@@ -30,6 +30,9 @@ from workbench.core.errors import WorkbenchError
 from workbench.core.progress import Progress, no_progress
 from workbench.core.store import Store
 from workbench.core.workspace import Workspace
+
+if TYPE_CHECKING:
+    from workbench.core.train.verdict import Verdict
 
 PHRASINGS = 5  # template paraphrases per fact, besides the other forms and statements
 HOLDOUT = 2  # held-out phrasings per fact, never trained on
@@ -47,6 +50,8 @@ class InjectResult:
     verdict: str
     out: Path | None
     stopped_early: str = ""
+    # The verdict's lines under its headline: what the model now gets wrong, what to try.
+    verdict_details: tuple[str, ...] = ()
 
 
 def check_target(out: Path | None) -> None:
@@ -155,6 +160,7 @@ def scorecard_json(store: Store, run_id: int) -> dict[str, Any]:
         "run": run_id, "status": run["status"], "step": step,
         "scores": history.last_scores(store, run_id=run_id).get(run_id, {}),
         "verdict": found.headline if found else "",
+        "verdict_details": list(_said(found)),
         "stopped_early": run.get("stop_reason") or "",
         "answers": probing.final_answers(store, run_id, step) if step is not None else [],
     }
@@ -218,7 +224,16 @@ def inject(store: Store, workspace: Workspace, facts_file: Path, model: str, *,
         write_outputs(store, workspace, run_id, out)
     return InjectResult(run_id=run_id, set_name=name, import_message=summary.message(),
                         scores=result.scores, verdict=found.headline if found else "",
-                        out=out, stopped_early=result.stopped_early)
+                        out=out, stopped_early=result.stopped_early,
+                        verdict_details=_said(found))
+
+
+def _said(found: Verdict | None) -> tuple[str, ...]:
+    """The verdict's details and advice, the stop reason left out (said on its own line)."""
+    if found is None:
+        return ()
+    return tuple(line for line in (*found.details, found.advice)
+                 if line and not line.startswith("Stopped early"))
 
 
 def _exists(store: Store, name: str) -> bool:

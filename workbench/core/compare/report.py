@@ -1,7 +1,7 @@
 """One run as a single HTML file, to keep beside an exported model or send to someone who
 has no workbench: what was trained (settings, model, knowledge set), how training went
 (loss, learning rate, memory, throughput and recall charts) and what the model now knows
-(the scorecard, with sample answers of every subject side by side).
+(the verdict, and the scorecard with sample answers of every subject side by side).
 
 The file opens offline in any browser: plotly.js is inlined once, with the first chart, and
 nothing is fetched from the network. Every text that comes from the user or a model (names,
@@ -28,6 +28,7 @@ from workbench.core.store import Store
 from workbench.core.train.history import duration
 from workbench.core.train.jobs import get_run
 from workbench.core.train.probing import UNCHANGED, recall_curve
+from workbench.core.train.verdict import run_verdict
 from workbench.core.workspace import Workspace
 
 SAMPLE_ROWS = 20  # sample answers shown per metric
@@ -44,6 +45,9 @@ th { background: #f5f5f5; } td.num { text-align: right; white-space: nowrap; }
 pre { background: #f7f7f7; padding: 12px; overflow-x: auto; font-size: 13px; }
 .muted { color: #666; font-size: 13px; }
 .charts { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 8px; }
+.verdict { padding: 8px 12px; border-left: 4px solid #2e7d32; background: #f3f8f3; }
+.verdict.warning { border-color: #ed6c02; background: #fdf6ee; }
+.verdict.broken { border-color: #c62828; background: #fbeeee; }
 """
 METRIC_HELP = {
     ScoreMetric.EFFICACY: "the trained questions",
@@ -97,6 +101,18 @@ def _title(store: Store, run: dict[str, Any], metrics: list[dict[str, Any]]) -> 
     error = f"<p>error: {_esc(run['error'])}</p>" if run.get("error") else ""
     return (f"<h1>{_esc(run['name'])}</h1><p class='muted'>Knowledge Workbench run report, "
             f"written {_when(time.time())}</p>{_table([], rows)}{error}")
+
+
+def _verdict(store: Store, run: dict[str, Any]) -> str:
+    """What the run's final round says, as the Train and Runs tabs and the CLI say it: the
+    headline, what the model now gets wrong and what to try; nothing for a run without one
+    (not finished, or not scored)."""
+    found = run_verdict(store, run)
+    if found is None:
+        return ""
+    lines = "".join(f"<p>{_esc(line)}</p>" for line in (*found.details, found.advice) if line)
+    return (f"<h2>Verdict</h2><div class='verdict {_esc(found.level)}'>"
+            f"<p><strong>{_esc(found.headline)}</strong></p>{lines}</div>")
 
 
 def _config(run: dict[str, Any]) -> str:
@@ -186,8 +202,8 @@ def report_html(store: Store, workspace: Workspace, run_id: int,
     else:
         scores = ("<h2>Scorecard</h2><p>This run has no trained model to score (it did not "
                   "finish or was stopped before saving).</p>")
-    body = (_title(store, run, metrics) + _config(run) + _charts(_figures(store, run_id, metrics))
-            + scores)
+    body = (_title(store, run, metrics) + _verdict(store, run) + _config(run)
+            + _charts(_figures(store, run_id, metrics)) + scores)
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{_esc(run['name'])} · run {run_id}</title><style>{STYLE}</style></head>"
             f"<body>{body}</body></html>")
