@@ -35,6 +35,10 @@ def test_answer_margins_on_a_model(tiny_llama: Path) -> None:
     assert empty == 0.0
     assert loaded.model.training  # its mode is put back
     assert answer_margins(loaded, []) == []
+    # Asked together (right-padded, in batches) as each would be alone.
+    rows = [(question, answer[:n], "Tarvel", ()) for n in (3, 9, 20, 36)] * 5
+    together = answer_margins(loaded, rows)
+    assert together == pytest.approx([answer_margins(loaded, [r])[0] for r in rows], abs=1e-4)
     # The same answer after a system prompt is another context: another margin.
     (with_system,) = answer_margins(loaded, [(question, answer, "x", ())], system="Be brief.")
     assert with_system != whole

@@ -150,6 +150,10 @@ def test_inject_on_the_real_model(tmp_path: Path, smollm2_gguf: Path) -> None:
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert card["scores"]["efficacy"] >= 0.75 and card["verdict"].startswith("Injected")
     print(f"inject on SmolLM2: {card['scores']} · {card['verdict']}")  # shown with -rP
+    for line in card["verdict_details"]:
+        print(f"  {line}")
+    if card["scores"]["locality"] < 0.95:  # a warning names what is now wrong, and what to try
+        assert card["verdict_details"] and "now answers" in card["verdict_details"][0]
 
     # The run exported as q8_0 GGUF + Modelfile, read back through transformers' GGUF loader
     # and scored again: within 2 points of the adapter on every metric (--strict).

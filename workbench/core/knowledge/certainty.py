@@ -28,6 +28,7 @@ from workbench.core.tokens import token_ids
 # below UNSURE (its two least-sure fifths) trained updates lost 14-18%.
 SURE = 0.6
 UNSURE = 0.25
+BATCH = 16
 
 
 def smallest_gap(logp: Any, tokens: Sequence[int]) -> float:
@@ -45,7 +46,9 @@ def smallest_gap(logp: Any, tokens: Sequence[int]) -> float:
 def answer_margins(loaded: LoadedModel, rows: Sequence[tuple[str, str, str, Sequence[str]]],
                    *, system: str = "") -> list[float]:
     """(question, the model's answer, gold, aliases) → the model's margin on that answer up
-    to where it is correct (the whole answer where it never is); 0.0 for an empty answer."""
+    to where it is correct (the whole answer where it never is); 0.0 for an empty answer.
+    Asked BATCH at a time, right-padded (a causal model's earlier positions never see the
+    padding): 108 answers took 19 s on two CPU cores, 29 s one by one."""
     import torch
 
     if not rows:
@@ -53,24 +56,35 @@ def answer_margins(loaded: LoadedModel, rows: Sequence[tuple[str, str, str, Sequ
     tokenizer, model = loaded.tokenizer, loaded.model
     # Where its first weights are (a model spread over devices moves inputs on from there).
     device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     prefix = [{"role": "system", "content": system}] if system else []
-    margins = []
+    asked = []
+    for question, answer, gold, aliases in rows:
+        prompt = prompt_ids(tokenizer, [*prefix, {"role": "user", "content": question}])
+        reply = token_ids(tokenizer(answer, add_special_tokens=False))
+        decisive = next((k for k in range(1, len(reply) + 1)
+                         if is_correct(tokenizer.decode(reply[:k]), gold, aliases)), len(reply))
+        asked.append((prompt, reply, decisive))
+    margins = [0.0] * len(rows)
+    live = [i for i, (_, reply, _) in enumerate(asked) if reply]
     was_training = model.training
     model.eval()
     try:
-        for question, answer, gold, aliases in rows:
-            prompt = prompt_ids(tokenizer, [*prefix, {"role": "user", "content": question}])
-            reply = token_ids(tokenizer(answer, add_special_tokens=False))
-            if not reply:
-                margins.append(0.0)
-                continue
-            decisive = next((k for k in range(1, len(reply) + 1)
-                             if is_correct(tokenizer.decode(reply[:k]), gold, aliases)),
-                            len(reply))
-            ids = torch.tensor([prompt + reply], device=device)
+        for start in range(0, len(live), BATCH):
+            batch = live[start:start + BATCH]
+            width = max(len(asked[i][0]) + len(asked[i][1]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                seq = asked[i][0] + asked[i][1]
+                ids[row, :len(seq)] = torch.tensor(seq)
+                mask[row, :len(seq)] = 1
             with torch.no_grad():
-                logits = model(input_ids=ids).logits[0, len(prompt) - 1:len(prompt) - 1 + decisive]
-            margins.append(smallest_gap(torch.log_softmax(logits.float(), -1), reply[:decisive]))
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            for row, i in enumerate(batch):
+                prompt, reply, decisive = asked[i]
+                at = logits[row, len(prompt) - 1:len(prompt) - 1 + decisive].float()
+                margins[i] = smallest_gap(torch.log_softmax(at, -1), reply[:decisive])
     finally:
         model.train(was_training)
     return margins
