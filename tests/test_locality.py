@@ -248,8 +248,9 @@ def test_neighbour_locality_built_for_capitals_currencies_and_founders_on_the_re
     assert all(is_correct(base, gold, json.loads(aliases)) for gold, aliases, base in rows)
     # How sure the base was of each kept answer: measured for every one, and spread (on
     # SmolLM2 from coin flips near 0 to ~3 nats).
-    margins = [m for (m,) in store.db.execute("SELECT base_margin FROM probes WHERE set_id = ?",
-                                              [sid])]
+    margins = [m for (m,) in store.db.execute("SELECT base_margin FROM probes WHERE set_id = ? "
+                                              "AND kind = 'neighbour'", [sid])]
+    assert len(margins) == counts.kept_neighbours
     assert all(m is not None for m in margins) and min(margins) < 0.5 < max(margins)
 
 
