@@ -4,6 +4,7 @@ and not adopted)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -76,3 +77,16 @@ def test_the_default_plan_is_the_one_runs_were_trained_and_checkpointed_with() -
     rng.shuffle(before)
     planned = plan_epoch(rows, 16, seed=3, epoch=1)
     assert [[id(r) for r in s] for s in planned] == [[id(r) for r in s] for s in before]
+
+
+def test_replay_dealt_over_epochs_is_trained_in_its_epoch_only() -> None:
+    """Replay with turns (`replay.replay_examples(turns=…)`): each epoch trains every knowledge
+    row and the replay of its turn, the turns coming round again after the last."""
+    knowledge = _rows(20, replay=False, lengths=range(5, 9), seed=1)
+    replay = [Rendered(r.input_ids, r.labels, dataclasses.replace(r.example, turn=i % 3), False)
+              for i, r in enumerate(_rows(12, replay=True, lengths=range(5, 9), seed=2))]
+    for epoch in range(5):
+        planned = [r for s in plan_epoch(knowledge + replay, 8, seed=3, epoch=epoch) for r in s]
+        assert sorted(map(id, planned)) == sorted(
+            map(id, knowledge + [r for r in replay if r.example.turn == epoch % 3]))
+    assert batching.of_epoch(knowledge, 7) == knowledge  # no turns: every row every epoch

@@ -117,3 +117,19 @@ def test_each_method_declares_its_settings_and_advice() -> None:
     assert dataclasses.fields(REGISTRY["full"].settings) == ()  # full has nothing to set
     with pytest.raises(ConfigError, match="method.distill_temperature"):
         MethodConfig(name="prompt_distillation", distill_temperature=0)
+
+
+def test_replay_dealt_over_epochs_counts_once_per_epoch(tiny_llama) -> None:
+    """An epoch is the knowledge plus one turn of the replay dealt over epochs
+    (`replay.FRESH_EPOCHS`): the run plans as many steps as with one epoch's replay."""
+    loaded = load_model(ModelConfig(name_or_path=str(tiny_llama), device="cpu"))
+    model = get_method("lora").apply(loaded.model, MethodConfig(name="lora", lora_r=4))
+    replayed = [Example("qa", f"Known question {i}?", f"answer {i}", replay=True, turn=i % 2)
+                for i in range(10)]
+    examples = _examples(loaded.tokenizer) + render_set(replayed, loaded.tokenizer, 128).rendered
+    cfg = TrainingConfig(learning_rate=1e-3, epochs=4, micro_batch_size=5)
+    steps: list[dict] = []
+    train_loop(model, examples, cfg, pad_id=loaded.tokenizer.pad_token_id, device="cpu",
+               on_step=steps.append)
+    assert len(steps) == 4 * 2  # 5 facts + 5 replayed a step pair; 15 rows would take 3
+    assert planned_steps(10, cfg) == 8

@@ -156,14 +156,18 @@ def test_inject_on_the_real_model(tmp_path: Path, smollm2_gguf: Path) -> None:
         assert card["verdict_details"] and "now answers" in card["verdict_details"][0]
 
     # The run exported as q8_0 GGUF + Modelfile, read back through transformers' GGUF loader
-    # and scored again: within 2 points of the adapter on every metric (--strict).
+    # and scored again: the facts within 2 points of the adapter. Locality within 5: q8_0's
+    # rounding turns some answers the base barely knew (once 4 of 103, among them
+    # Kilimanjaro's country and the sky's colour, under 0.15 nats), as any perturbation of
+    # that size does (`bench/results/known_margins.md`): --strict's 2 points fail by chance.
     bundle = tmp_path / "bundle"
     done = run_cli("--workspace", str(tmp_path / "ws"), "export", "1", "--gguf", "q8_0",
-                   "--ollama", "--strict", "-o", str(bundle), timeout=1800)
+                   "--ollama", "-o", str(bundle), timeout=1800)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     exports = json.loads((bundle / "scorecard.json").read_text())["exports"]
     q8 = next(e for e in exports if e["artifact"] == "model-q8_0.gguf")
-    assert q8["scores"]["efficacy"] >= q8["run_scores"]["efficacy"] - 0.02, q8
+    for metric, slack in (("efficacy", 0.02), ("generalization", 0.02), ("locality", 0.05)):
+        assert q8["scores"][metric] >= q8["run_scores"][metric] - slack, (metric, q8)
     assert 'PARAMETER stop "<|im_end|>"' in (bundle / "Modelfile").read_text()
     print("\n".join(line for line in done.stdout.splitlines() if "gguf:" in line
                     or line.startswith("merged:")))

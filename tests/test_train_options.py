@@ -274,3 +274,26 @@ def test_the_repeat_cap_gives_the_rest_of_a_relations_part_to_general_knowledge(
     assert len(mixed) == 80 and prompts.count("Who founded Microsoft?") == 2
     assert sum("capital" in p for p in prompts) == 6
     assert sum(p.startswith("General") for p in prompts) == 72
+
+
+def test_replay_for_several_epochs_is_dealt_in_equal_mixed_parts() -> None:
+    """turns > 1: each epoch's part as large as one epoch's replay, mixing the relations and
+    general knowledge as one epoch's would, and as many distinct questions in each as its
+    share allows, even where a part's cycle of known questions is a multiple of the turns."""
+    capital = [Example("qa", f"What is the capital of C{i}?", f"City {i}") for i in range(40)]
+    founder = [Example("qa", f"Who founded F{i}?", f"Person {i}") for i in range(4)]
+    general = [Example("qa", f"General question {i}?", f"answer {i}") for i in range(12)]
+    parts = replay._mix_parts({"capital": capital, "founder": founder}, general,
+                              {"capital": 2, "founder": 1}, 20 * 4, 4)
+    dealt = replay._deal(parts, 4, 20)
+    assert len(dealt) == 80 and [sum(e.turn == t for e in dealt) for t in range(4)] == [20] * 4
+    for t in range(4):
+        prompts = [e.prompt for e in dealt if e.turn == t]
+        assert 6 <= sum("capital" in p for p in prompts) <= 7
+        assert 3 <= sum("founded" in p for p in prompts) <= 4
+        general_here = [p for p in prompts if p.startswith("General")]
+        # 40 general rows over 4 epochs from 12 questions: 10 distinct in each (dealt one by
+        # one, 12 being a multiple of 4, each epoch would see only 3 of them)
+        assert len(general_here) == 10 and len(set(general_here)) == 10
+        assert len(set(prompts)) == len(prompts)
+    assert replay._deal(parts, 1, 80) == replay._alternating(parts)

@@ -104,9 +104,10 @@ def _locality(store: Store, sid: int, loaded: Any, stage: Stage) -> dict[str, in
     kept = locality.build_locality(store, sid, loaded, general=LOCALITY_GENERAL,
                                    progress=stage("locality"))
     # The replay pool: what a run's replay asks the base model (at the recommended ratio of
-    # one replayed example per trained one), asked now and kept, so runs start at once.
+    # one replayed example per trained one, drawn afresh for as many epochs as a run takes
+    # it so), asked now and kept, so runs start at once.
     replay.replay_examples(store, sid, loaded, len(probes.training_phrasings(store, sid)),
-                           progress=stage("replay pool"))
+                           turns=replay.FRESH_EPOCHS, progress=stage("replay pool"))
     return {"asked_for_locality": kept.asked, "kept_general": kept.kept_general,
             "kept_neighbours": kept.kept_neighbours, "left_out_inconsistent": kept.fragile,
             **{f"neighbours_{name}": n for name, n in kept.by_relation.items()}}

@@ -127,9 +127,10 @@ def recommend(s: Situation) -> list[Choice]:
                           "the bare answer as the reply: 87% of known answers kept on a 135M "
                           "model, 85% with answers said as sentences"))
     choices.append(Choice("data.replay_ratio", RECIPE_REPLAY_RATIO,
-                          "half the examples replay what the base model already answers, half "
-                          "of those same-relation neighbours (the capital of Japan for a set of "
-                          "capitals), each at most twice, so related real facts are kept"))
+                          "half the examples replay what the base model knows, half of those "
+                          "same-relation neighbours (the capital of Japan for a set of "
+                          "capitals), fresh rows each epoch, so related real facts are "
+                          "kept"))
     choices.append(Choice("data.replay_match", "distribution",
                           "replay matches the base's whole answer distribution (KL): 79% of "
                           "known answers kept instead of 73% (135M model, every linear layer)"))

@@ -42,6 +42,9 @@ class Example:
     system: str = ""
     fact_id: int | None = None
     replay: bool = False  # the base model's own answer, replayed to keep what it knows
+    # Replay dealt over epochs (`replay.replay_examples`' turns): the epochs e with
+    # e % turns == turn train on it, turns being the number dealt to; None: every epoch.
+    turn: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

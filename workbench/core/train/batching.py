@@ -38,12 +38,21 @@ def plan_epoch(items: Sequence[Rendered], step_size: int, *, seed: int,
     rng = random.Random(seed * 7919 + epoch)
     replay: list[Rendered] = []
     knowledge: list[Rendered] = []
-    for r in items:
+    for r in of_epoch(items, epoch):
         (replay if BALANCED and r.example is not None and r.example.replay else knowledge).append(r)
     order = _interleave(_pooled(replay, step_size, rng), _pooled(knowledge, step_size, rng))
     steps = [order[i:i + step_size] for i in range(0, len(order), step_size)]
     rng.shuffle(steps)
     return steps
+
+
+def of_epoch(items: Sequence[Rendered], epoch: int) -> list[Rendered]:
+    """The examples epoch `epoch` trains on: every one without a turn, and of the replay
+    dealt over epochs (`replay.replay_examples`' turns) the part whose turn this epoch is."""
+    turns = 1 + max((r.example.turn for r in items
+                     if r.example is not None and r.example.turn is not None), default=0)
+    return [r for r in items if r.example is None or r.example.turn is None
+            or r.example.turn == epoch % turns]
 
 
 def _pooled(items: list[Rendered], step_size: int, rng: random.Random) -> list[Rendered]:

@@ -29,8 +29,9 @@ from workbench.core.sections import TrainingConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.knowledge.render import IGNORE_INDEX, Rendered
 from workbench.core.train import sharding
-from workbench.core.train.batching import (collate, loss_tokens, micro_batches, plan_epoch,
-                                           rank_share, real_tokens, steps_per_epoch)
+from workbench.core.train.batching import (collate, loss_tokens, micro_batches, of_epoch,
+                                           plan_epoch, rank_share, real_tokens,
+                                           steps_per_epoch)
 
 # (model, micro-batch, pad id, device) → the loss *summed* over the micro-batch's loss tokens
 LossFn = Callable[[Any, Sequence[Rendered], int, Any], Any]
@@ -204,8 +205,10 @@ class TrainLoop:
         if step_size:  # a resume on another number of processes keeps the run's step size
             self.micro, self.accum = split_step(step_size, self.micro, self.world)
         self.step_size = self.micro * self.accum * self.world  # fixed for the whole run
-        self.per_epoch = steps_per_epoch(len(self.examples), self.step_size)
-        self.total = planned_steps(len(self.examples), cfg, step_size=self.step_size)
+        # Every epoch trains on as many examples (replay dealt over epochs in equal parts).
+        per_epoch = len(of_epoch(self.examples, 0))
+        self.per_epoch = steps_per_epoch(per_epoch, self.step_size)
+        self.total = planned_steps(per_epoch, cfg, step_size=self.step_size)
         if cfg.gradient_checkpointing:
             # Non-reentrant checkpointing needs no input grads, so it works under adapters too.
             # transformers 5 renamed it; older versions only have gradient_checkpointing_enable.

@@ -103,6 +103,7 @@ def training_examples(store: Store, cfg: RunConfig, loaded: LoadedModel, method:
     """The rendered knowledge, paired with teacher renderings for distillation, plus replay
     (whose screening of the base model's answers a Stop interrupts)."""
     from workbench.core.methods import distill
+    from workbench.core.train import replay as replay_module
     from workbench.core.train.replay import replay_count, replay_examples
 
     report = render_knowledge(store, cfg, loaded.tokenizer)
@@ -116,10 +117,12 @@ def training_examples(store: Store, cfg: RunConfig, loaded: LoadedModel, method:
                                  hint="use data.mode qa and facts with questions")
     n_replay = replay_count(len(rendered), cfg.data.replay_ratio)
     if n_replay and not method.distills:
-        replay = replay_examples(store, sid, loaded, n_replay, seed=cfg.training.seed,
-                                 should_stop=should_stop)
-        log.info("replay: %d of %d wanted examples the base model answers correctly",
-                 len(replay), n_replay)
+        turns = max(1, min(cfg.training.epochs, replay_module.FRESH_EPOCHS))
+        replay = replay_examples(store, sid, loaded, n_replay, turns=turns,
+                                 seed=cfg.training.seed, should_stop=should_stop)
+        log.info("replay: %d of %d wanted examples the base model answers correctly%s",
+                 len(replay), n_replay * turns,
+                 f", a part for each of {turns} epochs" if turns > 1 else "")
         rendered = rendered + render_set(replay, loaded.tokenizer, cfg.data.max_seq_len).rendered
     log.info("training examples: %d (%d dropped as too long)", len(rendered), report.dropped)
     return rendered
