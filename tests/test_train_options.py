@@ -230,8 +230,14 @@ def _mixed_replay(capital: list[Example]) -> list[Example]:
     model knowing these capitals, one founder and 50 general questions."""
     founder = [Example("qa", "Who founded Microsoft?", "Bill Gates")]
     general = [Example("qa", f"General question {i}?", f"answer {i}") for i in range(50)]
-    return replay._mix({"capital": capital, "founder": founder}, general,
-                       {"capital": 30, "founder": 10, "author": 5}, 80)
+    return _mixed({"capital": capital, "founder": founder}, general,
+                  {"capital": 30, "founder": 10, "author": 5}, 80)
+
+
+def _mixed(related: dict[str, list[Example]], general: list[Example],
+           facts_per_relation: dict[str, int], n: int) -> list[Example]:
+    """One epoch's replay as `replay_examples` makes it: the parts dealt in turn."""
+    return replay._deal(replay._mix_parts(related, general, facts_per_relation, n), 1, n)
 
 
 def test_replay_weighs_each_relation_as_the_facts_do(monkeypatch) -> None:
@@ -247,8 +253,8 @@ def test_replay_weighs_each_relation_as_the_facts_do(monkeypatch) -> None:
     assert sum(p.startswith("General") for p in prompts) == 40
     assert {"What is the capital of C0?", "Who founded Microsoft?", "General question 0?"} <= set(prompts[:3])
     # Nothing general known: the neighbours take the whole replay; nothing known at all: none.
-    assert len(replay._mix({"capital": capital}, [], {"capital": 3}, 7)) == 7
-    assert replay._mix({}, [], {"capital": 3}, 7) == []
+    assert len(_mixed({"capital": capital}, [], {"capital": 3}, 7)) == 7
+    assert _mixed({}, [], {"capital": 3}, 7) == []
 
 
 def test_replayed_answers_end_where_they_become_correct() -> None:

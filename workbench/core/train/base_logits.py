@@ -3,7 +3,7 @@
 
 The base (the model with its adapter disabled) never changes during a run, and the replay
 repeats its rows: each known anchor several times an epoch (too few known answers are
-repeated rather than replaced by wrong ones, `replay._mix`), and all of them again every
+repeated rather than replaced by wrong ones, `replay._mix_parts`), and all of them again every
 epoch. On the recipe bench (SmolLM2-135M, 90 facts) the 780 replay rows of an epoch are
 223 distinct ones, so the adapter-less forward ran on 1560 rows a run where 223 give the
 same targets. Cost: host memory, up to CACHE_BYTES (a row keeps vocabulary × answer tokens

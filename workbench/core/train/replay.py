@@ -198,12 +198,6 @@ def complete_answer(answer: str, gold: str, aliases: Sequence[str] = ()) -> str:
     return answer
 
 
-def _mix(related: dict[str, list[Example]], general: list[Example],
-         facts_per_relation: dict[str, int], n: int) -> list[Example]:
-    """`_mix_parts` in one list, the parts in turn."""
-    return _alternating(_mix_parts(related, general, facts_per_relation, n))
-
-
 def _mix_parts(related: dict[str, list[Example]], general: list[Example],
                facts_per_relation: dict[str, int], n: int,
                turns: int = 1) -> list[list[Example]]:

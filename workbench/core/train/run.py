@@ -103,8 +103,7 @@ def training_examples(store: Store, cfg: RunConfig, loaded: LoadedModel, method:
     """The rendered knowledge, paired with teacher renderings for distillation, plus replay
     (whose screening of the base model's answers a Stop interrupts)."""
     from workbench.core.methods import distill
-    from workbench.core.train import replay as replay_module
-    from workbench.core.train.replay import replay_count, replay_examples
+    from workbench.core.train.replay import FRESH_EPOCHS, replay_count, replay_examples
 
     report = render_knowledge(store, cfg, loaded.tokenizer)
     sid = sets.set_id(store, cfg.data.knowledge_set)
@@ -117,7 +116,7 @@ def training_examples(store: Store, cfg: RunConfig, loaded: LoadedModel, method:
                                  hint="use data.mode qa and facts with questions")
     n_replay = replay_count(len(rendered), cfg.data.replay_ratio)
     if n_replay and not method.distills:
-        turns = max(1, min(cfg.training.epochs, replay_module.FRESH_EPOCHS))
+        turns = max(1, min(cfg.training.epochs, FRESH_EPOCHS))
         replay = replay_examples(store, sid, loaded, n_replay, turns=turns,
                                  seed=cfg.training.seed, should_stop=should_stop)
         log.info("replay: %d of %d wanted examples the base model answers correctly%s",
