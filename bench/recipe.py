@@ -390,7 +390,7 @@ def precision(cfg: Any, params: int, ws: Any) -> str:
 
 def run_variant(name: str, ws: Any, store: Any, model: Path) -> dict[str, Any]:
     from workbench.core.inject import recommended_config
-    from workbench.core.train import history, replay, shrink, tracker
+    from workbench.core.train import history, probing, replay, shrink, tracker
     from workbench.core.train.run import create_run, execute_run
 
     overrides, why = VARIANTS[name]
@@ -415,6 +415,7 @@ def run_variant(name: str, ws: Any, store: Any, model: Path) -> dict[str, Any]:
             "consistent_locality": True, "fresh_epochs": fresh,
             "status": summary.status, "steps": summary.steps, "scores": summary.scores,
             "neighbours_kept": neighbours[0], "neighbours": neighbours[1],
+            "sure_kept": list(probing.kept_of_sure(store, run_id, step)),
             "stopped_early": summary.stopped_early, "seconds": seconds,
             "config": {k: v for k, v in cfg.to_dict()["training"].items()
                        if k in ("learning_rate", "epochs", "micro_batch_size")}
@@ -428,7 +429,9 @@ def main() -> None:
                         help=f"any of: {', '.join(VARIANTS)} (default: all)")
     parser.add_argument("--rewrite", action="store_true",
                         help="run nothing: rewrite the results with each row's why as it now "
-                             "reads here (after a variant's result has been learned)")
+                             "reads here (after a variant's result has been learned), and what "
+                             "each run still in the bench's workspace kept of the answers the "
+                             "base was sure of, where its row lacks it")
     args = parser.parse_args()
     if args.rewrite:
         rewrite()
@@ -484,7 +487,29 @@ def rewrite() -> None:
     for name, row in result["runs"].items():
         if name in VARIANTS:
             row["why"] = VARIANTS[name][1]
+        if "sure_kept" not in row and (found := _sure_kept_stored(row)):
+            row["sure_kept"] = found
     write_results("recipe", result, markdown(result))
+
+
+def _sure_kept_stored(row: dict[str, Any]) -> list[int] | None:
+    """[kept, asked] over the answers the base was sure of, read from the row's run where the
+    bench's workspace still holds it: the same run only if its stored final scores are the
+    row's (a new workspace numbers its runs from 1 again) and its probes' margins were
+    measured."""
+    from workbench.core.store import Store
+    from workbench.core.train import history, probing
+
+    db = SCRATCH / "ws" / "workbench.db"
+    if not db.is_file():
+        return None
+    store = Store(db)
+    stored = history.last_scores(store, run_id=row["run"]).get(row["run"], {})
+    if any(abs(stored.get(k, -1) - v) > 1e-9 for k, v in row["scores"].items()):
+        return None
+    step = history.last_probed_step(store, row["run"])
+    kept, asked = probing.kept_of_sure(store, row["run"], step)
+    return [kept, asked] if asked else None
 
 
 def _goals(v: dict[str, Any]) -> list[tuple[str, bool]]:
@@ -592,6 +617,28 @@ def _measured_before(v: dict[str, Any]) -> str:
     return f" (measured {'; '.join(older)})" if older else ""
 
 
+def _sure_kept(r: dict[str, Any]) -> list[str]:
+    """Locality over the answers the base was sure of, for the rows that measured it: apart
+    from the coin flips that any update of a trained one's size turns (update_parts.md,
+    known_margins.md)."""
+    from workbench.core.knowledge.certainty import SURE
+
+    rows = [(name, v) for name, v in r["runs"].items() if v.get("sure_kept")]
+    if not rows:
+        return []
+    lines = ["", "## Over the answers the base was sure of", "",
+             f"Locality counted over the locality probes whose base margin (the smallest "
+             f"log-probability gap between the base's answer token and the best other one, "
+             f"`workbench/core/knowledge/certainty.py`) is at least {SURE:g} nats, where the "
+             "set's screening measured it. No random update of a trained one's size lost such "
+             "an answer (`bench/results/known_margins.md`): these are what a run damaged.", "",
+             "| variant | locality | over the answers the base was sure of |", "|---|---|---|"]
+    lines += [f"| {name} | {_pct(v['scores'].get('locality'))} | "
+              f"{_pct(v['sure_kept'][0] / v['sure_kept'][1])} ({v['sure_kept'][0]} of "
+              f"{v['sure_kept'][1]}) |" for name, v in rows]
+    return lines
+
+
 def seed_pairs(r: dict[str, Any]) -> list[tuple[str, float, float]]:
     """(setting, locality under seed 42, under seed 1) for each setting recorded under both
     seeds on one machine and with one measure (`_measured_before`)."""
@@ -667,6 +714,7 @@ def markdown(r: dict[str, Any]) -> str:
         lines += ["", f"{sign} Time taken on {machine}; compare times on one machine only"
                   + (", and scores best with rows of the same sign."
                      if machine.endswith(EMULATED) != r["machine"].endswith(EMULATED) else ".")]
+    lines += _sure_kept(r)
     lines += _seed_spread(r)
     missing = [n for n in VARIANTS if n not in r["runs"]]
     if missing:

@@ -51,6 +51,13 @@ def test_inject_writes_the_adapter_and_a_scorecard(tmp_path: Path, tiny_llama: P
     store = Store(Path(ws) / "workbench.db")
     run = store.db.execute("SELECT config_yaml FROM runs").fetchone()[0]
     assert "replay_ratio: 0.5" in run and "early_stop_patience: 3" in run  # the recipe
+    # Locality over the answers the base was sure of: those of the final round's locality
+    # answers whose probe's screened margin is at least SURE.
+    sure = [a for a in card["answers"] if a["metric"] == "locality" and a["question"] in {
+        q for q, m in store.db.execute("SELECT question, base_margin FROM probes").fetchall()
+        if m is not None and m >= card["locality_sure"]["margin_at_least"]}]
+    assert card["locality_sure"]["asked"] == len(sure)
+    assert card["locality_sure"]["kept"] == sum(a["correct"] for a in sure)
 
     again = run_cli("--workspace", ws, "inject", str(facts), "--model", str(tiny_llama),
                     "--out", str(out))

@@ -80,6 +80,14 @@ def test_a_finished_runs_verdict_reads_its_final_round_everywhere(bench) -> None
     assert "'What is the capital of Japan 2?' with 'Senri City' (was 'Tokyo', and the base " \
            "was sure of it)" in shown.stdout
     assert "1 the base barely knew" in shown.stdout
+    # What it kept of the answers the base was sure of (margin ≥ 0.6: the one added above
+    # with 2.0, lost, and any of the run's own probes screened so).
+    kept, sure = store.db.execute(
+        "SELECT sum(r.correct), count(*) FROM probe_results r JOIN probes p ON p.id = "
+        "r.probe_id WHERE r.run_id = ? AND r.step = ? AND r.metric = 'locality' AND "
+        "p.base_margin >= 0.6", [run_id, step]).fetchone()
+    assert sure >= 1 and kept < sure
+    assert f"It kept {kept} of the {sure} answers the base was sure of" in shown.stdout
     listed = run_cli("--workspace", str(ws.root), "runs")
     assert "[broke the model]" in listed.stdout
 
@@ -101,6 +109,10 @@ def test_lost_answers_say_how_sure_the_base_was_of_them() -> None:
     assert found.details[1] == ("Of the 3 answers lost, 2 the base barely knew (any update of "
                                 "this size turns some of those) and 1 it was sure of (what "
                                 "this run damaged).")
+    # What the run kept of the answers the base was sure of, where margins were measured.
+    counted = verdict(scores, lost, sure=(45, 46))
+    assert counted.details[2] == "It kept 45 of the 46 answers the base was sure of (97%)."
+    assert len(verdict(scores, lost, sure=(0, 0)).details) == 2
     # Margins not measured (probes screened before): named as before, no such line.
     plain = verdict(scores, [Forgotten(f.question, f.gold, f.answer) for f in lost])
     assert plain.details == ("It now answers 'What currency is used in Italy?' with 'the lira' "

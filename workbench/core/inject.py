@@ -27,6 +27,7 @@ from workbench.core.config import RunConfig
 from workbench.core.data.names import RunStatus
 from workbench.core.disk import require_free
 from workbench.core.errors import WorkbenchError
+from workbench.core.knowledge.certainty import SURE
 from workbench.core.progress import Progress, no_progress
 from workbench.core.store import Store
 from workbench.core.workspace import Workspace
@@ -157,9 +158,13 @@ def scorecard_json(store: Store, run_id: int) -> dict[str, Any]:
     run = get_run(store, run_id)
     step = history.last_probed_step(store, run_id)
     found = run_verdict(store, run)
+    kept, asked = probing.kept_of_sure(store, run_id, step) if step is not None else (0, 0)
     return {
         "run": run_id, "status": run["status"], "step": step,
         "scores": history.last_scores(store, run_id=run_id).get(run_id, {}),
+        # Locality over the answers the base was sure of (knowledge/certainty.py), apart from
+        # the coin flips any update may turn; asked 0 where no margin was measured.
+        "locality_sure": {"kept": kept, "asked": asked, "margin_at_least": SURE},
         "verdict": found.headline if found else "",
         "verdict_details": list(_said(found)),
         "stopped_early": run.get("stop_reason") or "",

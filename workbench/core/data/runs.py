@@ -162,6 +162,17 @@ def wrong_locality(store: Store, run_id: int,
     return [(q, a, answer, margin) for q, a, answer, margin in found]
 
 
+def locality_at_least(store: Store, run_id: int, step: int,
+                      margin: float) -> tuple[int, int]:
+    """(still correct, asked) over the locality probes at `step` whose base margin is at least
+    `margin`: what the run kept of the answers the base was sure of."""
+    kept, asked = store.db.execute(
+        "SELECT coalesce(sum(r.correct), 0), count(*) FROM probe_results r JOIN probes p "
+        "ON p.id = r.probe_id WHERE r.run_id = ? AND r.step = ? AND r.metric = 'locality' "
+        "AND p.base_margin >= ?", [run_id, step, margin]).fetchone()
+    return int(kept), int(asked)
+
+
 def answers_by_probe(store: Store, run_id: int, step: int) -> dict[int, tuple[str, bool]]:
     """probe id → (answer, correct) of the round at `step`."""
     found = store.db.execute("SELECT probe_id, answer, correct FROM probe_results "

@@ -29,6 +29,7 @@ from workbench.core.data import phrasings, runs
 # UNCHANGED is re-exported too: the scorecard and the report read it here.
 from workbench.core.data.names import SCORE_METRICS, UNCHANGED, ScoreMetric
 from workbench.core.generate import Interrupted, ask_questions
+from workbench.core.knowledge.certainty import SURE
 from workbench.core.knowledge.forms import FORMS, form_of
 from workbench.core.knowledge.probes import LOCALITY_KINDS
 from workbench.core.models import LoadedModel
@@ -217,6 +218,12 @@ def wrong_locality(store: Store, run_id: int,
     """(question, gold answer, the run's answer, the base's margin on it) of locality probes
     answered wrongly at `step`: what the run made the model forget, for its verdict."""
     return runs.wrong_locality(store, run_id, step)
+
+
+def kept_of_sure(store: Store, run_id: int, step: int) -> tuple[int, int]:
+    """(still correct, asked) over the locality probes the base was sure of (margin ≥ SURE,
+    `knowledge/certainty.py`) at `step`; (0, 0) where no margin was measured."""
+    return runs.locality_at_least(store, run_id, step, SURE)
 
 
 def final_answers(store: Store, run_id: int, step: int) -> list[dict[str, Any]]:
