@@ -259,6 +259,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                         "every known anchor (its times were taken the day before: this "
                         "machine's speed varies); on a 6-fact set, trained 12 epochs, it kept "
                         "90% and 86%, the default 96% and 93% (`bench/results/small_set.md`)"),
+    "lora-dropout-0.1": ({"method.lora_dropout": 0.1},
+                         "dropout 0.1 on the adapter's input, as QLoRA (Dettmers et al. 2023) "
+                         "trains models under 13B: an update that must hold with a tenth of "
+                         "its inputs dropped leans on no few of them"),
 }
 
 
@@ -281,6 +285,9 @@ VARIANTS |= {
         _another_seed("repeats-2-replay-0.7-weight-decay"),
     "question-kl-seed-1": _another_seed("question-kl"),
     "default-seed-1": _another_seed("default"),
+    "default-seed-2": (VARIANTS["default"][0] | {"training.seed": 2},
+                       "`default` with a third seed: its spread between runs"),
+    "lora-dropout-0.1-seed-1": _another_seed("lora-dropout-0.1"),
     "weight-decay-seed-1": _another_seed("weight-decay", " (its 196 steps took 8.8 min here, "
                                                          "seed 42's 7.1: this machine's speed "
                                                          "varies)"),
