@@ -27,7 +27,8 @@ def tuned(tiny_llama) -> torch.nn.Module:
 
 
 def repeated(rows: list[Rendered]) -> list[Rendered]:
-    """A micro-batch with replay rows 1 and 3 each twice (as `replay._mix_parts` repeats anchors)."""
+    """A micro-batch with replay rows 1 and 3 each twice (as `replay._mix_parts` repeats
+    anchors)."""
     return [rows[0], rows[1], rows[2], rows[3], rows[1], rows[3]]
 
 
