@@ -152,8 +152,15 @@ def test_inject_on_the_real_model(tmp_path: Path, smollm2_gguf: Path) -> None:
     print(f"inject on SmolLM2: {card['scores']} · {card['verdict']}")  # shown with -rP
     for line in card["verdict_details"]:
         print(f"  {line}")
+    # Margins screened with the set's probes: what the run kept of the answers the base was
+    # sure of, apart from the coin flips.
+    sure = card["locality_sure"]
+    assert sure["asked"] > 0 and 0 <= sure["kept"] <= sure["asked"], sure
+    print(f"  kept {sure['kept']} of the {sure['asked']} answers the base was sure of")
     if card["scores"]["locality"] < 0.95:  # a warning names what is now wrong, and what to try
         assert card["verdict_details"] and "now answers" in card["verdict_details"][0]
+        assert f"It kept {sure['kept']} of the {sure['asked']} answers the base was sure " \
+               "of" in " ".join(card["verdict_details"])
 
     # The run exported as q8_0 GGUF + Modelfile, read back through transformers' GGUF loader
     # and scored again: the facts within 2 points of the adapter. Locality within 5: q8_0's
