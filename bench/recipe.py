@@ -635,7 +635,7 @@ def _sure_kept(r: dict[str, Any]) -> list[str]:
     known_margins.md)."""
     from workbench.core.knowledge.certainty import SURE
 
-    rows = [(name, v) for name, v in r["runs"].items() if v.get("sure_kept")]
+    rows = [(name, v) for name, v in r["runs"].items() if v.get("sure_kept", [0, 0])[1]]
     if not rows:
         return []
     lines = ["", "## Over the answers the base was sure of", "",

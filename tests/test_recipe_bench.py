@@ -43,7 +43,8 @@ def test_the_spread_is_the_pairs_root_mean_square_over_root_two(recipe) -> None:
 
 
 def test_rows_that_measured_it_show_what_they_kept_of_the_sure_answers(recipe) -> None:
-    runs = {"a": {**_row("a", 0.90), "sure_kept": [45, 46]}, "b": _row("b", 0.94)}
+    runs = {"a": {**_row("a", 0.90), "sure_kept": [45, 46]}, "b": _row("b", 0.94),
+            "c": {**_row("c", 0.92), "sure_kept": [0, 0]}}  # c: no margins screened
     text = "\n".join(recipe._sure_kept({"runs": runs}))
-    assert "| a | 90% | 97% (45 of 46) |" in text and "| b |" not in text
+    assert "| a | 90% | 97% (45 of 46) |" in text and "| b |" not in text and "| c |" not in text
     assert recipe._sure_kept({"runs": {"b": runs["b"]}}) == []  # none measured: no section
