@@ -55,9 +55,9 @@ def run_variant(name: str, seed: int, ws: Any, store: Any, model: Path) -> dict[
 
     from workbench.core.data import runs
     from workbench.core.inject import recommended_config
-    from workbench.core.knowledge.certainty import SURE, UNSURE
     from workbench.core.train import history
     from workbench.core.train.run import create_run, execute_run
+    from workbench.core.train.verdict import Forgotten
 
     overrides, consts, _ = VARIANTS[name]
     cfg = recommended_config(store, "small", str(model), device="cpu")
@@ -71,13 +71,14 @@ def run_variant(name: str, seed: int, ws: Any, store: Any, model: Path) -> dict[
     seconds = time.perf_counter() - started
     step = history.last_probed_step(store, run_id)
     lost = runs.wrong_locality(store, run_id, step)
+    told = [Forgotten(*x) for x in lost]  # sure / barely known as the verdict tells them
     return {"variant": name, "seed": seed, "run": run_id, "status": summary.status,
             "steps": summary.steps, "scores": summary.scores, "seconds": seconds,
             "epochs": cfg.training.epochs, "overrides": overrides | consts,
             "lost": [{"question": q, "gold": g, "answer": a, "margin": m}
                      for q, g, a, m in lost],
-            "lost_sure": sum(m is not None and m >= SURE for *_, m in lost),
-            "lost_unsure": sum(m is not None and m < UNSURE for *_, m in lost)}
+            "lost_sure": sum(f.sure for f in told),
+            "lost_unsure": sum(f.barely_known for f in told)}
 
 
 def main() -> None:
