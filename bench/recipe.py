@@ -266,6 +266,21 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                          "94% and 90% under two seeds (`lora-dropout-0.1-seed-1`), as the "
                          "default did (94%, 90%), 416 of 468 final answers the same as the "
                          "default's under each seed"),
+    "activation-10": ({}, "the adapted layers' relative output change (‖ΔW x‖² / ‖W x‖²) at "
+                          "the replayed rows' tokens penalised, weight 10 "
+                          "(`replay.ACTIVATION_WEIGHT`, `activation_anchor`): AlphaEdit's "
+                          "null space as a soft penalty, where the projection (`null-space`) "
+                          "broke general questions; the default's update moves each layer's "
+                          "output at locality questions nearly as much as at the facts' own "
+                          "(`bench/results/update_reach.md`); not adopted: it moved them 8x "
+                          "less, every fact learned, but their first answer token ~1.2x less, "
+                          "and it kept 92% against the default's 94%"),
+    "activation-100": ({}, "as `activation-10`, weight 100; not adopted: the layers' change "
+                           "at locality questions 28x smaller than the default's, the answers "
+                           "there moved ~1.15x less, and it kept 92% and 89% under two seeds "
+                           "(`activation-100-seed-1`), the default 94% and 90%: a known "
+                           "answer's loss is not carried by how far the layers move at its "
+                           "question"),
 }
 
 
@@ -293,6 +308,7 @@ VARIANTS |= {
                        "answers the base was sure of: 43 of 46, the capitals of Croatia and "
                        "Cuba and the Czech koruna lost)"),
     "lora-dropout-0.1-seed-1": _another_seed("lora-dropout-0.1"),
+    "activation-100-seed-1": _another_seed("activation-100"),
     "weight-decay-seed-1": _another_seed("weight-decay", " (its 196 steps took 8.8 min here, "
                                                          "seed 42's 7.1: this machine's speed "
                                                          "varies)"),
@@ -318,6 +334,9 @@ CONSTANTS: dict[str, dict[str, Any]] = {
     "question-kl": {"workbench.core.train.replay.QUESTION_KL": True},
     "question-kl-seed-1": {"workbench.core.train.replay.QUESTION_KL": True},
     "same-replay": {"workbench.core.train.replay.FRESH_EPOCHS": 1},
+    "activation-10": {"workbench.core.train.replay.ACTIVATION_WEIGHT": 10.0},
+    "activation-100": {"workbench.core.train.replay.ACTIVATION_WEIGHT": 100.0},
+    "activation-100-seed-1": {"workbench.core.train.replay.ACTIVATION_WEIGHT": 100.0},
 }
 
 

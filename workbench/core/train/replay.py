@@ -26,6 +26,7 @@ import dataclasses
 import random
 import re
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -79,6 +80,13 @@ KL_WEIGHT = 1.0
 # default 90% and 93% on the same machine (`question-kl` in bench/results/recipe.md), ~1 min
 # slower (the head and the base's targets at ~12 more positions per replay row).
 QUESTION_KL = False
+# Weight of the adapted layers' relative output change at the replayed rows' tokens
+# (`activation_anchor`), added to the step's summed loss; 0: off. Not adopted: at 10 and 100
+# the update moved the layers' output at locality questions 8x and 28x less, with every fact
+# learned, yet their first answer token's distribution only ~1.2x less (KL to the base,
+# `bench/results/update_reach.md`), and it kept 92% (10), 92% and 89% (100, two seeds),
+# the default 94% and 90% (`activation-*` in bench/results/recipe.md). Cost: none at 0.
+ACTIVATION_WEIGHT = 0.0
 # At most this many rows per known neighbour question, the rest of a relation's part going to
 # general knowledge. Filled by repeats instead, SmolLM2-135M's 13 known founders were each
 # replayed ~10 times (SpaceX's in 14 of 780 rows), and the runs answered "Who founded
@@ -275,6 +283,7 @@ def anchored(loss: Any, base_logits: BaseLogits | None = None) -> Any:
     no-grad forward of each distinct replay row a run (`base_logits`; of every replay row,
     1.27x the step time: 2.95 s instead of 2.32 s on two CPU cores); the tuned model runs
     once on the whole micro-batch, its head on the label tokens only."""
+    from workbench.core.train.activation_anchor import Change, replay_change
     from workbench.core.train.batching import collate
     from workbench.core.train.head_loss import output_head
     from workbench.core.train.shared_prefix import run_with_head
@@ -297,7 +306,11 @@ def anchored(loss: Any, base_logits: BaseLogits | None = None) -> Any:
                            device)
         inputs = {k: v.to(device) for k, v in collate(batch, pad_id).items()}
         rows = torch.tensor(replayed, device=device)
-        return run_with_head(model, inputs, lambda labels: _MixedHead(head, labels, rows, base))
+        with replay_change(model, rows, inputs["attention_mask"]) if ACTIVATION_WEIGHT \
+                else nullcontext(Change()) as change:
+            total = run_with_head(model, inputs,
+                                  lambda labels: _MixedHead(head, labels, rows, base))
+        return total + ACTIVATION_WEIGHT * change.total
 
     return fn
 
