@@ -273,11 +273,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                           "broke general questions; the default's update moves each layer's "
                           "output at locality questions nearly as much as at the facts' own "
                           "(`bench/results/update_reach.md`); not adopted: it moved them 8x "
-                          "less, every fact learned, but their first answer token ~1.2x less, "
-                          "and it kept 92% against the default's 94%"),
+                          "less, every fact learned, but the distributions along the base's "
+                          "answers there only 1.3x less (KL), and it kept 92% against the "
+                          "default's 94%"),
     "activation-100": ({}, "as `activation-10`, weight 100; not adopted: the layers' change "
                            "at locality questions 28x smaller than the default's, the answers "
-                           "there moved ~1.15x less, and it kept 92% and 89% under two seeds "
+                           "there moved 1.4x less (KL), and it kept 92% and 89% under two seeds "
                            "(`activation-100-seed-1`), the default 94% and 90%: a known "
                            "answer's loss is not carried by how far the layers move at its "
                            "question"),
