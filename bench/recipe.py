@@ -308,6 +308,10 @@ VARIANTS |= {
                        "`default` with a third seed: its spread between runs (its "
                        "answers the base was sure of: 43 of 46, the capitals of Croatia and "
                        "Cuba and the Czech koruna lost)"),
+    "default-seed-3": (VARIANTS["default"][0] | {"training.seed": 3},
+                       "`default` with a fourth seed: its spread between runs (its "
+                       "answers the base was sure of: 45 of 46, Croatia's capital lost, as "
+                       "by every run of the default)"),
     "lora-dropout-0.1-seed-1": _another_seed("lora-dropout-0.1"),
     "activation-100-seed-1": _another_seed("activation-100"),
     "weight-decay-seed-1": _another_seed("weight-decay", " (its 196 steps took 8.8 min here, "
