@@ -15,8 +15,8 @@ It shows whether penalising the layer change at replayed rows (`activation-*` va
 `workbench/core/train/activation_anchor.py`) makes the update reach less of the answers it
 was not meant to change.
 
-    python bench/recipe.py default default-seed-1 activation-100 …   # the runs to read
-    python bench/update_reach.py [--runs VARIANT…]                   # bench/results/update_reach.*
+    python bench/recipe.py default default-seed-1 activation-100 …  # the runs to read
+    python bench/update_reach.py [--runs VARIANT…]          # bench/results/update_reach.*
 """
 
 from __future__ import annotations

@@ -40,10 +40,12 @@ def direct_change(model: torch.nn.Module, rows, replayed: list[bool]) -> float:
     for h in handles:
         h.remove()
     total = torch.zeros(inputs["input_ids"].shape)
-    for i, layer in enumerate(layers):
-        x = seen[i]
-        delta = layer.lora_B["default"](layer.lora_A["default"](x)) * layer.scaling["default"]
-        total += delta.pow(2).sum(-1) / layer.base_layer(x).pow(2).sum(-1) / len(layers)
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            x = seen[i]
+            delta = (layer.lora_B["default"](layer.lora_A["default"](x))
+                     * layer.scaling["default"])
+            total += delta.pow(2).sum(-1) / layer.base_layer(x).pow(2).sum(-1) / len(layers)
     at = inputs["attention_mask"].bool() & torch.tensor(replayed)[:, None]
     return float(total[at].sum())
 

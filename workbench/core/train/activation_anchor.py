@@ -6,18 +6,19 @@ The replay's KL holds the model's *answers* on the replayed questions; a change 
 network that cancels out by the answer is free under it, yet it need not cancel on the
 questions never replayed. Measured on SmolLM2-135M with the default's trained update, each
 adapted MLP layer's output moved by ~0.2% (relative, squared) at locality questions' tokens
-against ~0.3% at the facts' own: the update is barely more selective than a random one,
-which is what costs the ~5% a random update of its size costs (`bench/results/
+against ~0.3% at the facts' own: the update is barely more selective than a random one, and
+a random update of its size costs ~5% of the known answers (`bench/results/
 update_parts.md`). The penalty is the relative squared change, ‖ΔW x‖² / ‖W x‖², at every
 token of every replayed row (the shared chat start counted once per replayed row, as each
 would have computed it), averaged over the adapted layers and summed over the tokens.
 
 Not adopted (`replay.ACTIVATION_WEIGHT` 0): weighted 10 and 100 it made the layer change at
 locality questions 8x and 28x smaller, the facts all learned, but the answers there moved
-nearly as much as before (1.3-1.4x less KL along them) (`bench/results/update_reach.md`) and locality stayed where the
-default's is (92%, and 92% and 89% under two seeds, against 94% and 90%): what a known
-answer loses is not carried by how much the layers' outputs move at its question. Cost when
-on: two hooks per adapted layer and one reduction per replayed token, no forward more.
+nearly as much as before (1.3-1.4x less KL along them, `bench/results/update_reach.md`) and
+locality stayed where the default's is (92%, and 92% and 89% under two seeds, against 94%
+and 90%): what a known answer loses is not carried by how far the layers' outputs move at
+its question. Cost when on: two hooks per adapted layer and one reduction per replayed
+token, no forward more.
 """
 
 from __future__ import annotations

@@ -84,8 +84,9 @@ QUESTION_KL = False
 # (`activation_anchor`), added to the step's summed loss; 0: off. Not adopted: at 10 and 100
 # the update moved the layers' output at locality questions 8x and 28x less, with every fact
 # learned, yet the next-token distributions along the base's answers there only 1.3-1.4x
-# less (KL to the base, `bench/results/update_reach.md`), and it kept 92% (10), 92% and 89% (100, two seeds),
-# the default 94% and 90% (`activation-*` in bench/results/recipe.md). Cost: none at 0.
+# less (KL to the base, `bench/results/update_reach.md`); it kept 92% (10), and 92% and 89%
+# (100, two seeds), the default 94% and 90% (`activation-*` in bench/results/recipe.md).
+# Cost: none at 0.
 ACTIVATION_WEIGHT = 0.0
 # At most this many rows per known neighbour question, the rest of a relation's part going to
 # general knowledge. Filled by repeats instead, SmolLM2-135M's 13 known founders were each
