@@ -62,8 +62,10 @@ def test_the_change_is_the_layers_relative_change_at_replayed_tokens(arch, reque
     assert want > 0
     for share in (True, False):  # the shared start counted once per replayed row
         monkeypatch.setattr(shared_prefix, "MIN_SHARED", 8 if share else 10**9)
+        shared_prefix.take_saved()
         with replay_change(model, torch.tensor(replayed), inputs["attention_mask"]) as change:
             shared_prefix.run_with_head(model, inputs, lambda labels: torch.nn.Identity())
+        assert (shared_prefix.take_saved() > 0) == share  # the path meant was taken
         assert float(change.total) == pytest.approx(want, rel=1e-4)
     # No replayed row: nothing counted, no hook left behind.
     with replay_change(model, torch.tensor([False] * 4), inputs["attention_mask"]) as change:
