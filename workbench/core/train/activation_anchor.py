@@ -47,11 +47,10 @@ def replay_change(model: Any, replayed: torch.Tensor,
     (`replayed`: [rows] bool; `mask`: the micro-batch's [rows, length] attention mask),
     averaged over the layers. A forward of a single row while the batch has more is the
     shared start (`shared_prefix`), counted once per replayed row."""
-    from peft.tuners.lora import LoraLayer
+    from workbench.core.methods.lora import lora_layers
 
     change = Change()
-    layers = [m for m in model.modules()
-              if isinstance(m, LoraLayer) and hasattr(m, "base_layer")]
+    layers = lora_layers(model)
     if not layers or not bool(replayed.any()):
         yield change
         return

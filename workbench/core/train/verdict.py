@@ -127,9 +127,9 @@ def verdict(scores: dict[str, float], forgotten: list[Forgotten] | None = None, 
 def _how_sure(lost: list[Forgotten], sure_kept: tuple[int, int] = (0, 0)) -> list[str]:
     """How sure the base was of the answers lost, and what the run kept of the ones it was
     sure of, where that was measured. The second is the steadier figure on a small model: on
-    SmolLM2-135M 40% of the known answers are near coin flips, and the recipe kept 94%, 90%
-    and 87% of all of them under three seeds but 45, 45 and 43 of the 46 the base was sure
-    of (bench/results/recipe.md)."""
+    SmolLM2-135M 40% of the known answers are near coin flips, and the recipe kept 94%, 90%,
+    87% and 90% of all of them under four seeds but 45, 45, 43 and 45 of the 46 the base was
+    sure of (bench/results/recipe.md)."""
     measured = [f for f in lost if f.base_margin is not None]
     sure, barely = sum(f.sure for f in measured), sum(f.barely_known for f in measured)
     parts = [f"{barely} the base barely knew (any update of this size turns some of those)"
