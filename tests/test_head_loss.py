@@ -158,3 +158,55 @@ def test_question_kl_adds_the_questions_positions(tiny_llama, monkeypatch) -> No
                      F.log_softmax(base[:, :-1][question], -1), log_target=True, reduction="sum")
     assert extra.item() > 0
     assert with_question == pytest.approx(answers_only + extra.item(), rel=1e-4)
+
+
+def test_reverse_share_takes_that_share_of_the_divergence_as_kl_tuned_to_base(
+        tiny_llama, monkeypatch) -> None:
+    """replay.KL_REVERSE_SHARE: the replay rows' divergence is (1 - s)·KL(base ‖ tuned) +
+    s·KL(tuned ‖ base), in the one-pass mixed head as in `base_kl`; the reverse charges a
+    token the tuned model raised from almost nothing more than the forward does."""
+    from workbench.core.knowledge.render import Example
+    from workbench.core.train import replay
+
+    base = torch.log_softmax(torch.tensor([[4.0, 2.0, -6.0]]), -1)
+    spilled = torch.log_softmax(torch.tensor([[4.0, 2.0, 1.0]]), -1)  # the last token raised
+    forward = replay.divergence(spilled, base).item()
+    monkeypatch.setattr(replay, "KL_REVERSE_SHARE", 1.0)
+    reverse = replay.divergence(spilled, base).item()
+    p, q = spilled.exp(), base.exp()
+    assert reverse == pytest.approx((p * (p.log() - q.log())).sum().item(), rel=1e-5)
+    assert forward == pytest.approx((q * (q.log() - p.log())).sum().item(), rel=1e-5)
+    assert reverse > 2 * forward
+    assert replay.divergence(base, base).item() == pytest.approx(0.0, abs=1e-6)
+
+    model = model_for(tiny_llama, "lora", target_modules=["all-linear"], lora_r=4)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 3.0)  # far enough for the two directions to differ
+    rows = batch()
+    anchor = Example("qa", "q", "a", replay=True)
+    mixed = [rows[0], Rendered(rows[1].input_ids, rows[1].labels, anchor, False),
+             rows[2], Rendered(rows[3].input_ids, rows[3].labels, anchor, False)]
+    share = {}
+    for s in (0.0, 0.5, 1.0):
+        monkeypatch.setattr(replay, "KL_REVERSE_SHARE", s)
+        share[s] = replay.base_kl(model, mixed[1::2], 0, "cpu").item()
+        one_pass = replay.anchored(causal_lm_loss)(model, mixed, 0, "cpu").item()
+        assert one_pass == pytest.approx(
+            causal_lm_loss(model, mixed[0::2], 0, "cpu").item() + share[s], rel=1e-4)
+    assert share[0.0] != pytest.approx(share[1.0], rel=1e-3)
+    assert share[0.5] == pytest.approx((share[0.0] + share[1.0]) / 2, rel=1e-5)
+
+
+def test_target_temperature_sharpens_the_base_as_replays_target(monkeypatch) -> None:
+    """replay.TARGET_TEMPERATURE: the target is the base's logits over the temperature, so
+    at 0.5 a tuned model whose logits are twice the base's matches it exactly, and the base
+    itself no longer does."""
+    from workbench.core.train import replay
+
+    base = torch.tensor([[3.0, 2.5, -1.0], [0.2, 0.1, 0.0]])
+    assert replay.divergence(base, base).item() == pytest.approx(0.0, abs=1e-6)
+    monkeypatch.setattr(replay, "TARGET_TEMPERATURE", 0.5)
+    assert replay.divergence(2 * base, base).item() == pytest.approx(0.0, abs=1e-6)
+    assert replay.divergence(base, base).item() > 0.01
