@@ -307,8 +307,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                         "probes, which it gives under three prompts); not adopted: it kept "
                         "92% of the replayed and 90% of the locality probes"),
     "sharpen-0.25": ({}, "as `sharpen-0.5`, temperature 0.25; not adopted: 95% of the "
-                         "replayed questions kept, 90% of the locality probes: replay holds "
-                         "what it replays, and no more of what it does not "
+                         "replayed questions kept, 90% of the locality probes: holding the "
+                         "replayed answers harder holds no more of the rest "
                          "(`bench/results/replay_hold.md`)"),
 }
 

@@ -89,7 +89,7 @@ KL_REVERSE_SHARE = 0.0
 # replayed questions' answers by free generation (known answers the base gave once, more
 # fragile than the locality probes, which it gives under three prompts). Not adopted: at
 # 0.25 it kept 95% of the replayed answers but 90% of the locality probes, the default 94%
-# under the same seed (`sharpen-*`): replay holds what it replays, no more of the rest.
+# under the same seed (`sharpen-*`): holding the replayed harder holds no more of the rest.
 TARGET_TEMPERATURE = 1.0
 # KL to the base also at the replayed question's own tokens (LwF-style): it holds what the
 # model makes of the question, not only its reply, where an edit's spill-over starts. Not
