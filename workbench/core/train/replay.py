@@ -80,8 +80,8 @@ KL_WEIGHT = 1.0
 # SmolLM2-135M a third of the first-token mass the default moves at locality questions goes
 # to the first tokens of the set's made-up answers ('W', 'I', 'B', …). Not adopted: at 1 that
 # part fell from 0.037 to 0.025, but the mass moved did not (it went to 'The'), and it kept
-# 92% of known answers, at 0.5 94%, the default 94% under the same seed (`reverse-kl*` in
-# bench/results/recipe.md, bench/results/replay_hold.md).
+# 92% of known answers, at 0.5 94% and 87% under two seeds, the default 94% and 90%
+# (`reverse-kl*` in bench/results/recipe.md, bench/results/replay_hold.md).
 KL_REVERSE_SHARE = 0.0
 # Temperature of the base's next-token distribution as replay's target; under 1 the target is
 # sharper than the base: known answers taught with a wider margin than the base had, so that
