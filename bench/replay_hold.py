@@ -73,15 +73,14 @@ def first_token_spill(loaded: Any, model: Any, recorded: Any) -> tuple[float, fl
     of it that went to the first tokens of the set's answers."""
     import torch
 
-    from workbench.core.generate import prompt_ids
+    from workbench.core.generate import prompt_ids, question_messages
 
     tok = loaded.tokenizer
     starts = sorted({tok(i.answer, add_special_tokens=False)["input_ids"][0]
                      for i in recorded.items if i.metric == "efficacy"})
     moved, to_set = [], []
     for item in (i for i in recorded.items if i.metric == "locality"):
-        system = [{"role": "system", "content": item.system}] if item.system else []
-        ids = torch.tensor([prompt_ids(tok, [*system, {"role": "user", "content": item.question}])])
+        ids = torch.tensor([prompt_ids(tok, question_messages(item.question, item.system))])
         with torch.no_grad():
             tuned = model(input_ids=ids).logits[0, -1].float().softmax(-1)
             with model.disable_adapter():

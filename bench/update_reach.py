@@ -46,7 +46,7 @@ def measure(variant: str) -> dict[str, Any]:
     from peft import PeftModel
 
     from recipe import recorded_run
-    from workbench.core.generate import prompt_ids
+    from workbench.core.generate import prompt_ids, question_messages
     from workbench.core.models import load_model
     from workbench.core.train.activation_anchor import replay_change
 
@@ -60,9 +60,7 @@ def measure(variant: str) -> dict[str, Any]:
     for group, items in groups.items():
         every, last, kl, moved, path_kl, path_max = [], [], [], [], [], []
         for item in items:
-            system = [{"role": "system", "content": item.system}] if item.system else []
-            prompt = prompt_ids(loaded.tokenizer, [
-                *system, {"role": "user", "content": item.question}])
+            prompt = prompt_ids(loaded.tokenizer, question_messages(item.question, item.system))
             # Along the base's own answer (locality) or the fact's (teacher-forced): where a
             # sentence turns from the known name to another, past its first token.
             said = item.reference or item.answer

@@ -39,6 +39,12 @@ def prompt_ids(tokenizer: Any, messages: Messages) -> list[int]:
     return token_ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
 
 
+def question_messages(question: str, system: str = "") -> Messages:
+    """One user question, after its system prompt where there is one."""
+    prefix: Messages = [{"role": "system", "content": system}] if system else []
+    return [*prefix, {"role": "user", "content": question}]
+
+
 class _RowStreamer:
     """A transformers streamer for a batch: `put` gets the prompt once, then one token per
     row per step. Rows that reached EOS keep receiving padding, which is dropped here."""
@@ -343,9 +349,7 @@ def chat_generate(
 def ask_questions(loaded: LoadedModel, questions: Sequence[str], *, system: str = "",
                   **kwargs: Any) -> list[str]:
     """Single-turn questions → first-line answers."""
-    prefix: Messages = [{"role": "system", "content": system}] if system else []
-    return chat_generate(loaded, [[*prefix, {"role": "user", "content": q}] for q in questions],
-                         **kwargs)
+    return chat_generate(loaded, [question_messages(q, system) for q in questions], **kwargs)
 
 
 def asker(loaded: LoadedModel, *, max_new_tokens: int = 160) -> Callable[[list[str]], list[str]]:

@@ -29,7 +29,7 @@ from workbench.core.compare.baselines import Baselines
 from workbench.core.compare.pool import BASE, ComparePool, Sampling, Subject
 from workbench.core.data import knowledge, phrasings
 from workbench.core.data.names import SCORE_METRICS, ScoreMetric
-from workbench.core.generate import Messages
+from workbench.core.generate import Messages, question_messages
 from workbench.core.knowledge.probes import LOCALITY_KINDS
 from workbench.core.knowledge.sets import list_facts
 from workbench.core.progress import Progress, no_progress
@@ -175,8 +175,7 @@ def conversation(item: ProbeItem, subject: Subject, baselines: Baselines | None)
     system = item.system
     if subject.kind in ("in_context", "retrieval") and baselines is not None:
         system = baselines.system(subject.kind, item.question, system)
-    prefix: Messages = [{"role": "system", "content": system}] if system else []
-    return [*prefix, {"role": "user", "content": item.question}]
+    return question_messages(item.question, system)
 
 
 def build_scorecard(store: Store, pool: ComparePool, sid: int, subjects: Sequence[Subject], *,

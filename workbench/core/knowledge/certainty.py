@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from workbench.core.generate import prompt_ids
+from workbench.core.generate import prompt_ids, question_messages
 from workbench.core.models import LoadedModel
 from workbench.core.scoring import is_correct
 from workbench.core.tokens import token_ids
@@ -57,10 +57,9 @@ def answer_margins(loaded: LoadedModel, rows: Sequence[tuple[str, str, str, Sequ
     # Where its first weights are (a model spread over devices moves inputs on from there).
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    prefix = [{"role": "system", "content": system}] if system else []
     asked = []
     for question, answer, gold, aliases in rows:
-        prompt = prompt_ids(tokenizer, [*prefix, {"role": "user", "content": question}])
+        prompt = prompt_ids(tokenizer, question_messages(question, system))
         reply = token_ids(tokenizer(answer, add_special_tokens=False))
         decisive = next((k for k in range(1, len(reply) + 1)
                          if is_correct(tokenizer.decode(reply[:k]), gold, aliases)), len(reply))
