@@ -404,7 +404,10 @@ def divergence(tuned: Any, base: Any) -> Any:
     import torch.nn.functional as F
 
     t = F.log_softmax(tuned.float(), -1)
-    b = F.log_softmax(base.float() / TARGET_TEMPERATURE, -1)
+    target = base.float()
+    if TARGET_TEMPERATURE != 1:  # the default makes no scaled copy of the targets each step
+        target = target / TARGET_TEMPERATURE
+    b = F.log_softmax(target, -1)
     forward = F.kl_div(t, b, log_target=True, reduction="sum")
     if not KL_REVERSE_SHARE:
         return forward
