@@ -311,6 +311,20 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                          "replayed questions kept, 90% of the locality probes: holding the "
                          "replayed answers harder holds no more of the rest "
                          "(`bench/results/replay_hold.md`)"),
+    "probes-replayed": ({}, "a bound, not a recipe: the 108 locality probes themselves "
+                            "replayed (each once an epoch, in place of as many drawn rows, "
+                            "so the steps are the default's): what replay holds of the "
+                            "answers it is given; it kept 92% and 87% of them under two "
+                            "seeds, the default 94% and 90% without them: of the 14 lost "
+                            "under seed 1, 12 were near coin flips for the base (margin "
+                            "under 0.25 nats), and 'The capital of India is' went on to "
+                            "'Mumbai' on the very prefix replay held (a near tie turned "
+                            "costs a distribution match almost nothing)"),
+    "probes-trained": ({}, "a bound, not a recipe: as `probes-replayed`, the probes trained "
+                           "as the facts are (cross-entropy on the base's answer) instead of "
+                           "matched in distribution: whether an answer that must survive is "
+                           "kept when it is added to the set as a fact; it kept 99% and 97% "
+                           "of them under two seeds (the verdict's advice now says so)"),
 }
 
 
@@ -344,6 +358,8 @@ VARIANTS |= {
     "lora-dropout-0.1-seed-1": _another_seed("lora-dropout-0.1"),
     "activation-100-seed-1": _another_seed("activation-100"),
     "reverse-kl-0.5-seed-1": _another_seed("reverse-kl-0.5"),
+    "probes-replayed-seed-1": _another_seed("probes-replayed"),
+    "probes-trained-seed-1": _another_seed("probes-trained"),
     "weight-decay-seed-1": _another_seed("weight-decay", " (its 196 steps took 8.8 min here, "
                                                          "seed 42's 7.1: this machine's speed "
                                                          "varies)"),
@@ -383,7 +399,51 @@ CONSTANTS: dict[str, dict[str, Any]] = {
 
 def constants(name: str) -> AbstractContextManager[None]:
     """The variant's constants set for the length of its run, then put back."""
+    if name in PROBES_REPLAYED:
+        return probes_replayed(as_facts=PROBES_REPLAYED[name])
     return constants_set(CONSTANTS.get(name, {}))
+
+
+# Bounds rather than recipes: the run trains on the very locality probes it is scored on.
+# name → whether they are trained as facts (cross-entropy) rather than replayed (KL).
+PROBES_REPLAYED = {"probes-replayed": False, "probes-replayed-seed-1": False,
+                   "probes-trained": True, "probes-trained-seed-1": True}
+
+
+@contextmanager
+def probes_replayed(*, as_facts: bool = False) -> Iterator[None]:
+    """For the length of a run, replay also holds the set's locality probes: each once per
+    epoch's part, the base's own answer as its target (matched in distribution as replay is,
+    or as a fact's answer with `as_facts`), in place of as many rows the draw chose at random
+    (the replay's size, and so the run's steps, unchanged). No recipe may do this (locality
+    would be scored on what it trained on); it bounds what a run holds of the answers it is
+    given."""
+    import random
+
+    from workbench.core.knowledge.render import Example
+    from workbench.core.train import probing, replay
+
+    draw = replay.replay_examples
+
+    def with_probes(store: Any, sid: int, loaded: Any, n: int, *, turns: int = 1,
+                    seed: int = 0, **rest: Any) -> list[Any]:
+        examples = draw(store, sid, loaded, n, turns=turns, seed=seed, **rest)
+        probes = [i for i in probing.probe_items(store, sid, locality=True)
+                  if i.metric == "locality"]
+        rng = random.Random(seed)
+        for turn in ([None] if turns == 1 else range(turns)):
+            places = [k for k, e in enumerate(examples) if e.turn == turn]
+            for k, item in zip(rng.sample(places, min(len(places), len(probes))), probes):
+                examples[k] = Example("qa", item.question, replay.complete_answer(
+                    item.reference, item.answer, item.aliases), replay=not as_facts,
+                    turn=turn)
+        return examples
+
+    replay.replay_examples = with_probes
+    try:
+        yield
+    finally:
+        replay.replay_examples = draw
 
 
 @contextmanager
@@ -482,7 +542,10 @@ def run_variant(name: str, ws: Any, store: Any, model: Path) -> dict[str, Any]:
     neighbours = store.db.execute(
         "SELECT avg(r.correct), count(*) FROM probe_results r JOIN probes p ON p.id = r.probe_id "
         "WHERE r.run_id = ? AND r.step = ? AND p.kind = 'neighbour'", [run_id, step]).fetchone()
-    return {"variant": name, "why": why, "overrides": overrides | CONSTANTS.get(name, {}),
+    hooked = ({"bench.recipe.probes_replayed": "as facts" if PROBES_REPLAYED[name] else
+               "replayed"} if name in PROBES_REPLAYED else {})
+    return {"variant": name, "why": why,
+            "overrides": overrides | CONSTANTS.get(name, {}) | hooked,
             "run": run_id, "anchors": anchors, "shrink": searched, "precision": trained_in,
             "consistent_locality": True, "fresh_epochs": fresh,
             "status": summary.status, "steps": summary.steps, "scores": summary.scores,
@@ -713,11 +776,12 @@ def _sure_kept(r: dict[str, Any]) -> list[str]:
 
 def seed_pairs(r: dict[str, Any]) -> list[tuple[str, float, float]]:
     """(setting, locality under seed 42, under seed 1) for each setting recorded under both
-    seeds on one machine and with one measure (`_measured_before`)."""
+    seeds on one machine and with one measure (`_measured_before`); not the bounds, which
+    train on the probes locality is scored on (`PROBES_REPLAYED`)."""
     pairs = []
     for name, v in r["runs"].items():
         w = r["runs"].get(f"{name}-seed-1")
-        if w and v["machine"] == w["machine"] and _measured_before(v) == _measured_before(w):
+        if w and name not in PROBES_REPLAYED and v["machine"] == w["machine"] and _measured_before(v) == _measured_before(w):
             pairs.append((name, v["scores"]["locality"], w["scores"]["locality"]))
     return pairs
 

@@ -23,6 +23,8 @@ def test_good_warning_and_broken() -> None:
                         replay=Replay(0.5, "distribution"))
     assert "Raise data.replay_ratio" not in at_recipe.advice
     assert "Replay is on at 0.5" in at_recipe.advice and "min_locality" in at_recipe.advice
+    # What replay cannot hold, a fact can (bench/recipe.py's probes-trained).
+    assert "add one that must survive to the set as a fact" in at_recipe.advice
     low = verdict({"efficacy": 1.0, "generalization": 0.9, "locality": 0.9}, forgot,
                   replay=Replay(0.2, "distribution"))
     assert low.advice.startswith("Raise data.replay_ratio (the recipe's 0.5)")

@@ -297,7 +297,11 @@ def anchored(loss: Any, base_logits: BaseLogits | None = None) -> Any:
     disabled. Cross-entropy on the base's greedy answer only keeps that answer on top; the
     KL also holds the rest of the distribution where it was, so probability does not drift
     towards the set's made-up names on questions the set never asks (SmolLM2-135M, 90
-    facts, LoRA on every linear layer: 79% of known answers kept instead of 73%). Cost: one
+    facts, LoRA on every linear layer: 79% of known answers kept instead of 73%). What it
+    holds loosely is a near tie: the base's answer token turned by a hair costs almost no KL,
+    so the bench's locality probes, replayed themselves, were kept at 92% and 87% (two
+    seeds), trained as facts 99% and 97% (`probes-*` in bench/results/recipe.md); yet
+    holding the replayed answers harder holds no more of the rest (`sharpen-*`). Cost: one
     no-grad forward of each distinct replay row a run (`base_logits`; of every replay row,
     1.27x the step time: 2.95 s instead of 2.32 s on two CPU cores); the tuned model runs
     once on the whole micro-batch, its head on the label tokens only."""
