@@ -320,6 +320,15 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
                             "under 0.25 nats), and 'The capital of India is' went on to "
                             "'Mumbai' on the very prefix replay held (a near tie turned "
                             "costs a distribution match almost nothing)"),
+    "replay-answers": ({"data.replay_match": "answers"},
+                       "replay by cross-entropy on the base's answers instead of matched in "
+                       "distribution: what held the locality probes themselves at 99% and "
+                       "97% (`probes-trained`), on the replayed anchors; whether holding "
+                       "them so holds the rest; not adopted: it kept 84% (the default 94% "
+                       "under the same seed), 22% of the answers unchanged against 34%: "
+                       "cross-entropy holds the answers it is given and lets the rest of "
+                       "the distribution go, as under the earlier recipe (72% against 79%, "
+                       "`all-linear-replay-answers`)"),
     "probes-trained": ({}, "a bound, not a recipe: as `probes-replayed`, the probes trained "
                            "as the facts are (cross-entropy on the base's answer) instead of "
                            "matched in distribution: whether an answer that must survive is "
