@@ -790,7 +790,8 @@ def seed_pairs(r: dict[str, Any]) -> list[tuple[str, float, float]]:
     pairs = []
     for name, v in r["runs"].items():
         w = r["runs"].get(f"{name}-seed-1")
-        if w and name not in PROBES_REPLAYED and v["machine"] == w["machine"] and _measured_before(v) == _measured_before(w):
+        if (w and name not in PROBES_REPLAYED and v["machine"] == w["machine"]
+                and _measured_before(v) == _measured_before(w)):
             pairs.append((name, v["scores"]["locality"], w["scores"]["locality"]))
     return pairs
 

@@ -158,7 +158,7 @@ def _forgetting_advice(replay: Replay | None) -> str:
         return (f"Replay is on at {replay.ratio:g} of the examples, matched in distribution: "
                 "more replay kept no more on average on a 135M model. Check whether the "
                 "answers above matter (Compare); add one that must survive to the set as a "
-                f"fact (its question and right answer), which training holds as it holds the "
+                "fact (its question and right answer), which training holds as it holds the "
                 f"new ones; {floor}.")
     match = ("set data.replay_match distribution" if replay is None or replay.adapter else
              "train an adapter method instead (lora), whose replay can be matched in "
